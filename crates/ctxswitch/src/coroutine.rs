@@ -1,0 +1,491 @@
+//! The safe coroutine API over the raw switch.
+
+use std::any::Any;
+use std::cell::Cell;
+use std::fmt;
+use std::marker::PhantomData;
+use std::mem::{self, ManuallyDrop};
+use std::panic::{self, AssertUnwindSafe};
+use std::ptr;
+
+use crate::arch;
+use crate::stack::{DefaultStack, MIN_STACK_SIZE, Stack, StackTooSmall};
+
+/// What [`Coroutine::resume`] returns: the body suspended with a value, or it returned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CoroutineResult<Yield, Return> {
+    /// The body called [`Yielder::suspend`] with this value.
+    Yield(Yield),
+    /// The body returned this value; the coroutine is finished.
+    Return(Return),
+}
+
+impl<Yield, Return> CoroutineResult<Yield, Return> {
+    /// The yielded value, if the body suspended.
+    pub fn into_yield(self) -> Option<Yield> {
+        match self {
+            CoroutineResult::Yield(value) => Some(value),
+            CoroutineResult::Return(_) => None,
+        }
+    }
+
+    /// The returned value, if the body finished.
+    pub fn into_return(self) -> Option<Return> {
+        match self {
+            CoroutineResult::Yield(_) => None,
+            CoroutineResult::Return(value) => Some(value),
+        }
+    }
+}
+
+/// What a coroutine handed back at a switch.
+///
+/// On the wire it is the address of a `Yield` when the coroutine suspended, or of a
+/// `std::thread::Result<Return>` when it finished (the backend reports which), moved out once
+/// by the resumer, in place on the coroutine's stack.
+enum Outcome<Yield, Return> {
+    Yield(Yield),
+    Return(Return),
+    Panic(Box<dyn Any + Send>),
+}
+
+/// The payload that unwinds a suspended coroutine's stack when it is dropped.
+struct ForcedUnwind;
+
+/// A suspended coroutine's handle to its resumer, given to the body by reference.
+///
+/// It is the coroutine's link slot itself (see the backend docs), so suspending costs no lookup.
+/// It is neither `Send` nor `Sync`: it belongs to the coroutine's stack.
+#[repr(transparent)]
+pub struct Yielder<Input, Yield> {
+    link: Cell<usize>,
+    marker: PhantomData<fn(Yield) -> Input>,
+}
+
+impl<Input, Yield> Yielder<Input, Yield> {
+    /// Suspends the coroutine, handing `value` to the caller of [`Coroutine::resume`]; returns
+    /// the input of the next `resume`.
+    ///
+    /// When the coroutine is dropped while suspended here, this call does not return: it
+    /// unwinds the body so that its destructors run. A body that catches that unwind with
+    /// `catch_unwind` must let it continue (`resume_unwind`).
+    pub fn suspend(&self, value: Yield) -> Input {
+        let value = ManuallyDrop::new(value);
+        // SAFETY: this yielder is the link slot of the coroutine running on this stack (the
+        // entry created it there and the body only borrows it), and `value` stays in place
+        // until the resumer has moved it out, before it resumes us again.
+        let input =
+            unsafe { arch::switch_yield(ptr::from_ref(&value) as usize, self.link.as_ptr()) };
+        if input == 0 {
+            panic::resume_unwind(Box::new(ForcedUnwind));
+        }
+        // SAFETY: a non-zero word is the input that `resume` keeps in place across the switch
+        // and hands over exactly once.
+        unsafe { take_value(input) }
+    }
+}
+
+impl<Input, Yield> fmt::Debug for Yielder<Input, Yield> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Yielder").finish_non_exhaustive()
+    }
+}
+
+/// Moves the value handed over at address `word` out of the other side's stack.
+///
+/// The sender wraps the value in `ManuallyDrop`, so it is moved, never dropped, there. Reading
+/// it in place, rather than taking it out of an `Option`, keeps the switch free of writes to the
+/// other stack.
+///
+/// # Safety
+///
+/// `word` is the address of a live `ManuallyDrop<T>` that its owner hands over exactly once and
+/// never uses again.
+unsafe fn take_value<T>(word: usize) -> T {
+    // SAFETY: as the caller guarantees; `ManuallyDrop<T>` has the layout of `T`.
+    unsafe { ptr::read(word as *const T) }
+}
+
+/// Where a coroutine stands.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Never resumed; the closure still sits at `closure` on the stack.
+    NotStarted { sp: usize },
+    /// Suspended in `Yielder::suspend`.
+    Suspended { sp: usize },
+    /// Returned, panicked or unwound: its stack holds nothing live.
+    Finished,
+}
+
+/// A stackful coroutine: a closure that runs on a stack of its own and can suspend itself
+/// anywhere in its call tree.
+///
+/// ```
+/// use ctxswitch::{Coroutine, CoroutineResult};
+///
+/// let mut counter = Coroutine::new(|yielder, start: u32| {
+///     let mut n = start;
+///     loop {
+///         n += yielder.suspend(n);
+///     }
+/// });
+/// assert_eq!(counter.resume(10), CoroutineResult::<u32, ()>::Yield(10));
+/// assert_eq!(counter.resume(5), CoroutineResult::Yield(15));
+/// ```
+///
+/// # Threads
+///
+/// A coroutine is neither `Send` nor `Sync`. Its stack may hold values that must stay on one
+/// thread (an `Rc`, a `MutexGuard`, a borrow of a thread-local) across a suspension, and the
+/// compiler cannot see them, so moving a started coroutine to another thread is unsound in
+/// general:
+///
+/// ```compile_fail
+/// let co = ctxswitch::Coroutine::<(), (), ()>::new(|_, ()| ());
+/// std::thread::spawn(move || drop(co));
+/// ```
+///
+/// A runtime that knows more (say, it only moves coroutines that have not started, or whose
+/// bodies it controls) uses [`Coroutine::assume_send`].
+pub struct Coroutine<Input, Yield, Return, S: Stack = DefaultStack> {
+    stack: ManuallyDrop<S>,
+    state: State,
+    /// Address of the closure on the stack, valid while `NotStarted`.
+    closure: usize,
+    /// Drops the closure of a coroutine that never started.
+    drop_closure: unsafe fn(*mut u8),
+    marker: PhantomData<CoroutineMarker<Input, Yield, Return>>,
+}
+
+/// Variance of the value types, and `*mut ()` for neither `Send` nor `Sync` (see
+/// [`Coroutine`]'s docs).
+type CoroutineMarker<Input, Yield, Return> = (fn(Input) -> CoroutineResult<Yield, Return>, *mut ());
+
+impl<Input, Yield, Return> Coroutine<Input, Yield, Return, DefaultStack> {
+    /// Creates a coroutine on a fresh [`DefaultStack`] of the default size.
+    ///
+    /// # Panics
+    ///
+    /// When the stack cannot be mapped (out of memory or of `vm.max_map_count`), with the OS
+    /// error; use [`Coroutine::with_stack`] to handle that as an error.
+    pub fn new<F>(body: F) -> Self
+    where
+        F: FnOnce(&Yielder<Input, Yield>, Input) -> Return + 'static,
+    {
+        let stack = DefaultStack::with_default_size()
+            .unwrap_or_else(|err| panic!("ctxswitch: failed to allocate a coroutine stack: {err}"));
+        match Self::with_stack(stack, body) {
+            Ok(coroutine) => coroutine,
+            Err(err) => panic!("ctxswitch: {err}"),
+        }
+    }
+}
+
+impl<Input, Yield, Return, S: Stack> Coroutine<Input, Yield, Return, S> {
+    /// Creates a coroutine that runs `body` on `stack`. Nothing runs until the first
+    /// [`resume`](Self::resume), whose input becomes `body`'s second argument.
+    ///
+    /// The closure is stored on the stack itself, so creating a coroutine allocates nothing.
+    ///
+    /// # Errors
+    ///
+    /// [`StackTooSmall`], carrying the stack back, when the stack is smaller than
+    /// [`MIN_STACK_SIZE`] plus the closure's size.
+    pub fn with_stack<F>(stack: S, body: F) -> Result<Self, StackTooSmall<S>>
+    where
+        F: FnOnce(&Yielder<Input, Yield>, Input) -> Return + 'static,
+    {
+        let align = mem::align_of::<F>().max(16);
+        let required = MIN_STACK_SIZE + arch::HEADER_SIZE + mem::size_of::<F>() + align;
+        if stack.size() < required {
+            return Err(StackTooSmall { stack, required });
+        }
+        let base = stack.base();
+        let closure = (base - arch::HEADER_SIZE - mem::size_of::<F>()) & !(align - 1);
+        // SAFETY: `closure` is aligned for `F` and lies inside the stack, which the size check
+        // proves has room for the header, the closure and `MIN_STACK_SIZE` below it.
+        let sp = unsafe {
+            (closure as *mut F).write(body);
+            arch::init_stack(
+                base,
+                closure,
+                coroutine_entry::<F, Input, Yield, Return>,
+                stack.limit(),
+            )
+        };
+        Ok(Coroutine {
+            stack: ManuallyDrop::new(stack),
+            state: State::NotStarted { sp },
+            closure,
+            drop_closure: drop_in_place_erased::<F>,
+            marker: PhantomData,
+        })
+    }
+
+    /// Runs the coroutine until it suspends or returns, handing it `input`.
+    ///
+    /// # Panics
+    ///
+    /// When the coroutine has already finished (returned or panicked). A panic in the body is
+    /// re-raised here with its original payload, and finishes the coroutine.
+    #[inline]
+    pub fn resume(&mut self, input: Input) -> CoroutineResult<Yield, Return> {
+        let sp = match self.state {
+            State::NotStarted { sp } | State::Suspended { sp } => sp,
+            State::Finished => panic!("ctxswitch: resumed a coroutine that has already finished"),
+        };
+        let input = ManuallyDrop::new(input);
+        match self.switch_in(ptr::from_ref(&input) as usize, sp) {
+            Outcome::Yield(value) => CoroutineResult::Yield(value),
+            Outcome::Return(value) => CoroutineResult::Return(value),
+            Outcome::Panic(payload) => panic::resume_unwind(payload),
+        }
+    }
+
+    /// Whether the coroutine has finished: it returned, panicked, or was unwound.
+    pub fn done(&self) -> bool {
+        self.state == State::Finished
+    }
+
+    /// Whether the coroutine has been resumed at least once.
+    pub fn started(&self) -> bool {
+        !matches!(self.state, State::NotStarted { .. })
+    }
+
+    /// The stack the coroutine runs on.
+    pub fn stack(&self) -> &S {
+        &self.stack
+    }
+
+    /// Takes the stack back for reuse, first unwinding the body if it is suspended (as drop
+    /// does) or dropping the closure if it never ran.
+    pub fn into_stack(self) -> S {
+        let mut this = ManuallyDrop::new(self);
+        this.finish();
+        // SAFETY: `this` is never used or dropped again, and the finished coroutine holds
+        // nothing on the stack any more.
+        unsafe { ManuallyDrop::take(&mut this.stack) }
+    }
+
+    /// Declares that this coroutine may move to other threads.
+    ///
+    /// # Safety
+    ///
+    /// Everything the coroutine holds across a suspension, in its closure, its inputs, yields and
+    /// return value, and every frame of its stack, must be safe to use from whichever thread
+    /// resumes or drops it next. In particular the body must not keep `!Send` values (an `Rc`, a
+    /// `MutexGuard`) or references to thread-locals alive across [`Yielder::suspend`], and the
+    /// stack type must be `Send`. Runtimes meet this by moving only coroutines that have not
+    /// started, or by pinning each started coroutine to one thread.
+    pub unsafe fn assume_send(self) -> SendCoroutine<Input, Yield, Return, S> {
+        SendCoroutine(self)
+    }
+
+    /// Switches into the coroutine with `arg` and returns what it handed back.
+    #[inline]
+    fn switch_in(&mut self, arg: usize, sp: usize) -> Outcome<Yield, Return> {
+        // SAFETY: `sp` is the state of this coroutine, which is not running (`&mut self`), on
+        // the stack we own.
+        let (word, next) = unsafe { arch::switch_and_link(arg, sp, self.stack.base()) };
+        // The coroutine hands back the address of a slot that stays in place on its stack until
+        // it is resumed again or the stack is reused; the slot's type follows from whether it
+        // suspended (`Yielder::suspend`) or finished (`coroutine_entry`).
+        match next {
+            Some(sp) => {
+                self.state = State::Suspended { sp };
+                // SAFETY: a suspended coroutine handed over a `Yield`, as above.
+                Outcome::Yield(unsafe { take_value::<Yield>(word) })
+            }
+            None => {
+                self.state = State::Finished;
+                // SAFETY: a finished coroutine handed over a `thread::Result<Return>`.
+                match unsafe { take_value::<std::thread::Result<Return>>(word) } {
+                    Ok(value) => Outcome::Return(value),
+                    Err(payload) => Outcome::Panic(payload),
+                }
+            }
+        }
+    }
+
+    /// Brings the coroutine to `Finished` without running any more of its body than the
+    /// destructors that unwinding runs.
+    fn finish(&mut self) {
+        match self.state {
+            State::Finished => {}
+            State::NotStarted { .. } => {
+                self.state = State::Finished;
+                // SAFETY: the closure was written at `closure` and, never started, still lives
+                // there; the state change above ensures it is dropped once.
+                unsafe { (self.drop_closure)(self.closure as *mut u8) };
+            }
+            State::Suspended { sp } => match self.switch_in(0, sp) {
+                Outcome::Return(value) => drop(value),
+                Outcome::Panic(payload) if payload.is::<ForcedUnwind>() => {}
+                Outcome::Panic(payload) => panic::resume_unwind(payload),
+                Outcome::Yield(_) => {
+                    // Still suspended: its frames are live, so the stack must never be reused.
+                    self.state = State::Finished;
+                    panic!(
+                        "ctxswitch: a coroutine suspended again while being unwound; \
+                         its stack is leaked"
+                    );
+                }
+            },
+        }
+    }
+}
+
+impl<Input, Yield, Return, S: Stack> Drop for Coroutine<Input, Yield, Return, S> {
+    fn drop(&mut self) {
+        // When `finish` panics, the stack stays in its `ManuallyDrop`: leaked, so frames that may
+        // still be live on it are never overwritten.
+        self.finish();
+        // SAFETY: the coroutine is finished and is never used again.
+        unsafe { ManuallyDrop::drop(&mut self.stack) };
+    }
+}
+
+impl<Input, Yield, Return, S: Stack> fmt::Debug for Coroutine<Input, Yield, Return, S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match self.state {
+            State::NotStarted { .. } => "not started",
+            State::Suspended { .. } => "suspended",
+            State::Finished => "finished",
+        };
+        f.debug_struct("Coroutine")
+            .field("state", &state)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A [`Coroutine`] declared movable between threads by [`Coroutine::assume_send`].
+pub struct SendCoroutine<Input, Yield, Return, S: Stack = DefaultStack>(
+    Coroutine<Input, Yield, Return, S>,
+);
+
+// SAFETY: the caller of `assume_send` took on exactly this obligation.
+unsafe impl<Input, Yield, Return, S: Stack> Send for SendCoroutine<Input, Yield, Return, S> {}
+
+impl<Input, Yield, Return, S: Stack> SendCoroutine<Input, Yield, Return, S> {
+    /// The coroutine, on whichever thread this now is.
+    pub fn into_inner(self) -> Coroutine<Input, Yield, Return, S> {
+        self.0
+    }
+}
+
+impl<Input, Yield, Return, S: Stack> std::ops::Deref for SendCoroutine<Input, Yield, Return, S> {
+    type Target = Coroutine<Input, Yield, Return, S>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl<Input, Yield, Return, S: Stack> std::ops::DerefMut for SendCoroutine<Input, Yield, Return, S> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
+impl<Input, Yield, Return, S: Stack> fmt::Debug for SendCoroutine<Input, Yield, Return, S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// # Safety
+///
+/// `ptr` points to a live `F` that is not used again.
+unsafe fn drop_in_place_erased<F>(ptr: *mut u8) {
+    // SAFETY: as the caller guarantees.
+    unsafe { ptr::drop_in_place(ptr.cast::<F>()) }
+}
+
+/// The first function on every coroutine stack, jumped to by the backend's start trampoline.
+///
+/// # Safety
+///
+/// Called once per coroutine by the backend, with the word from `resume`, the stack's link slot
+/// and the address of the closure that `with_stack` wrote.
+unsafe extern "C" fn coroutine_entry<F, Input, Yield, Return>(
+    arg: usize,
+    link: *mut usize,
+    closure: *mut u8,
+) -> !
+where
+    F: FnOnce(&Yielder<Input, Yield>, Input) -> Return,
+{
+    // SAFETY: the link slot is a word on this stack that outlives the body; `Yielder` is a
+    // transparent `Cell<usize>` over it.
+    let yielder = unsafe { &*link.cast::<Yielder<Input, Yield>>() };
+    // SAFETY: the closure was written by `with_stack` and is read exactly once, here; `finish`
+    // no longer drops it once the state left `NotStarted`.
+    let body = unsafe { closure.cast::<F>().read() };
+    // SAFETY: the first switch in always comes from `resume` (a never-started coroutine is
+    // finished without switching), which hands over a live `Input`.
+    let input = unsafe { take_value::<Input>(arg) };
+    let outcome = ManuallyDrop::new(panic::catch_unwind(AssertUnwindSafe(move || {
+        body(yielder, input)
+    })));
+    // SAFETY: nothing with a destructor is left on this stack but `outcome`, which the resumer
+    // moves out before the stack can be reused.
+    unsafe { arch::switch_and_reset(ptr::from_ref(&outcome) as usize, link) }
+}
+
+/// Runs `f` on `stack` and returns its value; a panic in `f` propagates to the caller.
+///
+/// Segmented stack growth is built on this: when the current stack runs low, continue on a fresh
+/// one.
+///
+/// ```
+/// use ctxswitch::{DefaultStack, on_stack};
+///
+/// let mut stack = DefaultStack::new(256 * 1024)?;
+/// let sum = on_stack(&mut stack, || (1..=100u64).sum::<u64>());
+/// assert_eq!(sum, 5050);
+/// # Ok::<(), std::io::Error>(())
+/// ```
+///
+/// # Panics
+///
+/// When `stack` is smaller than [`MIN_STACK_SIZE`].
+pub fn on_stack<S: Stack + ?Sized, F: FnOnce() -> R, R>(stack: &mut S, f: F) -> R {
+    assert!(
+        stack.size() >= MIN_STACK_SIZE,
+        "ctxswitch: on_stack needs a stack of at least {MIN_STACK_SIZE} bytes, got {}",
+        stack.size()
+    );
+    let mut call = StackCall {
+        f: Some(f),
+        result: None,
+    };
+    // SAFETY: `&mut S` gives us the stack alone for the call; `run_stack_call` catches every
+    // panic, so nothing unwinds through the switch; `call` outlives the call.
+    unsafe {
+        arch::on_stack(
+            ptr::from_mut(&mut call).cast(),
+            stack.base(),
+            run_stack_call::<F, R>,
+            stack.limit(),
+        );
+    }
+    match call.result.expect("on_stack: the function did not run") {
+        Ok(value) => value,
+        Err(payload) => panic::resume_unwind(payload),
+    }
+}
+
+struct StackCall<F, R> {
+    f: Option<F>,
+    result: Option<std::thread::Result<R>>,
+}
+
+/// # Safety
+///
+/// `call` points to a live `StackCall<F, R>` used by nobody else during the call.
+unsafe extern "C" fn run_stack_call<F: FnOnce() -> R, R>(call: *mut u8) {
+    // SAFETY: as the caller guarantees.
+    let call = unsafe { &mut *call.cast::<StackCall<F, R>>() };
+    let f = call.f.take().expect("on_stack: the function ran twice");
+    call.result = Some(panic::catch_unwind(AssertUnwindSafe(f)));
+}

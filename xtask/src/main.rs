@@ -1,0 +1,144 @@
+//! Project automation, in plain Rust so that a fresh clone needs nothing installed but cargo.
+//!
+//! - `cargo xtask test`: formatting, clippy, every test (unit, integration, doc, both switch
+//!   backends), stopping at the first failing step.
+//! - `cargo xtask bench [FILTER]`: the criterion benchmarks.
+
+use std::env;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::time::Instant;
+
+/// One command of a task, with the name printed when it fails.
+struct Step {
+    name: &'static str,
+    args: Vec<String>,
+    env: Vec<(&'static str, String)>,
+}
+
+impl Step {
+    fn cargo(name: &'static str, args: &[&str]) -> Self {
+        Step {
+            name,
+            args: args.iter().map(|arg| arg.to_string()).collect(),
+            env: Vec::new(),
+        }
+    }
+}
+
+fn test_steps() -> Vec<Step> {
+    vec![
+        Step::cargo("format", &["fmt", "--all", "--check"]),
+        Step::cargo(
+            "clippy",
+            &[
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--",
+                "-D",
+                "warnings",
+            ],
+        ),
+        Step::cargo(
+            "clippy (portable switch backend)",
+            &[
+                "clippy",
+                "--package",
+                "ctxswitch",
+                "--all-targets",
+                "--features",
+                "portable-backend",
+                "--",
+                "-D",
+                "warnings",
+            ],
+        ),
+        Step::cargo("tests", &["test", "--workspace", "--all-targets"]),
+        Step::cargo("doc tests", &["test", "--workspace", "--doc"]),
+        Step::cargo(
+            "tests (portable switch backend)",
+            &[
+                "test",
+                "--package",
+                "ctxswitch",
+                "--features",
+                "portable-backend",
+            ],
+        ),
+        Step::cargo(
+            "tests (release)",
+            &["test", "--workspace", "--release", "--lib", "--tests"],
+        ),
+    ]
+}
+
+fn bench_steps(filter: &[String]) -> Vec<Step> {
+    let mut args = vec!["bench", "--package", "benches"];
+    if !filter.is_empty() {
+        args.push("--");
+        args.extend(filter.iter().map(String::as_str));
+    }
+    vec![Step::cargo("criterion benchmarks", &args)]
+}
+
+fn run(steps: &[Step], root: &Path) -> Result<(), String> {
+    let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+    for step in steps {
+        let shown: Vec<String> = step
+            .env
+            .iter()
+            .map(|(key, value)| format!("{key}={value}"))
+            .chain(std::iter::once("cargo".to_string()))
+            .chain(step.args.iter().cloned())
+            .collect();
+        println!("==> {}: {}", step.name, shown.join(" "));
+        let started = Instant::now();
+        let status = Command::new(&cargo)
+            .args(&step.args)
+            .envs(step.env.iter().map(|(key, value)| (key, value)))
+            .current_dir(root)
+            .status()
+            .map_err(|err| format!("step '{}' could not start cargo: {err}", step.name))?;
+        if !status.success() {
+            return Err(format!("step '{}' failed ({status})", step.name));
+        }
+        println!(
+            "==> {}: ok in {:.1} s",
+            step.name,
+            started.elapsed().as_secs_f64()
+        );
+    }
+    Ok(())
+}
+
+fn project_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives one level below the project root")
+        .to_path_buf()
+}
+
+const USAGE: &str = "usage: cargo xtask <test | bench [FILTER...]>";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = env::args().skip(1).collect();
+    let steps = match args.first().map(String::as_str) {
+        Some("test") if args.len() == 1 => test_steps(),
+        Some("bench") => bench_steps(&args[1..]),
+        _ => {
+            eprintln!("{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(&steps, &project_root()) {
+        Ok(()) => {
+            println!("==> all steps passed");
+            ExitCode::SUCCESS
+        }
+        Err(message) => {
+            eprintln!("xtask: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
