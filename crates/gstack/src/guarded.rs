@@ -1,0 +1,129 @@
+//! One stack, one mapping, one guard page.
+
+use std::fmt;
+use std::io;
+use std::ptr;
+
+use ctxswitch::{Stack, page_size};
+
+use crate::budget::{BudgetClaim, StackError};
+
+/// The default usable size of a goroutine stack: 256 KiB of address space.
+///
+/// Only the pages a goroutine touches are committed, so the size costs address space, not
+/// memory: a goroutine that parks at once holds one or two pages whatever the size. 256 KiB is
+/// what ordinary Rust needs without thinking: formatting and panicking use a few KiB,
+/// collections and iterator chains a few more, and moderate recursion (a recursive-descent
+/// parser a few hundred levels deep) tens of KiB. Deeper code asks for more with
+/// `maybe_grow`-style segments or a larger stack. Go starts smaller because its compiler can
+/// move stacks; a Rust stack cannot move, so it is reserved at full size up front.
+pub const DEFAULT_STACK_SIZE: usize = 256 * 1024;
+
+/// A goroutine stack: an anonymous mapping reserved without committing memory, with an
+/// inaccessible guard page below the usable range, counted against the map budget.
+///
+/// ```
+/// use ctxswitch::{Coroutine, CoroutineResult, Stack};
+/// use gstack::GuardedStack;
+///
+/// let stack = GuardedStack::new(gstack::DEFAULT_STACK_SIZE)?;
+/// let mut co = Coroutine::<(), (), u32, GuardedStack>::with_stack(stack, |_, ()| 7)?;
+/// assert_eq!(co.resume(()), CoroutineResult::Return(7));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct GuardedStack {
+    /// Start of the mapping: the guard page.
+    mapping: *mut u8,
+    /// Length of the mapping, guard page included.
+    len: usize,
+    _claim: BudgetClaim,
+}
+
+// SAFETY: the mapping is plain memory owned by this value, usable from any thread.
+unsafe impl Send for GuardedStack {}
+// SAFETY: shared references only read the two addresses.
+unsafe impl Sync for GuardedStack {}
+
+impl GuardedStack {
+    /// Maps a stack with at least `size` usable bytes (rounded up to whole pages) above a guard
+    /// page.
+    ///
+    /// # Errors
+    ///
+    /// [`StackError::MapLimit`] when the map budget is spent (see [`stack_limit`]), and
+    /// [`StackError::Os`] when the kernel refuses the mapping or its protection; nothing leaks
+    /// either way.
+    ///
+    /// [`stack_limit`]: crate::stack_limit
+    pub fn new(size: usize) -> Result<Self, StackError> {
+        let claim = BudgetClaim::acquire()?;
+        let page = page_size();
+        let usable = size
+            .max(page)
+            .checked_next_multiple_of(page)
+            .ok_or_else(|| StackError::Os(io::Error::from(io::ErrorKind::InvalidInput)))?;
+        let len = usable
+            .checked_add(page)
+            .ok_or_else(|| StackError::Os(io::Error::from(io::ErrorKind::InvalidInput)))?;
+        // SAFETY: an anonymous private mapping at an address of the kernel's choosing touches no
+        // existing memory. MAP_NORESERVE: pages are committed when touched, not reserved now.
+        let mapping = unsafe {
+            libc::mmap(
+                ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE | libc::MAP_STACK,
+                -1,
+                0,
+            )
+        };
+        if mapping == libc::MAP_FAILED {
+            return Err(StackError::Os(io::Error::last_os_error()));
+        }
+        // Built before `mprotect`, so that its failure still unmaps.
+        let stack = GuardedStack {
+            mapping: mapping.cast(),
+            len,
+            _claim: claim,
+        };
+        // SAFETY: the first page lies inside the mapping owned by `stack`.
+        if unsafe { libc::mprotect(mapping, page, libc::PROT_NONE) } != 0 {
+            return Err(StackError::Os(io::Error::last_os_error()));
+        }
+        Ok(stack)
+    }
+
+    /// The guard page's address range: a fault in it is an overflow of this stack.
+    pub fn guard_range(&self) -> std::ops::Range<usize> {
+        let start = self.mapping as usize;
+        start..start + page_size()
+    }
+}
+
+impl Drop for GuardedStack {
+    fn drop(&mut self) {
+        // SAFETY: exactly the mapping this value created and owns.
+        unsafe { libc::munmap(self.mapping.cast(), self.len) };
+    }
+}
+
+// SAFETY: `limit..base` is the read-write part of a mapping owned by this value alone, page
+// aligned, never moved, with the PROT_NONE guard page right below `limit`.
+unsafe impl Stack for GuardedStack {
+    fn base(&self) -> usize {
+        self.mapping as usize + self.len
+    }
+
+    fn limit(&self) -> usize {
+        self.mapping as usize + page_size()
+    }
+}
+
+impl fmt::Debug for GuardedStack {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GuardedStack")
+            .field("base", &format_args!("{:#x}", self.base()))
+            .field("size", &self.size())
+            .finish()
+    }
+}
