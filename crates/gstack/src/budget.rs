@@ -27,6 +27,7 @@ static STACK_LIMIT: AtomicUsize = AtomicUsize::new(0);
 
 /// Why no stack could be had.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum StackError {
     /// The map budget is spent: another stack would bring the process too close to
     /// `vm.max_map_count`.
@@ -37,6 +38,11 @@ pub enum StackError {
         stack_limit: usize,
         /// Stacks alive when the request was refused.
         stacks_in_use: usize,
+    },
+    /// Every stack of a dense region is on loan.
+    RegionFull {
+        /// The number of stacks in the region.
+        stacks: usize,
     },
     /// The kernel refused the mapping or its protection; the OS error says why.
     Os(std::io::Error),
@@ -57,6 +63,10 @@ impl fmt::Display for StackError {
                  `sysctl -w vm.max_map_count=N`, or opt into the dense stack policy, which \
                  carves many stacks from one mapping"
             ),
+            StackError::RegionFull { stacks } => write!(
+                f,
+                "all {stacks} stacks of the dense region are in use; make a larger region"
+            ),
             StackError::Os(err) => write!(f, "failed to map a goroutine stack: {err}"),
         }
     }
@@ -65,7 +75,7 @@ impl fmt::Display for StackError {
 impl std::error::Error for StackError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            StackError::MapLimit { .. } => None,
+            StackError::MapLimit { .. } | StackError::RegionFull { .. } => None,
             StackError::Os(err) => Some(err),
         }
     }

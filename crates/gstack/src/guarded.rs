@@ -7,6 +7,7 @@ use std::ptr;
 use ctxswitch::{Stack, page_size};
 
 use crate::budget::{BudgetClaim, StackError};
+use crate::registry::{self, StackRange};
 
 /// The default usable size of a goroutine stack: 256 KiB of address space.
 ///
@@ -36,6 +37,10 @@ pub struct GuardedStack {
     mapping: *mut u8,
     /// Length of the mapping, guard page included.
     len: usize,
+    /// This stack's slot among the guard pages the overflow handler knows, if one was free.
+    guard_slot: Option<u32>,
+    /// Whether the range is in the stack map (set once construction completed).
+    in_map: bool,
     _claim: BudgetClaim,
 }
 
@@ -81,16 +86,34 @@ impl GuardedStack {
             return Err(StackError::Os(io::Error::last_os_error()));
         }
         // Built before `mprotect`, so that its failure still unmaps.
-        let stack = GuardedStack {
+        let mut stack = GuardedStack {
             mapping: mapping.cast(),
             len,
+            guard_slot: None,
+            in_map: false,
             _claim: claim,
         };
         // SAFETY: the first page lies inside the mapping owned by `stack`.
         if unsafe { libc::mprotect(mapping, page, libc::PROT_NONE) } != 0 {
             return Err(StackError::Os(io::Error::last_os_error()));
         }
+        stack.guard_slot = registry::register_guard(stack.guard_range(), usable);
+        registry::insert_range(
+            stack.base(),
+            StackRange::Single {
+                limit: stack.limit(),
+            },
+        );
+        stack.in_map = true;
         Ok(stack)
+    }
+
+    /// Names what runs on this stack, for the overflow report: `goroutine <id> ("<name>")`, or
+    /// just the name when `id` is 0. Names longer than 48 bytes are cut.
+    pub fn set_label(&self, id: u64, name: &str) {
+        if let Some(index) = self.guard_slot {
+            registry::guard_slot(index).set_label(id, name);
+        }
     }
 
     /// The guard page's address range: a fault in it is an overflow of this stack.
@@ -102,6 +125,12 @@ impl GuardedStack {
 
 impl Drop for GuardedStack {
     fn drop(&mut self) {
+        if let Some(index) = self.guard_slot {
+            registry::unregister_guard(index);
+        }
+        if self.in_map {
+            registry::remove_range(self.base());
+        }
         // SAFETY: exactly the mapping this value created and owns.
         unsafe { libc::munmap(self.mapping.cast(), self.len) };
     }

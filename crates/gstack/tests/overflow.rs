@@ -1,0 +1,112 @@
+//! Overflow reports, checked in child processes that really overflow.
+
+use std::os::unix::process::ExitStatusExt;
+use std::process::{Command, Output};
+
+use ctxswitch::Coroutine;
+use gstack::GuardedStack;
+
+const CHILD: &str = "GSTACK_OVERFLOW_CHILD";
+
+#[inline(never)]
+fn recurse_forever(depth: u64) -> u64 {
+    if std::hint::black_box(depth) == u64::MAX {
+        return 0;
+    }
+    let frame = std::hint::black_box([depth; 32]);
+    recurse_forever(depth + 1) + frame[3]
+}
+
+/// Re-runs this test binary on `test` alone with the child variable set.
+fn run_child(test: &str) -> Output {
+    Command::new(std::env::current_exe().unwrap())
+        .args([test, "--exact", "--nocapture", "--test-threads", "1"])
+        .env(CHILD, test)
+        .output()
+        .unwrap()
+}
+
+fn in_child(test: &str) -> bool {
+    std::env::var(CHILD).is_ok_and(|value| value == test)
+}
+
+fn assert_aborted_with(output: &Output, expected: &str) {
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(
+        output.status.signal(),
+        Some(libc::SIGABRT),
+        "child ended with {:?}; stderr:\n{stderr}",
+        output.status
+    );
+    assert!(
+        stderr.contains(expected),
+        "stderr lacks {expected:?}:\n{stderr}"
+    );
+}
+
+#[test]
+fn a_coroutine_overflow_names_the_goroutine() {
+    const NAME: &str = "a_coroutine_overflow_names_the_goroutine";
+    if in_child(NAME) {
+        gstack::install_overflow_handler().unwrap();
+        let stack = GuardedStack::new(64 * 1024).unwrap();
+        stack.set_label(7, "deep");
+        let mut co =
+            Coroutine::<(), (), u64, GuardedStack>::with_stack(stack, |_, ()| recurse_forever(0))
+                .unwrap();
+        co.resume(());
+        unreachable!("unbounded recursion returned");
+    }
+    let output = run_child(NAME);
+    assert_aborted_with(
+        &output,
+        "goroutine stack overflow: goroutine 7 (\"deep\"), stack of 64 KiB\n",
+    );
+}
+
+#[test]
+fn a_segment_overflow_on_an_os_thread_is_reported() {
+    const NAME: &str = "a_segment_overflow_on_an_os_thread_is_reported";
+    if in_child(NAME) {
+        gstack::install_overflow_handler().unwrap();
+        std::thread::Builder::new()
+            .name("grower".into())
+            .spawn(|| gstack::grow(64 * 1024, || recurse_forever(0)))
+            .unwrap()
+            .join()
+            .unwrap();
+        unreachable!("unbounded recursion returned");
+    }
+    let output = run_child(NAME);
+    assert_aborted_with(
+        &output,
+        "goroutine stack overflow: stack segment of thread 'grower', stack of 64 KiB\n",
+    );
+}
+
+#[test]
+fn other_overflows_keep_the_standard_report() {
+    const NAME: &str = "other_overflows_keep_the_standard_report";
+    if in_child(NAME) {
+        gstack::install_overflow_handler().unwrap();
+        std::thread::Builder::new()
+            .name("plain".into())
+            .stack_size(128 * 1024)
+            .spawn(|| recurse_forever(0))
+            .unwrap()
+            .join()
+            .unwrap();
+        unreachable!("unbounded recursion returned");
+    }
+    let output = run_child(NAME);
+    assert_aborted_with(&output, "has overflowed its stack");
+    assert!(String::from_utf8_lossy(&output.stderr).contains("thread 'plain'"));
+    assert!(!String::from_utf8_lossy(&output.stderr).contains("goroutine stack overflow"));
+}
+
+#[test]
+fn installing_twice_is_harmless() {
+    gstack::install_overflow_handler().unwrap();
+    gstack::install_overflow_handler().unwrap();
+    gstack::ensure_alt_stack().unwrap();
+}
