@@ -2,7 +2,8 @@
 //!
 //! - `cargo xtask test`: formatting, clippy, every test (unit, integration, doc, both switch
 //!   backends), stopping at the first failing step.
-//! - `cargo xtask bench [FILTER]`: the criterion benchmarks.
+//! - `cargo xtask bench [FILTER]`: the criterion benchmarks (only those matching FILTER when
+//!   given), then the report programs.
 
 use std::env;
 use std::path::{Path, PathBuf};
@@ -79,7 +80,22 @@ fn bench_steps(filter: &[String]) -> Vec<Step> {
         args.push("--");
         args.extend(filter.iter().map(String::as_str));
     }
-    vec![Step::cargo("criterion benchmarks", &args)]
+    let mut steps = vec![Step::cargo("criterion benchmarks", &args)];
+    if filter.is_empty() {
+        steps.push(Step::cargo(
+            "resident memory per parked stack",
+            &[
+                "run",
+                "--release",
+                "--quiet",
+                "--package",
+                "benches",
+                "--bin",
+                "stack-memory",
+            ],
+        ));
+    }
+    steps
 }
 
 fn run(steps: &[Step], root: &Path) -> Result<(), String> {

@@ -116,6 +116,13 @@ impl GuardedStack {
         }
     }
 
+    /// Forgets the label, as a stack going back to a pool should.
+    pub(crate) fn clear_label(&self) {
+        if let Some(index) = self.guard_slot {
+            registry::guard_slot(index).clear_label();
+        }
+    }
+
     /// The guard page's address range: a fault in it is an overflow of this stack.
     pub fn guard_range(&self) -> std::ops::Range<usize> {
         let start = self.mapping as usize;

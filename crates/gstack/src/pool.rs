@@ -254,7 +254,7 @@ impl Drop for PooledStack {
     fn drop(&mut self) {
         // SAFETY: taken once, here, and never used again.
         let stack = unsafe { ManuallyDrop::take(&mut self.stack) };
-        stack.set_label(0, "");
+        stack.clear_label();
         self.pool.put(stack);
     }
 }

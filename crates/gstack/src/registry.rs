@@ -48,6 +48,13 @@ impl GuardSlot {
         }
     }
 
+    /// Forgets the id and name, reading first so that an unlabelled stack costs no write.
+    pub(crate) fn clear_label(&self) {
+        if self.label_len.load(Ordering::Relaxed) != 0 || self.id.load(Ordering::Relaxed) != 0 {
+            self.set_label(0, "");
+        }
+    }
+
     /// Sets the id and name that an overflow report names; the name is cut to
     /// `LABEL_CAPACITY` bytes at a character boundary.
     pub(crate) fn set_label(&self, id: u64, name: &str) {
