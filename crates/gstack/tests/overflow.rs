@@ -71,7 +71,7 @@ fn a_segment_overflow_on_an_os_thread_is_reported() {
         gstack::install_overflow_handler().unwrap();
         std::thread::Builder::new()
             .name("grower".into())
-            .spawn(|| gstack::grow(64 * 1024, || recurse_forever(0)))
+            .spawn(|| gstack::maybe_grow(usize::MAX, 64 * 1024, || recurse_forever(0)))
             .unwrap()
             .join()
             .unwrap();
