@@ -1,0 +1,152 @@
+//! Join handles: a goroutine's result, waited for by a goroutine or a thread.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use crate::park::{Unparker, current_unparker, park_with_reason};
+use crate::task::Panic;
+
+/// Where a goroutine's result meets whoever joins it.
+pub(crate) struct Packet<T> {
+    result: Mutex<Option<std::thread::Result<T>>>,
+    done: AtomicBool,
+    waiter: Mutex<Option<Unparker>>,
+    /// Receives the panic payload nobody joined, when the packet goes away.
+    unjoined_panic: Option<Box<dyn Fn(Panic) + Send + Sync>>,
+}
+
+impl<T> Packet<T> {
+    pub(crate) fn new(unjoined_panic: Option<Box<dyn Fn(Panic) + Send + Sync>>) -> Arc<Self> {
+        Arc::new(Packet {
+            result: Mutex::new(None),
+            done: AtomicBool::new(false),
+            waiter: Mutex::new(None),
+            unjoined_panic,
+        })
+    }
+
+    pub(crate) fn complete(&self, result: std::thread::Result<T>) {
+        *self
+            .result
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner()) = Some(result);
+        self.done.store(true, Ordering::Release);
+        let waiter = self
+            .waiter
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .take();
+        if let Some(waiter) = waiter {
+            waiter.unpark();
+        }
+    }
+
+    pub(crate) fn is_done(&self) -> bool {
+        self.done.load(Ordering::Acquire)
+    }
+
+    /// Waits for the result: the waiter is registered before `done` is checked again, and
+    /// `complete` sets `done` before it takes the waiter, so one of them sees the other.
+    pub(crate) fn wait(&self) -> std::thread::Result<T> {
+        while !self.is_done() {
+            *self
+                .waiter
+                .lock()
+                .unwrap_or_else(|poison| poison.into_inner()) = Some(current_unparker());
+            if self.is_done() {
+                break;
+            }
+            park_with_reason("join");
+        }
+        self.take().expect("a completed goroutine left its result")
+    }
+
+    pub(crate) fn take(&self) -> Option<std::thread::Result<T>> {
+        self.result
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .take()
+    }
+}
+
+impl<T> Drop for Packet<T> {
+    fn drop(&mut self) {
+        if let Some(report) = &self.unjoined_panic
+            && let Some(Err(payload)) = self
+                .result
+                .get_mut()
+                .unwrap_or_else(|poison| poison.into_inner())
+                .take()
+        {
+            report(payload);
+        }
+    }
+}
+
+/// Completes the packet when the goroutine's body is dropped without having run to the end
+/// (the runtime shut down first), so that a joiner is not left waiting.
+pub(crate) struct Completer<T> {
+    pub(crate) packet: Arc<Packet<T>>,
+}
+
+impl<T> Drop for Completer<T> {
+    fn drop(&mut self) {
+        if !self.packet.is_done() {
+            let payload: Panic = Box::new("gsched: the goroutine was dropped at runtime shutdown");
+            self.packet.complete(Err(payload));
+        }
+    }
+}
+
+/// An owned permission to join a goroutine: [`join`](JoinHandle::join) waits for it and returns
+/// its value, or its panic payload. Dropping the handle detaches the goroutine.
+pub struct JoinHandle<T> {
+    pub(crate) packet: Arc<Packet<T>>,
+    pub(crate) id: u64,
+    pub(crate) name: Option<Arc<str>>,
+    /// Not `Sync`, like `std::thread::JoinHandle` is in spirit: one joiner.
+    pub(crate) marker: PhantomData<*const ()>,
+}
+
+// SAFETY: the handle only moves the right to wait for a `Send` result.
+unsafe impl<T: Send> Send for JoinHandle<T> {}
+
+impl<T> JoinHandle<T> {
+    /// Waits for the goroutine to finish: parks the calling goroutine, or blocks the calling
+    /// thread. Returns the goroutine's value, or the payload it panicked with.
+    ///
+    /// # Errors
+    ///
+    /// The goroutine's panic payload; if the runtime shut down before the goroutine finished,
+    /// a payload saying so.
+    pub fn join(self) -> std::thread::Result<T> {
+        self.packet.wait()
+    }
+
+    /// Whether the goroutine has finished.
+    pub fn is_finished(&self) -> bool {
+        self.packet.is_done()
+    }
+
+    /// The goroutine's id.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The goroutine's name, if it was given one.
+    pub fn name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+}
+
+impl<T> fmt::Debug for JoinHandle<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JoinHandle")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("finished", &self.is_finished())
+            .finish()
+    }
+}

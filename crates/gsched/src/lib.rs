@@ -1,0 +1,86 @@
+//! Goroutines for Rust: an M:N scheduler of stackful green threads.
+//!
+//! ```
+//! use std::sync::{Arc, Mutex};
+//!
+//! gsched::run(|| {
+//!     // go: a goroutine; join: the join point.
+//!     let hello = gsched::go(|| "hello");
+//!     assert_eq!(hello.join().unwrap(), "hello");
+//!
+//!     // Fork-join that borrows from the caller.
+//!     let mut parts = [0u64; 8];
+//!     gsched::scope(|s| {
+//!         for (i, part) in parts.iter_mut().enumerate() {
+//!             s.go(move || *part = (i as u64 * 1000..(i as u64 + 1) * 1000).sum());
+//!         }
+//!     });
+//!     assert_eq!(parts.iter().sum::<u64>(), (0..8000).sum());
+//!
+//!     // Sleeping parks the goroutine, not the worker.
+//!     gsched::sleep(std::time::Duration::from_millis(1));
+//! });
+//! ```
+//!
+//! # Sound by default
+//!
+//! A stackful goroutine's stack can hold `!Send` values and borrows of thread-locals across a
+//! blocking call, and the compiler cannot see them. So a goroutine may be stolen by another
+//! worker only before it first runs; once it has run, it always resumes on the same worker
+//! thread. [`Builder::migratable`] is the `unsafe` opt-in to Go's full migration.
+//!
+//! # Parking
+//!
+//! Everything that blocks parks the goroutine and lets its worker run others: [`park`],
+//! [`park_timeout`], [`sleep`], [`JoinHandle::join`]. The same calls block the thread when made
+//! outside a goroutine. [`current_unparker`] gives the handle that wakes the caller.
+
+mod join;
+mod park;
+mod procs;
+mod runtime;
+mod runtime_api;
+mod scope;
+mod spawn;
+mod task;
+
+pub use join::JoinHandle;
+pub use park::{
+    Unparker, current_unparker, in_goroutine, park, park_timeout, park_with_reason, sleep,
+    sleep_until, yield_now,
+};
+pub use procs::{PROCS_VAR, ProcsError, available_cpus};
+pub use runtime::num_goroutines;
+pub use runtime_api::{BuildError, Runtime, RuntimeBuilder, ShutdownReport, run};
+pub use scope::{Scope, ScopedJoinHandle, scope};
+pub use spawn::{Builder, go};
+
+/// The calling goroutine: its id and name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Goroutine {
+    id: u64,
+    name: Option<std::sync::Arc<str>>,
+}
+
+impl Goroutine {
+    /// The goroutine's id, unique in the process.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The goroutine's name, if it was given one.
+    pub fn name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+}
+
+/// The goroutine the caller runs in, or `None` on a plain thread.
+pub fn current() -> Option<Goroutine> {
+    runtime::WorkerLocal::with_current(|local| {
+        local.current_task().map(|task| Goroutine {
+            id: task.id,
+            name: task.name.clone(),
+        })
+    })
+    .flatten()
+}

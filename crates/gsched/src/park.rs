@@ -1,0 +1,149 @@
+//! Parking: the interface gsync's primitives block through.
+//!
+//! From a goroutine, [`park`] suspends the goroutine and its worker runs others; from a plain
+//! thread it blocks the thread. [`Unparker::unpark`] may be called from any thread, any number of
+//! times, before or after the park: an unpark that finds the goroutine running is kept as a
+//! token that its next `park` consumes, so no wake-up is lost. `park` may also return
+//! spuriously, so callers re-check their condition in a loop, as with `std::thread::park`.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::thread::{self, Thread};
+use std::time::{Duration, Instant};
+
+use crate::runtime::WorkerLocal;
+use crate::task::{Switch, Task};
+
+/// A handle that wakes one parked goroutine or thread.
+#[derive(Clone)]
+pub struct Unparker {
+    target: Target,
+}
+
+#[derive(Clone)]
+enum Target {
+    Goroutine(Arc<Task>),
+    Thread(Thread),
+}
+
+impl Unparker {
+    /// Wakes the goroutine or thread if it is parked, or makes its next park return at once.
+    pub fn unpark(&self) {
+        match &self.target {
+            Target::Goroutine(task) => {
+                if task.notify() {
+                    task.runtime.schedule_woken(Arc::clone(task));
+                }
+            }
+            Target::Thread(thread) => thread.unpark(),
+        }
+    }
+}
+
+impl std::fmt::Debug for Unparker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.target {
+            Target::Goroutine(task) => write!(f, "Unparker(goroutine {})", task.id),
+            Target::Thread(thread) => write!(f, "Unparker(thread {:?})", thread.id()),
+        }
+    }
+}
+
+/// The unparker of the calling goroutine, or of the calling thread outside goroutines.
+pub fn current_unparker() -> Unparker {
+    let target = WorkerLocal::with_current(|local| local.current_arc().map(Target::Goroutine))
+        .flatten()
+        .unwrap_or_else(|| Target::Thread(thread::current()));
+    Unparker { target }
+}
+
+/// Whether the caller runs in a goroutine (rather than on a plain thread).
+pub fn in_goroutine() -> bool {
+    WorkerLocal::with_current(WorkerLocal::in_goroutine).unwrap_or(false)
+}
+
+/// Parks the calling goroutine (or thread) until unparked; may return spuriously.
+pub fn park() {
+    park_until(None, "");
+}
+
+/// As [`park`], naming what the goroutine waits on for the runtime's leak report.
+pub fn park_with_reason(reason: &'static str) {
+    park_until(None, reason);
+}
+
+/// Parks the calling goroutine (or thread) until unparked or until `timeout` has passed; may
+/// return spuriously.
+pub fn park_timeout(timeout: Duration) {
+    park_until(Some(Instant::now() + timeout), "");
+}
+
+/// The parking behind every public form; `reason` feeds the leak report.
+pub(crate) fn park_until(deadline: Option<Instant>, reason: &'static str) {
+    let goroutine = WorkerLocal::with_current(|local| {
+        let task = local.current_task()?;
+        if task.take_notification() {
+            return Some(None);
+        }
+        if let Some(deadline) = deadline {
+            local.add_timer(deadline, local.current_arc()?);
+        }
+        Some(Some(task as *const Task))
+    })
+    .flatten();
+    match goroutine {
+        Some(None) => {}
+        Some(Some(task)) => {
+            // SAFETY: the goroutine runs on this thread, so it owns its local state, and its
+            // `Arc` in the worker's `live` map keeps it alive while it is parked.
+            unsafe {
+                let local = (*task).local();
+                local.parked_on = reason;
+                (*local.yielder).suspend(Switch::Park);
+                let local = (*task).local();
+                local.parked_on = "";
+                (*task).timer.store(0, Ordering::Relaxed);
+            }
+        }
+        None => match deadline {
+            Some(deadline) => {
+                thread::park_timeout(deadline.saturating_duration_since(Instant::now()))
+            }
+            None => thread::park(),
+        },
+    }
+}
+
+/// Lets other goroutines on this worker run, then continues; on a plain thread,
+/// `std::thread::yield_now`.
+pub fn yield_now() {
+    let task =
+        WorkerLocal::with_current(|local| local.current_task().map(|task| task as *const Task))
+            .flatten();
+    match task {
+        // SAFETY: as in `park_until`.
+        Some(task) => unsafe {
+            (*(*task).local().yielder).suspend(Switch::Yield);
+        },
+        None => thread::yield_now(),
+    }
+}
+
+/// Suspends the calling goroutine (or thread) for at least `duration`.
+pub fn sleep(duration: Duration) {
+    sleep_until(Instant::now() + duration);
+}
+
+/// Suspends the calling goroutine (or thread) until `deadline`.
+pub fn sleep_until(deadline: Instant) {
+    if !in_goroutine() {
+        let now = Instant::now();
+        if deadline > now {
+            thread::sleep(deadline - now);
+        }
+        return;
+    }
+    while Instant::now() < deadline {
+        park_until(Some(deadline), "sleep");
+    }
+}

@@ -1,0 +1,773 @@
+//! The runtime: workers, run queues, stealing, sleeping and waking, timers and shutdown.
+//!
+//! # Shape (Go's)
+//!
+//! Each worker owns a bounded queue of goroutines that have not run yet (`fresh`, stealable:
+//! a started goroutine never moves, see the crate docs), an inbox of started goroutines that
+//! were woken and belong to it (`ready`), a `runnext` slot for the goroutine woken by the one
+//! running now, and its timers. Goroutines spawned from outside, and overflow from full `fresh`
+//! queues, go to the global injector. Every 61st scheduling tick a worker looks at the injector
+//! and its timers first, and `runnext` yields to the queues after a few consecutive turns, so
+//! nothing starves.
+//!
+//! # Sleeping and waking without lost wake-ups
+//!
+//! A worker with nothing to do spins briefly (counted in `spinning`), then announces
+//! `sleeping = true`, issues a `SeqCst` fence, looks at every queue once more, and only then
+//! parks its thread. Whoever makes work pushes it, issues a `SeqCst` fence, then wakes a
+//! sleeping worker (unless one is spinning). Either the pusher sees the flag, or the worker's
+//! last look sees the work: the two fences order the store and the load on both sides. Thread
+//! parking keeps a token, so an unpark that lands before the park is not lost either.
+//!
+//! # Shutdown
+//!
+//! 1. `shutdown` is set and every worker is woken.
+//! 2. Each worker stops taking work, then drops the goroutines that started on it and are still
+//!    parked, on its own thread: their stacks unwind and their destructors run.
+//! 3. The runtime joins the worker threads and drops goroutines that never ran.
+
+use std::cell::{Cell, RefCell};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering, fence};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::thread::{self, Thread};
+use std::time::{Duration, Instant};
+
+use crossbeam_queue::{ArrayQueue, SegQueue};
+use ctxswitch::{Coroutine, CoroutineResult, Stack};
+use gstack::{DenseStack, DenseStacks, PooledStack, StackError, StackPool};
+
+use crate::task::{NO_HOME, Switch, Task};
+
+/// Capacity of each worker's queue of not-yet-started goroutines.
+const FRESH_CAPACITY: usize = 256;
+/// Scheduling ticks between fairness checks of the injector and timers (Go's figure).
+const FAIRNESS_TICKS: u32 = 61;
+/// Consecutive `runnext` turns before the queues get one.
+const RUNNEXT_STREAK: u32 = 16;
+/// Rounds a worker spins looking for work before it sleeps.
+const SPIN_ROUNDS: u32 = 64;
+/// How long a stall must last before the runtime gives up (see `nothing_can_progress`).
+const STALL_CHECK: Duration = Duration::from_secs(2);
+
+static NEXT_GOROUTINE_ID: AtomicU64 = AtomicU64::new(1);
+static LIVE_GOROUTINES: AtomicUsize = AtomicUsize::new(0);
+static NEXT_TIMER_SEQ: AtomicU64 = AtomicU64::new(1);
+
+pub(crate) fn next_goroutine_id() -> u64 {
+    NEXT_GOROUTINE_ID.fetch_add(1, Ordering::Relaxed)
+}
+
+/// Goroutines spawned and not yet finished, in every runtime of the process.
+pub fn num_goroutines() -> usize {
+    LIVE_GOROUTINES.load(Ordering::Relaxed)
+}
+
+/// Where goroutine stacks come from.
+pub(crate) enum StackPolicy {
+    /// Guarded stacks from pools, one per stack size.
+    Guarded { pools: Mutex<Vec<StackPool>> },
+    /// Stacks carved from one region (the `unsafe` opt-in).
+    Dense { stacks: DenseStacks },
+}
+
+impl StackPolicy {
+    fn get(&self, size: usize) -> Result<GoroutineStack, StackError> {
+        match self {
+            StackPolicy::Guarded { pools } => {
+                let pool = {
+                    let mut pools = pools.lock().unwrap_or_else(|poison| poison.into_inner());
+                    match pools.iter().find(|pool| pool.stack_size() == size) {
+                        Some(pool) => pool.clone(),
+                        None => {
+                            let pool = StackPool::new(size);
+                            pools.push(pool.clone());
+                            pool
+                        }
+                    }
+                };
+                pool.get().map(GoroutineStack::Guarded)
+            }
+            StackPolicy::Dense { stacks } => stacks.get().map(GoroutineStack::Dense),
+        }
+    }
+}
+
+/// A goroutine's stack under either policy.
+pub(crate) enum GoroutineStack {
+    Guarded(PooledStack),
+    Dense(DenseStack),
+}
+
+impl GoroutineStack {
+    fn set_label(&self, id: u64, name: &str) {
+        if let GoroutineStack::Guarded(stack) = self {
+            stack.set_label(id, name);
+        }
+    }
+
+    /// Aborts with a report if a dense stack's canary was overwritten.
+    fn check(&self) {
+        if let GoroutineStack::Dense(stack) = self {
+            stack.check_canary();
+        }
+    }
+}
+
+// SAFETY: forwards to the stack of either policy, which this value owns alone.
+unsafe impl Stack for GoroutineStack {
+    fn base(&self) -> usize {
+        match self {
+            GoroutineStack::Guarded(stack) => stack.base(),
+            GoroutineStack::Dense(stack) => stack.base(),
+        }
+    }
+
+    fn limit(&self) -> usize {
+        match self {
+            GoroutineStack::Guarded(stack) => stack.limit(),
+            GoroutineStack::Dense(stack) => stack.limit(),
+        }
+    }
+}
+
+pub(crate) struct Config {
+    pub(crate) stack_size: usize,
+    pub(crate) leak_report: bool,
+}
+
+/// What every worker and every goroutine of one runtime share.
+pub(crate) struct RuntimeShared {
+    workers: Box<[WorkerShared]>,
+    injector: SegQueue<Arc<Task>>,
+    /// Goroutines that could not get a stack, waiting for one to be returned.
+    waiting_for_stack: SegQueue<Arc<Task>>,
+    spinning: AtomicUsize,
+    shutdown: AtomicBool,
+    /// Bumped whenever a goroutine finishes: the stall detector's sign of life.
+    progress: AtomicU64,
+    /// Timers armed in any worker's heap.
+    pending_timers: AtomicUsize,
+    pub(crate) stacks: StackPolicy,
+    pub(crate) config: Config,
+    /// Goroutines unwound or dropped at shutdown, and their report lines.
+    leaked: Mutex<Vec<String>>,
+}
+
+struct WorkerShared {
+    fresh: ArrayQueue<Arc<Task>>,
+    ready: SegQueue<Arc<Task>>,
+    sleeping: AtomicBool,
+    thread: OnceLock<Thread>,
+}
+
+impl RuntimeShared {
+    pub(crate) fn new(workers: usize, stacks: StackPolicy, config: Config) -> Arc<Self> {
+        Arc::new(RuntimeShared {
+            workers: (0..workers)
+                .map(|_| WorkerShared {
+                    fresh: ArrayQueue::new(FRESH_CAPACITY),
+                    ready: SegQueue::new(),
+                    sleeping: AtomicBool::new(false),
+                    thread: OnceLock::new(),
+                })
+                .collect(),
+            injector: SegQueue::new(),
+            waiting_for_stack: SegQueue::new(),
+            spinning: AtomicUsize::new(0),
+            shutdown: AtomicBool::new(false),
+            progress: AtomicU64::new(0),
+            pending_timers: AtomicUsize::new(0),
+            stacks,
+            config,
+            leaked: Mutex::new(Vec::new()),
+        })
+    }
+
+    pub(crate) fn worker_count(&self) -> usize {
+        self.workers.len()
+    }
+
+    /// Queues a new goroutine: on the spawning worker's own queue when spawned from a goroutine
+    /// of this runtime, else on the injector.
+    pub(crate) fn spawn(self: &Arc<Self>, task: Arc<Task>) {
+        LIVE_GOROUTINES.fetch_add(1, Ordering::Relaxed);
+        let own_worker = WorkerLocal::with_current(|local| {
+            Arc::ptr_eq(&local.shared, self).then_some(local.index)
+        })
+        .flatten();
+        let task = match own_worker {
+            Some(index) => match self.workers[index].fresh.push(task) {
+                Ok(()) => {
+                    self.wake_for_new_work();
+                    return;
+                }
+                Err(task) => task,
+            },
+            None => task,
+        };
+        self.injector.push(task);
+        self.wake_for_new_work();
+    }
+
+    /// Puts a woken goroutine back to work: `runnext` when the waker runs on the goroutine's
+    /// own worker, else that worker's inbox (a migratable one goes to a stealable queue).
+    pub(crate) fn schedule_woken(self: &Arc<Self>, task: Arc<Task>) {
+        let home = task.home.load(Ordering::Relaxed);
+        debug_assert_ne!(home, NO_HOME, "only a goroutine that ran can be parked");
+        let on_home = WorkerLocal::with_current(|local| {
+            local.index == home && Arc::ptr_eq(&local.shared, self) && local.in_goroutine()
+        })
+        .unwrap_or(false);
+        if on_home {
+            let mut task = Some(task);
+            WorkerLocal::with_current(|local| {
+                if let Some(previous) = local.runnext.replace(task.take()) {
+                    self.workers[home].ready.push(previous);
+                }
+            });
+            return;
+        }
+        if task.migratable {
+            if let Err(task) = self.workers[home].fresh.push(task) {
+                self.injector.push(task);
+            }
+            self.wake_for_new_work();
+        } else {
+            self.workers[home].ready.push(task);
+            fence(Ordering::SeqCst);
+            self.wake_worker(home);
+        }
+    }
+
+    /// After pushing work any worker may take: wakes a sleeping worker unless one is spinning.
+    fn wake_for_new_work(&self) {
+        fence(Ordering::SeqCst);
+        if self.spinning.load(Ordering::SeqCst) > 0 {
+            return;
+        }
+        for index in 0..self.workers.len() {
+            if self.wake_worker(index) {
+                return;
+            }
+        }
+    }
+
+    /// Wakes worker `index` if it sleeps; true if it did.
+    fn wake_worker(&self, index: usize) -> bool {
+        let worker = &self.workers[index];
+        if worker.sleeping.load(Ordering::SeqCst) && worker.sleeping.swap(false, Ordering::SeqCst) {
+            if let Some(thread) = worker.thread.get() {
+                thread.unpark();
+            }
+            return true;
+        }
+        false
+    }
+
+    pub(crate) fn begin_shutdown(&self) {
+        self.shutdown.store(true, Ordering::SeqCst);
+        for worker in self.workers.iter() {
+            worker.sleeping.store(false, Ordering::SeqCst);
+            if let Some(thread) = worker.thread.get() {
+                thread.unpark();
+            }
+        }
+    }
+
+    /// Drops every goroutine still queued (after the workers stopped); returns the report.
+    pub(crate) fn finish_shutdown(&self) -> Vec<String> {
+        let queues = self
+            .workers
+            .iter()
+            .flat_map(|worker| {
+                std::iter::from_fn(|| worker.fresh.pop())
+                    .chain(std::iter::from_fn(|| worker.ready.pop()))
+            })
+            .chain(std::iter::from_fn(|| self.injector.pop()))
+            .chain(std::iter::from_fn(|| self.waiting_for_stack.pop()))
+            .collect::<Vec<_>>();
+        for task in queues {
+            // SAFETY: every worker has stopped, so no thread runs or touches this goroutine.
+            let local = unsafe { task.local() };
+            if local.body.take().is_some() {
+                self.record_leak(&task, "never ran");
+                LIVE_GOROUTINES.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+        std::mem::take(
+            &mut *self
+                .leaked
+                .lock()
+                .unwrap_or_else(|poison| poison.into_inner()),
+        )
+    }
+
+    fn record_leak(&self, task: &Task, what: &str) {
+        let name = task
+            .name
+            .as_deref()
+            .map(|name| format!(" \"{name}\""))
+            .unwrap_or_default();
+        let line = format!(
+            "goroutine {}{name} spawned at {}: {what}",
+            task.id, task.spawned_at
+        );
+        self.leaked
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .push(line);
+    }
+}
+
+/// A timer that wakes a goroutine parked with a timeout.
+struct Timer {
+    deadline: Instant,
+    seq: u64,
+    task: Arc<Task>,
+}
+
+impl PartialEq for Timer {
+    fn eq(&self, other: &Self) -> bool {
+        (self.deadline, self.seq) == (other.deadline, other.seq)
+    }
+}
+impl Eq for Timer {}
+impl PartialOrd for Timer {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Timer {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.deadline, self.seq).cmp(&(other.deadline, other.seq))
+    }
+}
+
+/// The worker's own state, reachable from its thread (and the goroutines it runs) only.
+pub(crate) struct WorkerLocal {
+    pub(crate) index: usize,
+    pub(crate) shared: Arc<RuntimeShared>,
+    runnext: RefCell<Option<Arc<Task>>>,
+    runnext_streak: Cell<u32>,
+    tick: Cell<u32>,
+    timers: RefCell<BinaryHeap<Reverse<Timer>>>,
+    /// Goroutines that started here and have not finished.
+    live: RefCell<HashMap<u64, Arc<Task>>>,
+    /// The goroutine running now.
+    current: Cell<*const Task>,
+}
+
+thread_local! {
+    static WORKER: Cell<*const WorkerLocal> = const { Cell::new(std::ptr::null()) };
+}
+
+impl WorkerLocal {
+    /// Runs `f` with the current thread's worker, if it is one.
+    pub(crate) fn with_current<R>(f: impl FnOnce(&WorkerLocal) -> R) -> Option<R> {
+        let worker = WORKER.try_with(Cell::get).ok()?;
+        // SAFETY: the pointer is set by `worker_main` to a value that lives for the whole loop
+        // and is cleared before it is dropped; only this thread reads it.
+        (!worker.is_null()).then(|| f(unsafe { &*worker }))
+    }
+
+    pub(crate) fn in_goroutine(&self) -> bool {
+        !self.current.get().is_null()
+    }
+
+    /// The goroutine running on this worker now.
+    pub(crate) fn current_task(&self) -> Option<&Task> {
+        // SAFETY: `current` points to a goroutine kept alive by the `Arc` that `run` holds for
+        // as long as the pointer is set.
+        unsafe { self.current.get().as_ref() }
+    }
+
+    /// A shared handle to the goroutine running on this worker now.
+    pub(crate) fn current_arc(&self) -> Option<Arc<Task>> {
+        let task = self.current.get();
+        (!task.is_null()).then(|| {
+            // SAFETY: `current` was set from `Arc::as_ptr` of an `Arc` that `run` holds while
+            // the pointer is set; taking another count on it is sound.
+            unsafe {
+                Arc::increment_strong_count(task);
+                Arc::from_raw(task)
+            }
+        })
+    }
+
+    pub(crate) fn add_timer(&self, deadline: Instant, task: Arc<Task>) -> u64 {
+        let seq = NEXT_TIMER_SEQ.fetch_add(1, Ordering::Relaxed);
+        task.timer.store(seq, Ordering::Relaxed);
+        self.shared.pending_timers.fetch_add(1, Ordering::SeqCst);
+        self.timers.borrow_mut().push(Reverse(Timer {
+            deadline,
+            seq,
+            task,
+        }));
+        seq
+    }
+
+    /// Wakes the goroutines whose timers are due; returns the next deadline.
+    fn fire_timers(&self) -> Option<Instant> {
+        let now = Instant::now();
+        loop {
+            let due = {
+                let mut timers = self.timers.borrow_mut();
+                match timers.peek() {
+                    Some(Reverse(timer)) if timer.deadline <= now => {
+                        self.shared.pending_timers.fetch_sub(1, Ordering::SeqCst);
+                        timers.pop().map(|Reverse(timer)| timer)
+                    }
+                    Some(Reverse(timer)) => return Some(timer.deadline),
+                    None => return None,
+                }
+            };
+            if let Some(timer) = due
+                && timer.task.timer.load(Ordering::Relaxed) == timer.seq
+                && timer.task.notify()
+            {
+                self.shared.schedule_woken(timer.task);
+            }
+        }
+    }
+
+    fn pop_runnable(&self) -> Option<Arc<Task>> {
+        let shared = &*self.shared;
+        let me = &shared.workers[self.index];
+        let tick = self.tick.get().wrapping_add(1);
+        self.tick.set(tick);
+        if tick.is_multiple_of(FAIRNESS_TICKS) {
+            self.fire_timers();
+            if let Some(task) = shared.injector.pop() {
+                return Some(task);
+            }
+        }
+        if self.runnext_streak.get() < RUNNEXT_STREAK
+            && let Some(task) = self.runnext.borrow_mut().take()
+        {
+            self.runnext_streak.set(self.runnext_streak.get() + 1);
+            return Some(task);
+        }
+        self.runnext_streak.set(0);
+        if let Some(task) = me.ready.pop().or_else(|| me.fresh.pop()) {
+            return Some(task);
+        }
+        if let Some(task) = self.runnext.borrow_mut().take() {
+            return Some(task);
+        }
+        if let Some(task) = shared.injector.pop() {
+            // Take a share of the injector while at it.
+            let share = (shared.injector.len() / shared.workers.len()).min(FRESH_CAPACITY / 2);
+            for _ in 0..share {
+                match shared.injector.pop() {
+                    Some(extra) => {
+                        if let Err(extra) = me.fresh.push(extra) {
+                            shared.injector.push(extra);
+                            break;
+                        }
+                    }
+                    None => break,
+                }
+            }
+            return Some(task);
+        }
+        self.steal()
+    }
+
+    /// Takes half of another worker's not-yet-started goroutines.
+    fn steal(&self) -> Option<Arc<Task>> {
+        let shared = &*self.shared;
+        let count = shared.workers.len();
+        let start = self.tick.get() as usize % count;
+        for offset in 0..count {
+            let victim = (start + offset) % count;
+            if victim == self.index {
+                continue;
+            }
+            let queue = &shared.workers[victim].fresh;
+            let Some(first) = queue.pop() else { continue };
+            let me = &shared.workers[self.index].fresh;
+            for _ in 0..queue.len() / 2 {
+                match queue.pop() {
+                    Some(task) => {
+                        if let Err(task) = me.push(task) {
+                            shared.injector.push(task);
+                        }
+                    }
+                    None => break,
+                }
+            }
+            return Some(first);
+        }
+        None
+    }
+
+    fn has_visible_work(&self) -> bool {
+        let shared = &*self.shared;
+        self.runnext.borrow().is_some()
+            || !shared.injector.is_empty()
+            || !shared.workers[self.index].ready.is_empty()
+            || shared.workers.iter().any(|worker| !worker.fresh.is_empty())
+    }
+
+    /// Spins, then sleeps until woken or until the next timer is due.
+    fn idle(&self) {
+        let shared = &*self.shared;
+        shared.spinning.fetch_add(1, Ordering::SeqCst);
+        for _ in 0..SPIN_ROUNDS {
+            if self.has_visible_work() || shared.shutdown.load(Ordering::Relaxed) {
+                shared.spinning.fetch_sub(1, Ordering::SeqCst);
+                return;
+            }
+            std::hint::spin_loop();
+        }
+        shared.spinning.fetch_sub(1, Ordering::SeqCst);
+        let me = &shared.workers[self.index];
+        me.sleeping.store(true, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+        if self.has_visible_work() || shared.shutdown.load(Ordering::SeqCst) {
+            me.sleeping.store(false, Ordering::SeqCst);
+            return;
+        }
+        let next_timer = self.fire_timers();
+        let stalled = !shared.waiting_for_stack.is_empty();
+        let progress = shared.progress.load(Ordering::SeqCst);
+        match (next_timer, stalled) {
+            (Some(deadline), _) => {
+                thread::park_timeout(deadline.saturating_duration_since(Instant::now()));
+            }
+            (None, true) => thread::park_timeout(STALL_CHECK),
+            (None, false) => thread::park(),
+        }
+        me.sleeping.store(false, Ordering::SeqCst);
+        if stalled && next_timer.is_none() && self.nothing_can_progress(progress) {
+            report_stack_exhaustion();
+        }
+    }
+
+    /// Whether, one stall period after seeing `progress`, goroutines still wait for stacks while
+    /// no goroutine finished, none is runnable, no timer is pending and every other worker
+    /// sleeps: every stack is held by a parked goroutine, and nothing will wake one.
+    fn nothing_can_progress(&self, progress: u64) -> bool {
+        let shared = &*self.shared;
+        !shared.waiting_for_stack.is_empty()
+            && shared.progress.load(Ordering::SeqCst) == progress
+            && shared.pending_timers.load(Ordering::SeqCst) == 0
+            && self.runnext.borrow().is_none()
+            && !self.has_visible_work()
+            && shared.workers.iter().enumerate().all(|(index, worker)| {
+                index == self.index || worker.sleeping.load(Ordering::SeqCst)
+            })
+    }
+
+    /// Runs `task` until it switches out, and deals with why it did.
+    fn run(&self, task: Arc<Task>) {
+        if !task.try_start_run() {
+            return;
+        }
+        // SAFETY: winning `try_start_run` makes this thread the goroutine's only runner.
+        let local = unsafe { task.local() };
+        if local.coroutine.is_none() {
+            match self.start(&task) {
+                Ok(coroutine) => local.coroutine = Some(coroutine),
+                Err(StackError::MapLimit { .. } | StackError::RegionFull { .. }) => {
+                    task.finish_yield();
+                    self.shared.waiting_for_stack.push(task);
+                    return;
+                }
+                Err(err) => panic!("gsched: cannot get a goroutine stack: {err}"),
+            }
+        }
+        loop {
+            let outcome = self.resume(&task);
+            match outcome {
+                Some(Switch::Yield) => {
+                    if std::thread::panicking() {
+                        // Unwinding: keep running it here (see `Switch::Park` below).
+                        continue;
+                    }
+                    task.finish_yield();
+                    self.shared.workers[self.index].ready.push(task);
+                    return;
+                }
+                Some(Switch::Park) => {
+                    if std::thread::panicking() {
+                        // The goroutine parked while unwinding: this thread's panic count says
+                        // "panicking" until it finishes, so nothing else may run here.
+                        self.wait_exclusively(&task);
+                        if !task.try_start_run() {
+                            unreachable!("an exclusively awaited goroutine was started elsewhere");
+                        }
+                        continue;
+                    }
+                    if !task.finish_park()
+                        && let Some(previous) = self.runnext.replace(Some(task))
+                    {
+                        self.shared.workers[self.index].ready.push(previous);
+                    }
+                    return;
+                }
+                None => {
+                    self.finish(&task);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Resumes the goroutine; `None` when it finished.
+    fn resume(&self, task: &Arc<Task>) -> Option<Switch> {
+        // SAFETY: this thread won `try_start_run` for the goroutine.
+        let local = unsafe { task.local() };
+        let coroutine = local
+            .coroutine
+            .as_mut()
+            .expect("a started goroutine has a coroutine");
+        gstack::set_current_stack(coroutine.stack().limit(), coroutine.stack().base());
+        self.current.set(Arc::as_ptr(task));
+        let result = coroutine.resume(());
+        self.current.set(std::ptr::null());
+        coroutine.stack().check();
+        match result {
+            CoroutineResult::Yield(switch) => Some(switch),
+            CoroutineResult::Return(()) => None,
+        }
+    }
+
+    /// Gives a goroutine its stack and coroutine as it runs for the first time.
+    fn start(&self, task: &Arc<Task>) -> Result<crate::task::GoroutineCoroutine, StackError> {
+        let stack = self.shared.stacks.get(task.stack_size)?;
+        stack.set_label(task.id, task.name.as_deref().unwrap_or(""));
+        // SAFETY: this thread won `try_start_run`.
+        let local = unsafe { task.local() };
+        let body = local.body.take().expect("a goroutine's body runs once");
+        let task_ptr = Arc::as_ptr(task);
+        let coroutine = match Coroutine::with_stack(stack, move |yielder, ()| {
+            // SAFETY: the goroutine runs only on the thread that owns its local state, and the
+            // `Arc` in `live` keeps the task alive for as long as the coroutine exists.
+            unsafe { (*task_ptr).local().yielder = yielder };
+            body();
+        }) {
+            Ok(coroutine) => coroutine,
+            Err(err) => panic!("gsched: goroutine stacks of this runtime are too small: {err}"),
+        };
+        task.home.store(self.index, Ordering::Relaxed);
+        self.live.borrow_mut().insert(task.id, Arc::clone(task));
+        Ok(coroutine)
+    }
+
+    fn finish(&self, task: &Arc<Task>) {
+        task.finish_done();
+        // SAFETY: this thread ran the goroutine to completion.
+        let local = unsafe { task.local() };
+        local.coroutine = None;
+        local.yielder = std::ptr::null();
+        self.live.borrow_mut().remove(&task.id);
+        LIVE_GOROUTINES.fetch_sub(1, Ordering::Relaxed);
+        self.shared.progress.fetch_add(1, Ordering::SeqCst);
+        if let Some(waiting) = self.shared.waiting_for_stack.pop() {
+            self.shared.workers[self.index].ready.push(waiting);
+        }
+    }
+
+    /// Blocks this worker until `task`, parked mid-unwind, is woken; serves this worker's
+    /// timers meanwhile.
+    fn wait_exclusively(&self, task: &Arc<Task>) {
+        if !task.finish_park() {
+            return;
+        }
+        let me = &self.shared.workers[self.index];
+        loop {
+            let next = self.fire_timers();
+            me.sleeping.store(true, Ordering::SeqCst);
+            fence(Ordering::SeqCst);
+            if task.is_scheduled() {
+                me.sleeping.store(false, Ordering::SeqCst);
+                return;
+            }
+            match next {
+                Some(deadline) => {
+                    thread::park_timeout(deadline.saturating_duration_since(Instant::now()))
+                }
+                None => thread::park(),
+            }
+            me.sleeping.store(false, Ordering::SeqCst);
+        }
+    }
+
+    /// Unwinds the goroutines still parked on this worker (shutdown step 2).
+    fn unwind_parked(&self) {
+        let live: Vec<_> = self
+            .live
+            .borrow_mut()
+            .drain()
+            .map(|(_, task)| task)
+            .collect();
+        for task in live {
+            // SAFETY: the worker loop has ended; the goroutine is parked (not running) and
+            // started on this thread.
+            let local = unsafe { task.local() };
+            let reason = if local.parked_on.is_empty() {
+                "parked"
+            } else {
+                local.parked_on
+            };
+            self.shared
+                .record_leak(&task, &format!("parked on {reason}, unwound at shutdown"));
+            self.current.set(Arc::as_ptr(&task));
+            local.coroutine = None;
+            self.current.set(std::ptr::null());
+            task.finish_done();
+            LIVE_GOROUTINES.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+#[cold]
+fn report_stack_exhaustion() -> ! {
+    eprintln!(
+        "gsched: no goroutine can make progress: every goroutine stack is held by a parked \
+         goroutine, and {} stacks is the most the kernel's map limit allows (vm.max_map_count \
+         = {}). Raise it with `sysctl -w vm.max_map_count=N`, use smaller or dense stacks, or \
+         let fewer goroutines block at once.",
+        gstack::stack_limit(),
+        gstack::max_map_count()
+    );
+    std::process::exit(2);
+}
+
+/// The body of worker thread `index`.
+pub(crate) fn worker_main(shared: Arc<RuntimeShared>, index: usize) {
+    let _ = gstack::install_overflow_handler();
+    let _ = shared.workers[index].thread.set(thread::current());
+    let local = WorkerLocal {
+        index,
+        shared: Arc::clone(&shared),
+        runnext: RefCell::new(None),
+        runnext_streak: Cell::new(0),
+        tick: Cell::new(index as u32),
+        timers: RefCell::new(BinaryHeap::new()),
+        live: RefCell::new(HashMap::new()),
+        current: Cell::new(std::ptr::null()),
+    };
+    WORKER.with(|worker| worker.set(&local));
+    while !shared.shutdown.load(Ordering::Acquire) {
+        match local.pop_runnable() {
+            Some(task) => local.run(task),
+            None => {
+                local.fire_timers();
+                local.idle();
+            }
+        }
+    }
+    local.unwind_parked();
+    let timers = std::mem::take(&mut *local.timers.borrow_mut());
+    shared
+        .pending_timers
+        .fetch_sub(timers.len(), Ordering::SeqCst);
+    if let Some(task) = local.runnext.borrow_mut().take() {
+        shared.workers[index].ready.push(task);
+    }
+    WORKER.with(|worker| worker.set(std::ptr::null()));
+}

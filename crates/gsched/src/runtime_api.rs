@@ -1,0 +1,366 @@
+//! Runtimes: building one, running the main goroutine on it, and shutting it down.
+
+use std::fmt;
+use std::sync::{Arc, Mutex, Once, OnceLock};
+use std::thread;
+
+use gstack::{DenseStacks, StackError};
+
+use crate::procs::{ProcsError, default_workers};
+use crate::runtime::{Config, RuntimeShared, StackPolicy, WorkerLocal, worker_main};
+use crate::spawn::Builder;
+
+/// A runtime: a set of worker threads that run goroutines.
+///
+/// ```
+/// let runtime = gsched::Runtime::builder().workers(2).build()?;
+/// let sum = runtime.block_on(|| {
+///     let handles: Vec<_> = (1..=10u64).map(|i| gsched::go(move || i * i)).collect();
+///     handles.into_iter().map(|h| h.join().unwrap()).sum::<u64>()
+/// });
+/// assert_eq!(sum, 385);
+/// # Ok::<(), gsched::BuildError>(())
+/// ```
+pub struct Runtime {
+    shared: Arc<RuntimeShared>,
+    threads: Mutex<Vec<thread::JoinHandle<()>>>,
+}
+
+/// Why a runtime could not be built.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// `GSCHED_PROCS` is set to something that is not a worker count.
+    Procs(ProcsError),
+    /// A worker count of zero was asked for.
+    NoWorkers,
+    /// The dense stack region could not be mapped.
+    Stacks(StackError),
+    /// A worker thread could not be started.
+    Thread(std::io::Error),
+}
+
+impl fmt::Display for BuildError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BuildError::Procs(err) => err.fmt(f),
+            BuildError::NoWorkers => f.write_str("a runtime needs at least one worker"),
+            BuildError::Stacks(err) => write!(f, "cannot reserve goroutine stacks: {err}"),
+            BuildError::Thread(err) => write!(f, "cannot start a worker thread: {err}"),
+        }
+    }
+}
+
+impl std::error::Error for BuildError {}
+
+/// Configures a [`Runtime`].
+#[derive(Debug)]
+pub struct RuntimeBuilder {
+    workers: Option<usize>,
+    stack_size: usize,
+    dense: Option<(usize, usize)>,
+    thread_name: String,
+    leak_report: bool,
+}
+
+/// What shutting a runtime down found.
+#[derive(Debug, Default)]
+pub struct ShutdownReport {
+    /// One line per goroutine that had not finished: id, name, spawn location, and what it was
+    /// parked on (it was unwound, so its destructors ran) or that it never ran.
+    pub leaked: Vec<String>,
+}
+
+impl Runtime {
+    /// A builder with the defaults: workers from `GSCHED_PROCS` or the CPUs this process may use
+    /// (affinity mask and cgroup quota), guarded stacks of `gstack::DEFAULT_STACK_SIZE`.
+    pub fn builder() -> RuntimeBuilder {
+        RuntimeBuilder {
+            workers: None,
+            stack_size: gstack::DEFAULT_STACK_SIZE,
+            dense: None,
+            thread_name: "gsched-worker".to_string(),
+            leak_report: false,
+        }
+    }
+
+    /// Runs `f` as this runtime's main goroutine and returns its value; the calling thread
+    /// blocks meanwhile. A panic in `f` is re-raised here.
+    #[track_caller]
+    pub fn block_on<F, T>(&self, f: F) -> T
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        let handle = self.spawn(Builder::new().name("main"), f);
+        match handle.join() {
+            Ok(value) => value,
+            Err(payload) => std::panic::resume_unwind(payload),
+        }
+    }
+
+    /// Starts a goroutine on this runtime from outside it.
+    #[track_caller]
+    pub fn spawn<F, T>(&self, builder: Builder, f: F) -> crate::JoinHandle<T>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        let _enter = EnterRuntime::new(&self.shared);
+        builder.spawn(f)
+    }
+
+    /// The number of worker threads.
+    pub fn workers(&self) -> usize {
+        self.shared.worker_count()
+    }
+
+    /// Stops the runtime: goroutines still parked are unwound on their workers (their
+    /// destructors run), goroutines that never ran are dropped, and the worker threads are
+    /// joined. Returns what was left; with `leak_report(true)` it is also printed to stderr.
+    pub fn shutdown(self) -> ShutdownReport {
+        self.stop()
+    }
+
+    fn stop(&self) -> ShutdownReport {
+        self.shared.begin_shutdown();
+        let threads = std::mem::take(
+            &mut *self
+                .threads
+                .lock()
+                .unwrap_or_else(|poison| poison.into_inner()),
+        );
+        for thread in threads {
+            let _ = thread.join();
+        }
+        let leaked = self.shared.finish_shutdown();
+        if self.shared.config.leak_report {
+            for line in &leaked {
+                eprintln!("gsched: leaked {line}");
+            }
+        }
+        ShutdownReport { leaked }
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+impl fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Runtime")
+            .field("workers", &self.workers())
+            .finish()
+    }
+}
+
+impl RuntimeBuilder {
+    /// The number of worker threads (overrides `GSCHED_PROCS`).
+    pub fn workers(mut self, count: usize) -> Self {
+        self.workers = Some(count);
+        self
+    }
+
+    /// The default stack size of goroutines, in bytes (guarded stacks).
+    pub fn stack_size(mut self, bytes: usize) -> Self {
+        self.stack_size = bytes;
+        self
+    }
+
+    /// Runs goroutines on dense stacks: `count` stacks of `slot_size` bytes carved from one
+    /// mapping, for more goroutines than `vm.max_map_count` allows guarded stacks.
+    ///
+    /// # Safety
+    ///
+    /// The contract of [`gstack::DenseStacks::new`]: no goroutine of this runtime may need more
+    /// stack than `slot_size - 256` bytes; an overflow corrupts a neighbouring goroutine's
+    /// stack and is caught, after the fact, only by a canary checked when a goroutine switches
+    /// out or ends.
+    pub unsafe fn dense_stacks(mut self, slot_size: usize, count: usize) -> Self {
+        self.dense = Some((slot_size, count));
+        self
+    }
+
+    /// The name of the worker threads.
+    pub fn thread_name(mut self, name: impl Into<String>) -> Self {
+        self.thread_name = name.into();
+        self
+    }
+
+    /// Prints a line per unfinished goroutine at shutdown (id, name, spawn location, what it
+    /// was parked on).
+    pub fn leak_report(mut self, enabled: bool) -> Self {
+        self.leak_report = enabled;
+        self
+    }
+
+    /// Starts the worker threads.
+    ///
+    /// # Errors
+    ///
+    /// [`BuildError`] for a bad `GSCHED_PROCS`, zero workers, a dense region that cannot be
+    /// mapped, or a worker thread that cannot start.
+    pub fn build(self) -> Result<Runtime, BuildError> {
+        let workers = match self.workers {
+            Some(count) => count,
+            None => default_workers().map_err(BuildError::Procs)?,
+        };
+        if workers == 0 {
+            return Err(BuildError::NoWorkers);
+        }
+        let stacks = match self.dense {
+            Some((slot_size, count)) => {
+                // SAFETY: the caller of the `unsafe` `dense_stacks` took on its contract.
+                let stacks = unsafe { DenseStacks::new(slot_size, count) };
+                StackPolicy::Dense {
+                    stacks: stacks.map_err(BuildError::Stacks)?,
+                }
+            }
+            None => StackPolicy::Guarded {
+                pools: Mutex::new(Vec::new()),
+            },
+        };
+        install_panic_hook();
+        let shared = RuntimeShared::new(
+            workers,
+            stacks,
+            Config {
+                stack_size: self.stack_size,
+                leak_report: self.leak_report,
+            },
+        );
+        let runtime = Runtime {
+            shared: Arc::clone(&shared),
+            threads: Mutex::new(Vec::with_capacity(workers)),
+        };
+        for index in 0..workers {
+            let shared = Arc::clone(&shared);
+            let thread = thread::Builder::new()
+                .name(format!("{}-{index}", self.thread_name))
+                .spawn(move || worker_main(shared, index))
+                .map_err(BuildError::Thread)?;
+            runtime
+                .threads
+                .lock()
+                .unwrap_or_else(|poison| poison.into_inner())
+                .push(thread);
+        }
+        Ok(runtime)
+    }
+}
+
+/// Marks the calling (non-worker) thread as spawning into `runtime` for the duration.
+struct EnterRuntime {
+    previous: Option<Arc<RuntimeShared>>,
+}
+
+thread_local! {
+    static ENTERED: std::cell::RefCell<Option<Arc<RuntimeShared>>> = const { std::cell::RefCell::new(None) };
+}
+
+impl EnterRuntime {
+    fn new(runtime: &Arc<RuntimeShared>) -> Self {
+        let previous = ENTERED.with(|entered| entered.replace(Some(Arc::clone(runtime))));
+        EnterRuntime { previous }
+    }
+}
+
+impl Drop for EnterRuntime {
+    fn drop(&mut self) {
+        let previous = self.previous.take();
+        let _ = ENTERED.try_with(|entered| entered.replace(previous));
+    }
+}
+
+/// The runtime a spawn from this thread goes to: the worker's own, one entered with
+/// `Runtime::spawn`, or the process-wide default.
+pub(crate) fn spawn_target() -> Arc<RuntimeShared> {
+    WorkerLocal::with_current(|local| Arc::clone(&local.shared))
+        .or_else(|| {
+            ENTERED
+                .try_with(|entered| entered.borrow().clone())
+                .ok()
+                .flatten()
+        })
+        .unwrap_or_else(|| Arc::clone(&default_runtime().shared))
+}
+
+/// The process-wide runtime that `go` uses outside any runtime.
+pub(crate) fn default_runtime() -> &'static Runtime {
+    static DEFAULT: OnceLock<Runtime> = OnceLock::new();
+    DEFAULT.get_or_init(|| {
+        Runtime::builder()
+            .thread_name("gsched-default")
+            .build()
+            .unwrap_or_else(|err| panic!("gsched: cannot start the default runtime: {err}"))
+    })
+}
+
+/// Runs `f` as the main goroutine of a new runtime with the default configuration, returns its
+/// value, and shuts the runtime down.
+///
+/// ```
+/// let answer = gsched::run(|| {
+///     let wg = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+///     let handles: Vec<_> = (0..5)
+///         .map(|_| {
+///             let wg = wg.clone();
+///             gsched::go(move || wg.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+///         })
+///         .collect();
+///     handles.into_iter().for_each(|h| drop(h.join()));
+///     wg.load(std::sync::atomic::Ordering::Relaxed)
+/// });
+/// assert_eq!(answer, 5);
+/// ```
+///
+/// # Panics
+///
+/// When the runtime cannot be built (a bad `GSCHED_PROCS`), with the reason; a panic in `f` is
+/// re-raised.
+#[track_caller]
+pub fn run<F, T>(f: F) -> T
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    let runtime = Runtime::builder()
+        .build()
+        .unwrap_or_else(|err| panic!("gsched: {err}"));
+    runtime.block_on(f)
+}
+
+/// Prints panics of goroutines with the goroutine's id and name, as std does with a thread's
+/// name; other panics go to the hook that was there before.
+fn install_panic_hook() {
+    static INSTALL: Once = Once::new();
+    INSTALL.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| match crate::current() {
+            Some(goroutine) => {
+                let name = goroutine
+                    .name()
+                    .map(|name| format!(" \"{name}\""))
+                    .unwrap_or_default();
+                let message = info
+                    .payload()
+                    .downcast_ref::<&str>()
+                    .copied()
+                    .or_else(|| info.payload().downcast_ref::<String>().map(String::as_str))
+                    .unwrap_or("Box<dyn Any>");
+                let location = info
+                    .location()
+                    .map(|l| format!(" at {l}"))
+                    .unwrap_or_default();
+                eprintln!(
+                    "goroutine {}{name} panicked{location}:\n{message}",
+                    goroutine.id()
+                );
+            }
+            None => previous(info),
+        }));
+    });
+}
