@@ -68,8 +68,8 @@ fn fresh_goroutines_spread_over_workers() {
         for handle in handles {
             handle.join().unwrap();
         }
-        let count = seen.lock().unwrap().len();
-        count
+        let seen = seen.lock().unwrap();
+        seen.len()
     });
     assert_eq!(threads, 2, "both workers ran fresh goroutines");
 }
