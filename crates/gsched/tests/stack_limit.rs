@@ -2,6 +2,7 @@
 //! stops with a clear error. Both run in child processes: the budget is process-wide.
 
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use gsched::{Runtime, go};
@@ -56,11 +57,12 @@ fn a_stall_on_stacks_is_reported_not_hung() {
         let rt = Runtime::builder().workers(2).build().unwrap();
         rt.block_on(|| {
             gstack::set_stack_limit(gstack::stacks_in_use() + 4);
+            static NEVER: AtomicBool = AtomicBool::new(false);
             let handles: Vec<_> = (0..20)
                 .map(|_| {
                     go(|| {
-                        loop {
-                            gsched::park()
+                        while !NEVER.load(Ordering::Relaxed) {
+                            gsched::park();
                         }
                     })
                 })
