@@ -10,34 +10,40 @@ use crate::task::Panic;
 
 /// Where a goroutine's result meets whoever joins it.
 pub(crate) struct Packet<T> {
-    result: Mutex<Option<std::thread::Result<T>>>,
+    slot: Mutex<Slot<T>>,
     done: AtomicBool,
-    waiter: Mutex<Option<Unparker>>,
     /// Receives the panic payload nobody joined, when the packet goes away.
     unjoined_panic: Option<Box<dyn Fn(Panic) + Send + Sync>>,
+}
+
+struct Slot<T> {
+    result: Option<std::thread::Result<T>>,
+    waiter: Option<Unparker>,
 }
 
 impl<T> Packet<T> {
     pub(crate) fn new(unjoined_panic: Option<Box<dyn Fn(Panic) + Send + Sync>>) -> Arc<Self> {
         Arc::new(Packet {
-            result: Mutex::new(None),
+            slot: Mutex::new(Slot {
+                result: None,
+                waiter: None,
+            }),
             done: AtomicBool::new(false),
-            waiter: Mutex::new(None),
             unjoined_panic,
         })
     }
 
+    fn slot(&self) -> std::sync::MutexGuard<'_, Slot<T>> {
+        self.slot.lock().unwrap_or_else(|poison| poison.into_inner())
+    }
+
     pub(crate) fn complete(&self, result: std::thread::Result<T>) {
-        *self
-            .result
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner()) = Some(result);
-        self.done.store(true, Ordering::Release);
-        let waiter = self
-            .waiter
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner())
-            .take();
+        let waiter = {
+            let mut slot = self.slot();
+            slot.result = Some(result);
+            self.done.store(true, Ordering::Release);
+            slot.waiter.take()
+        };
         if let Some(waiter) = waiter {
             waiter.unpark();
         }
@@ -47,27 +53,20 @@ impl<T> Packet<T> {
         self.done.load(Ordering::Acquire)
     }
 
-    /// Waits for the result: the waiter is registered before `done` is checked again, and
-    /// `complete` sets `done` before it takes the waiter, so one of them sees the other.
+    /// Waits for the result. The waiter is registered under the same lock that `complete`
+    /// stores the result under, so either the joiner finds the result or `complete` finds the
+    /// waiter.
     pub(crate) fn wait(&self) -> std::thread::Result<T> {
-        while !self.is_done() {
-            *self
-                .waiter
-                .lock()
-                .unwrap_or_else(|poison| poison.into_inner()) = Some(current_unparker());
-            if self.is_done() {
-                break;
+        loop {
+            {
+                let mut slot = self.slot();
+                if let Some(result) = slot.result.take() {
+                    return result;
+                }
+                slot.waiter = Some(current_unparker());
             }
             park_with_reason("join");
         }
-        self.take().expect("a completed goroutine left its result")
-    }
-
-    pub(crate) fn take(&self) -> Option<std::thread::Result<T>> {
-        self.result
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner())
-            .take()
     }
 }
 
@@ -75,9 +74,10 @@ impl<T> Drop for Packet<T> {
     fn drop(&mut self) {
         if let Some(report) = &self.unjoined_panic
             && let Some(Err(payload)) = self
-                .result
+                .slot
                 .get_mut()
                 .unwrap_or_else(|poison| poison.into_inner())
+                .result
                 .take()
         {
             report(payload);

@@ -28,7 +28,8 @@
 
 use std::cell::{Cell, RefCell};
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering, fence};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::{self, Thread};
@@ -46,8 +47,11 @@ const FRESH_CAPACITY: usize = 256;
 const FAIRNESS_TICKS: u32 = 61;
 /// Consecutive `runnext` turns before the queues get one.
 const RUNNEXT_STREAK: u32 = 16;
-/// Rounds a worker spins looking for work before it sleeps.
+/// Looks at the queues between two checks of the clock while spinning.
 const SPIN_ROUNDS: u32 = 64;
+/// How long an idle worker spins looking for work before it sleeps: long enough to bridge the
+/// usual gap between a park and the wake-up that answers it, short enough not to burn a core.
+const SPIN_TIME: Duration = Duration::from_micros(50);
 /// How long a stall must last before the runtime gives up (see `nothing_can_progress`).
 const STALL_CHECK: Duration = Duration::from_secs(2);
 
@@ -144,6 +148,8 @@ pub(crate) struct RuntimeShared {
     /// Goroutines that could not get a stack, waiting for one to be returned.
     waiting_for_stack: SegQueue<Arc<Task>>,
     spinning: AtomicUsize,
+    /// Workers whose `sleeping` flag is set.
+    sleepers: AtomicUsize,
     shutdown: AtomicBool,
     /// Bumped whenever a goroutine finishes: the stall detector's sign of life.
     progress: AtomicU64,
@@ -176,6 +182,7 @@ impl RuntimeShared {
             injector: SegQueue::new(),
             waiting_for_stack: SegQueue::new(),
             spinning: AtomicUsize::new(0),
+            sleepers: AtomicUsize::new(0),
             shutdown: AtomicBool::new(false),
             progress: AtomicU64::new(0),
             pending_timers: AtomicUsize::new(0),
@@ -244,7 +251,7 @@ impl RuntimeShared {
     /// After pushing work any worker may take: wakes a sleeping worker unless one is spinning.
     fn wake_for_new_work(&self) {
         fence(Ordering::SeqCst);
-        if self.spinning.load(Ordering::SeqCst) > 0 {
+        if self.spinning.load(Ordering::SeqCst) > 0 || self.sleepers.load(Ordering::SeqCst) == 0 {
             return;
         }
         for index in 0..self.workers.len() {
@@ -257,7 +264,7 @@ impl RuntimeShared {
     /// Wakes worker `index` if it sleeps; true if it did.
     fn wake_worker(&self, index: usize) -> bool {
         let worker = &self.workers[index];
-        if worker.sleeping.load(Ordering::SeqCst) && worker.sleeping.swap(false, Ordering::SeqCst) {
+        if worker.sleeping.load(Ordering::SeqCst) && self.end_sleep(index) {
             if let Some(thread) = worker.thread.get() {
                 thread.unpark();
             }
@@ -266,10 +273,26 @@ impl RuntimeShared {
         false
     }
 
+    /// Sets worker `index`'s `sleeping` flag; the caller then looks for work once more.
+    fn announce_sleep(&self, index: usize) {
+        self.workers[index].sleeping.store(true, Ordering::SeqCst);
+        self.sleepers.fetch_add(1, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+    }
+
+    /// Clears worker `index`'s `sleeping` flag; true if this call cleared it.
+    fn end_sleep(&self, index: usize) -> bool {
+        let was_sleeping = self.workers[index].sleeping.swap(false, Ordering::SeqCst);
+        if was_sleeping {
+            self.sleepers.fetch_sub(1, Ordering::SeqCst);
+        }
+        was_sleeping
+    }
+
     pub(crate) fn begin_shutdown(&self) {
         self.shutdown.store(true, Ordering::SeqCst);
-        for worker in self.workers.iter() {
-            worker.sleeping.store(false, Ordering::SeqCst);
+        for (index, worker) in self.workers.iter().enumerate() {
+            self.end_sleep(index);
             if let Some(thread) = worker.thread.get() {
                 thread.unpark();
             }
@@ -321,6 +344,26 @@ impl RuntimeShared {
     }
 }
 
+/// Hashes goroutine ids, which are already unique sequence numbers, by a multiplication.
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.0 = (self.0 << 8 | u64::from(byte)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+
+    fn write_u64(&mut self, id: u64) {
+        self.0 = id.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
 /// A timer that wakes a goroutine parked with a timeout.
 struct Timer {
     deadline: Instant,
@@ -354,7 +397,9 @@ pub(crate) struct WorkerLocal {
     tick: Cell<u32>,
     timers: RefCell<BinaryHeap<Reverse<Timer>>>,
     /// Goroutines that started here and have not finished.
-    live: RefCell<HashMap<u64, Arc<Task>>>,
+    live: RefCell<HashMap<u64, Arc<Task>, BuildHasherDefault<IdHasher>>>,
+    /// Goroutines that yielded, in order; they stay `RUNNING` (only this worker runs them).
+    yielded: RefCell<VecDeque<Arc<Task>>>,
     /// The goroutine running now.
     current: Cell<*const Task>,
 }
@@ -432,17 +477,28 @@ impl WorkerLocal {
         }
     }
 
-    fn pop_runnable(&self) -> Option<Arc<Task>> {
+    /// The next goroutine to run, and whether it is already `RUNNING` (it yielded).
+    fn pop_runnable(&self) -> Option<(Arc<Task>, bool)> {
         let shared = &*self.shared;
         let me = &shared.workers[self.index];
         let tick = self.tick.get().wrapping_add(1);
         self.tick.set(tick);
         if tick.is_multiple_of(FAIRNESS_TICKS) {
             self.fire_timers();
-            if let Some(task) = shared.injector.pop() {
-                return Some(task);
+            if let Some(task) = shared.injector.pop().or_else(|| me.fresh.pop()) {
+                return Some((task, false));
             }
         }
+        self.pop_queued().map(|task| (task, false)).or_else(|| {
+            let yielded = self.yielded.borrow_mut().pop_front();
+            yielded.map(|task| (task, true))
+        })
+        .or_else(|| self.pop_shared().map(|task| (task, false)))
+    }
+
+    /// From `runnext` and the worker's inbox.
+    fn pop_queued(&self) -> Option<Arc<Task>> {
+        let me = &self.shared.workers[self.index];
         if self.runnext_streak.get() < RUNNEXT_STREAK
             && let Some(task) = self.runnext.borrow_mut().take()
         {
@@ -450,10 +506,17 @@ impl WorkerLocal {
             return Some(task);
         }
         self.runnext_streak.set(0);
-        if let Some(task) = me.ready.pop().or_else(|| me.fresh.pop()) {
+        if let Some(task) = me.ready.pop() {
             return Some(task);
         }
-        if let Some(task) = self.runnext.borrow_mut().take() {
+        self.runnext.borrow_mut().take()
+    }
+
+    /// From the worker's fresh queue, the injector, or another worker.
+    fn pop_shared(&self) -> Option<Arc<Task>> {
+        let shared = &*self.shared;
+        let me = &shared.workers[self.index];
+        if let Some(task) = me.fresh.pop() {
             return Some(task);
         }
         if let Some(task) = shared.injector.pop() {
@@ -506,28 +569,36 @@ impl WorkerLocal {
     fn has_visible_work(&self) -> bool {
         let shared = &*self.shared;
         self.runnext.borrow().is_some()
+            || !self.yielded.borrow().is_empty()
             || !shared.injector.is_empty()
             || !shared.workers[self.index].ready.is_empty()
             || shared.workers.iter().any(|worker| !worker.fresh.is_empty())
     }
 
-    /// Spins, then sleeps until woken or until the next timer is due.
+    /// Spins for a while (if few others do), then sleeps until woken or until the next timer
+    /// is due.
     fn idle(&self) {
         let shared = &*self.shared;
-        shared.spinning.fetch_add(1, Ordering::SeqCst);
-        for _ in 0..SPIN_ROUNDS {
-            if self.has_visible_work() || shared.shutdown.load(Ordering::Relaxed) {
-                shared.spinning.fetch_sub(1, Ordering::SeqCst);
-                return;
+        let max_spinners = (shared.workers.len() / 2).max(1);
+        if shared.spinning.fetch_add(1, Ordering::SeqCst) < max_spinners {
+            let start = Instant::now();
+            while start.elapsed() < SPIN_TIME {
+                for _ in 0..SPIN_ROUNDS {
+                    if self.has_visible_work() || shared.shutdown.load(Ordering::Relaxed) {
+                        shared.spinning.fetch_sub(1, Ordering::SeqCst);
+                        return;
+                    }
+                    std::hint::spin_loop();
+                }
+                if self.timers.borrow().peek().is_some_and(|Reverse(timer)| timer.deadline <= Instant::now()) {
+                    break;
+                }
             }
-            std::hint::spin_loop();
         }
         shared.spinning.fetch_sub(1, Ordering::SeqCst);
-        let me = &shared.workers[self.index];
-        me.sleeping.store(true, Ordering::SeqCst);
-        fence(Ordering::SeqCst);
+        shared.announce_sleep(self.index);
         if self.has_visible_work() || shared.shutdown.load(Ordering::SeqCst) {
-            me.sleeping.store(false, Ordering::SeqCst);
+            shared.end_sleep(self.index);
             return;
         }
         let next_timer = self.fire_timers();
@@ -540,7 +611,7 @@ impl WorkerLocal {
             (None, true) => thread::park_timeout(STALL_CHECK),
             (None, false) => thread::park(),
         }
-        me.sleeping.store(false, Ordering::SeqCst);
+        shared.end_sleep(self.index);
         if stalled && next_timer.is_none() && self.nothing_can_progress(progress) {
             report_stack_exhaustion();
         }
@@ -562,8 +633,8 @@ impl WorkerLocal {
     }
 
     /// Runs `task` until it switches out, and deals with why it did.
-    fn run(&self, task: Arc<Task>) {
-        if !task.try_start_run() {
+    fn run(&self, task: Arc<Task>, running: bool) {
+        if !running && !task.try_start_run() {
             return;
         }
         // SAFETY: winning `try_start_run` makes this thread the goroutine's only runner.
@@ -587,8 +658,7 @@ impl WorkerLocal {
                         // Unwinding: keep running it here (see `Switch::Park` below).
                         continue;
                     }
-                    task.finish_yield();
-                    self.shared.workers[self.index].ready.push(task);
+                    self.yielded.borrow_mut().push_back(task);
                     return;
                 }
                 Some(Switch::Park) => {
@@ -677,13 +747,11 @@ impl WorkerLocal {
         if !task.finish_park() {
             return;
         }
-        let me = &self.shared.workers[self.index];
         loop {
             let next = self.fire_timers();
-            me.sleeping.store(true, Ordering::SeqCst);
-            fence(Ordering::SeqCst);
+            self.shared.announce_sleep(self.index);
             if task.is_scheduled() {
-                me.sleeping.store(false, Ordering::SeqCst);
+                self.shared.end_sleep(self.index);
                 return;
             }
             match next {
@@ -692,7 +760,7 @@ impl WorkerLocal {
                 }
                 None => thread::park(),
             }
-            me.sleeping.store(false, Ordering::SeqCst);
+            self.shared.end_sleep(self.index);
         }
     }
 
@@ -748,19 +816,21 @@ pub(crate) fn worker_main(shared: Arc<RuntimeShared>, index: usize) {
         runnext_streak: Cell::new(0),
         tick: Cell::new(index as u32),
         timers: RefCell::new(BinaryHeap::new()),
-        live: RefCell::new(HashMap::new()),
+        live: RefCell::new(HashMap::default()),
+        yielded: RefCell::new(VecDeque::new()),
         current: Cell::new(std::ptr::null()),
     };
     WORKER.with(|worker| worker.set(&local));
     while !shared.shutdown.load(Ordering::Acquire) {
         match local.pop_runnable() {
-            Some(task) => local.run(task),
+            Some((task, running)) => local.run(task, running),
             None => {
                 local.fire_timers();
                 local.idle();
             }
         }
     }
+    local.yielded.borrow_mut().clear();
     local.unwind_parked();
     let timers = std::mem::take(&mut *local.timers.borrow_mut());
     shared
