@@ -1,7 +1,7 @@
 //! Project automation, in plain Rust so that a fresh clone needs nothing installed but cargo.
 //!
 //! - `cargo xtask test`: formatting, clippy, every test (unit, integration, doc, both switch
-//!   backends), stopping at the first failing step.
+//!   backends, release mode) and the loom models, stopping at the first failing step.
 //! - `cargo xtask bench [FILTER]`: the criterion benchmarks (only those matching FILTER when
 //!   given), then the report programs.
 
@@ -71,6 +71,21 @@ fn test_steps() -> Vec<Step> {
             "tests (release)",
             &["test", "--workspace", "--release", "--lib", "--tests"],
         ),
+        // About 40 s on 2 cores, almost all of it the build; the models run in under a second.
+        Step {
+            name: "loom models",
+            args: ["test", "--release", "--package", "gsched", "--lib"]
+                .map(String::from)
+                .to_vec(),
+            env: vec![
+                (
+                    "RUSTFLAGS",
+                    "--cfg goroutines_loom -C debug-assertions".to_string(),
+                ),
+                ("CARGO_TARGET_DIR", "target/loom".to_string()),
+                ("LOOM_MAX_PREEMPTIONS", "3".to_string()),
+            ],
+        },
     ]
 }
 

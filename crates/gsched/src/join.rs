@@ -34,7 +34,9 @@ impl<T> Packet<T> {
     }
 
     fn slot(&self) -> std::sync::MutexGuard<'_, Slot<T>> {
-        self.slot.lock().unwrap_or_else(|poison| poison.into_inner())
+        self.slot
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
     }
 
     pub(crate) fn complete(&self, result: std::thread::Result<T>) {

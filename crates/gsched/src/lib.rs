@@ -1,3 +1,4 @@
+#![cfg_attr(goroutines_loom, allow(dead_code))]
 //! Goroutines for Rust: an M:N scheduler of stackful green threads.
 //!
 //! ```
@@ -35,52 +36,73 @@
 //! [`park_timeout`], [`sleep`], [`JoinHandle::join`]. The same calls block the thread when made
 //! outside a goroutine. [`current_unparker`] gives the handle that wakes the caller.
 
+// Under `--cfg goroutines_loom` only the modeled protocols are built, on loom's types.
+#[cfg(all(test, goroutines_loom))]
+mod loom_models;
+mod state;
+mod steal;
+mod sync;
+
+#[cfg(not(goroutines_loom))]
 mod join;
+#[cfg(not(goroutines_loom))]
 mod park;
+#[cfg(not(goroutines_loom))]
 mod procs;
+#[cfg(not(goroutines_loom))]
 mod runtime;
+#[cfg(not(goroutines_loom))]
 mod runtime_api;
+#[cfg(not(goroutines_loom))]
 mod scope;
+#[cfg(not(goroutines_loom))]
 mod spawn;
+#[cfg(not(goroutines_loom))]
 mod task;
 
-pub use join::JoinHandle;
-pub use park::{
-    Unparker, current_unparker, in_goroutine, park, park_timeout, park_with_reason, sleep,
-    sleep_until, yield_now,
-};
-pub use procs::{PROCS_VAR, ProcsError, available_cpus};
-pub use runtime::num_goroutines;
-pub use runtime_api::{BuildError, Runtime, RuntimeBuilder, ShutdownReport, run};
-pub use scope::{Scope, ScopedJoinHandle, scope};
-pub use spawn::{Builder, go};
+#[cfg(not(goroutines_loom))]
+pub use api::*;
 
-/// The calling goroutine: its id and name.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Goroutine {
-    id: u64,
-    name: Option<std::sync::Arc<str>>,
-}
+#[cfg(not(goroutines_loom))]
+mod api {
+    pub use crate::join::JoinHandle;
+    pub use crate::park::{
+        Unparker, current_unparker, in_goroutine, park, park_timeout, park_with_reason, sleep,
+        sleep_until, yield_now,
+    };
+    pub use crate::procs::{PROCS_VAR, ProcsError, available_cpus};
+    pub use crate::runtime::num_goroutines;
+    pub use crate::runtime_api::{BuildError, Runtime, RuntimeBuilder, ShutdownReport, run};
+    pub use crate::scope::{Scope, ScopedJoinHandle, scope};
+    pub use crate::spawn::{Builder, go};
 
-impl Goroutine {
-    /// The goroutine's id, unique in the process.
-    pub fn id(&self) -> u64 {
-        self.id
+    /// The calling goroutine: its id and name.
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    pub struct Goroutine {
+        id: u64,
+        name: Option<std::sync::Arc<str>>,
     }
 
-    /// The goroutine's name, if it was given one.
-    pub fn name(&self) -> Option<&str> {
-        self.name.as_deref()
-    }
-}
+    impl Goroutine {
+        /// The goroutine's id, unique in the process.
+        pub fn id(&self) -> u64 {
+            self.id
+        }
 
-/// The goroutine the caller runs in, or `None` on a plain thread.
-pub fn current() -> Option<Goroutine> {
-    runtime::WorkerLocal::with_current(|local| {
-        local.current_task().map(|task| Goroutine {
-            id: task.id,
-            name: task.name.clone(),
+        /// The goroutine's name, if it was given one.
+        pub fn name(&self) -> Option<&str> {
+            self.name.as_deref()
+        }
+    }
+
+    /// The goroutine the caller runs in, or `None` on a plain thread.
+    pub fn current() -> Option<Goroutine> {
+        crate::runtime::WorkerLocal::with_current(|local| {
+            local.current_task().map(|task| Goroutine {
+                id: task.id,
+                name: task.name.clone(),
+            })
         })
-    })
-    .flatten()
+        .flatten()
+    }
 }

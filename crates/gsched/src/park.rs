@@ -31,7 +31,7 @@ impl Unparker {
     pub fn unpark(&self) {
         match &self.target {
             Target::Goroutine(task) => {
-                if task.notify() {
+                if task.state.notify() {
                     task.runtime.schedule_woken(Arc::clone(task));
                 }
             }
@@ -82,7 +82,7 @@ pub fn park_timeout(timeout: Duration) {
 pub(crate) fn park_until(deadline: Option<Instant>, reason: &'static str) {
     let goroutine = WorkerLocal::with_current(|local| {
         let task = local.current_task()?;
-        if task.take_notification() {
+        if task.state.take_notification() {
             return Some(None);
         }
         if let Some(deadline) = deadline {

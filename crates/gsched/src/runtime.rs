@@ -39,6 +39,7 @@ use crossbeam_queue::{ArrayQueue, SegQueue};
 use ctxswitch::{Coroutine, CoroutineResult, Stack};
 use gstack::{DenseStack, DenseStacks, PooledStack, StackError, StackPool};
 
+use crate::steal::steal_half;
 use crate::task::{NO_HOME, Switch, Task};
 
 /// Capacity of each worker's queue of not-yet-started goroutines.
@@ -470,7 +471,7 @@ impl WorkerLocal {
             };
             if let Some(timer) = due
                 && timer.task.timer.load(Ordering::Relaxed) == timer.seq
-                && timer.task.notify()
+                && timer.task.state.notify()
             {
                 self.shared.schedule_woken(timer.task);
             }
@@ -489,11 +490,13 @@ impl WorkerLocal {
                 return Some((task, false));
             }
         }
-        self.pop_queued().map(|task| (task, false)).or_else(|| {
-            let yielded = self.yielded.borrow_mut().pop_front();
-            yielded.map(|task| (task, true))
-        })
-        .or_else(|| self.pop_shared().map(|task| (task, false)))
+        self.pop_queued()
+            .map(|task| (task, false))
+            .or_else(|| {
+                let yielded = self.yielded.borrow_mut().pop_front();
+                yielded.map(|task| (task, true))
+            })
+            .or_else(|| self.pop_shared().map(|task| (task, false)))
     }
 
     /// From `runnext` and the worker's inbox.
@@ -548,20 +551,14 @@ impl WorkerLocal {
             if victim == self.index {
                 continue;
             }
-            let queue = &shared.workers[victim].fresh;
-            let Some(first) = queue.pop() else { continue };
-            let me = &shared.workers[self.index].fresh;
-            for _ in 0..queue.len() / 2 {
-                match queue.pop() {
-                    Some(task) => {
-                        if let Err(task) = me.push(task) {
-                            shared.injector.push(task);
-                        }
-                    }
-                    None => break,
-                }
+            let stolen = steal_half(
+                &shared.workers[victim].fresh,
+                &shared.workers[self.index].fresh,
+                |task| shared.injector.push(task),
+            );
+            if stolen.is_some() {
+                return stolen;
             }
-            return Some(first);
         }
         None
     }
@@ -590,7 +587,12 @@ impl WorkerLocal {
                     }
                     std::hint::spin_loop();
                 }
-                if self.timers.borrow().peek().is_some_and(|Reverse(timer)| timer.deadline <= Instant::now()) {
+                if self
+                    .timers
+                    .borrow()
+                    .peek()
+                    .is_some_and(|Reverse(timer)| timer.deadline <= Instant::now())
+                {
                     break;
                 }
             }
@@ -634,7 +636,7 @@ impl WorkerLocal {
 
     /// Runs `task` until it switches out, and deals with why it did.
     fn run(&self, task: Arc<Task>, running: bool) {
-        if !running && !task.try_start_run() {
+        if !running && !task.state.try_start_run() {
             return;
         }
         // SAFETY: winning `try_start_run` makes this thread the goroutine's only runner.
@@ -643,7 +645,7 @@ impl WorkerLocal {
             match self.start(&task) {
                 Ok(coroutine) => local.coroutine = Some(coroutine),
                 Err(StackError::MapLimit { .. } | StackError::RegionFull { .. }) => {
-                    task.finish_yield();
+                    task.state.finish_yield();
                     self.shared.waiting_for_stack.push(task);
                     return;
                 }
@@ -666,12 +668,12 @@ impl WorkerLocal {
                         // The goroutine parked while unwinding: this thread's panic count says
                         // "panicking" until it finishes, so nothing else may run here.
                         self.wait_exclusively(&task);
-                        if !task.try_start_run() {
+                        if !task.state.try_start_run() {
                             unreachable!("an exclusively awaited goroutine was started elsewhere");
                         }
                         continue;
                     }
-                    if !task.finish_park()
+                    if !task.state.finish_park()
                         && let Some(previous) = self.runnext.replace(Some(task))
                     {
                         self.shared.workers[self.index].ready.push(previous);
@@ -728,7 +730,7 @@ impl WorkerLocal {
     }
 
     fn finish(&self, task: &Arc<Task>) {
-        task.finish_done();
+        task.state.finish_done();
         // SAFETY: this thread ran the goroutine to completion.
         let local = unsafe { task.local() };
         local.coroutine = None;
@@ -744,13 +746,13 @@ impl WorkerLocal {
     /// Blocks this worker until `task`, parked mid-unwind, is woken; serves this worker's
     /// timers meanwhile.
     fn wait_exclusively(&self, task: &Arc<Task>) {
-        if !task.finish_park() {
+        if !task.state.finish_park() {
             return;
         }
         loop {
             let next = self.fire_timers();
             self.shared.announce_sleep(self.index);
-            if task.is_scheduled() {
+            if task.state.is_scheduled() {
                 self.shared.end_sleep(self.index);
                 return;
             }
@@ -786,7 +788,7 @@ impl WorkerLocal {
             self.current.set(Arc::as_ptr(&task));
             local.coroutine = None;
             self.current.set(std::ptr::null());
-            task.finish_done();
+            task.state.finish_done();
             LIVE_GOROUTINES.fetch_sub(1, Ordering::Relaxed);
         }
     }

@@ -1,0 +1,109 @@
+//! A goroutine's scheduling state machine.
+//!
+//! # States
+//!
+//! The state holds a phase and a notification bit:
+//!
+//! | phase | meaning | who moves it on |
+//! | --- | --- | --- |
+//! | `SCHEDULED` | in exactly one run queue, or about to be pushed to one | the worker that pops it: to `RUNNING` |
+//! | `RUNNING` | a worker is running it | the worker, when it switches out: to `SCHEDULED` (yield), `PARKED` (park) or `DONE` |
+//! | `PARKED` | in no queue; waits for `unpark` | `unpark`: to `SCHEDULED`, then pushes it |
+//! | `DONE` | finished | nobody |
+//!
+//! `NOTIFIED` is set by an `unpark` that finds the goroutine not parked, and consumed by its next
+//! `park`, which then returns at once.
+//!
+//! # Why no wake-up is lost
+//!
+//! A goroutine parks in two steps: it switches out with "park", then its worker tries
+//! `RUNNING -> PARKED` with a compare-exchange that requires `NOTIFIED` clear. An `unpark`
+//! between the two steps finds `RUNNING`, sets `NOTIFIED`, and makes that compare-exchange fail;
+//! the worker then consumes the notification and schedules the goroutine again. An `unpark`
+//! after the second step finds `PARKED` and schedules it. Every transition is a single atomic
+//! read-modify-write, so exactly one of them wins.
+
+use crate::sync::{AtomicU8, Ordering};
+
+pub(crate) const SCHEDULED: u8 = 0;
+pub(crate) const RUNNING: u8 = 1;
+pub(crate) const PARKED: u8 = 2;
+pub(crate) const DONE: u8 = 3;
+const PHASE: u8 = 0b11;
+pub(crate) const NOTIFIED: u8 = 0b100;
+
+/// A goroutine's phase and notification bit (see the module docs).
+pub(crate) struct TaskState {
+    state: AtomicU8,
+}
+
+impl TaskState {
+    /// A new goroutine is `SCHEDULED`: it is about to be queued.
+    pub(crate) fn new() -> Self {
+        TaskState {
+            state: AtomicU8::new(SCHEDULED),
+        }
+    }
+
+    /// `SCHEDULED -> RUNNING`; false for a queue entry that is stale.
+    pub(crate) fn try_start_run(&self) -> bool {
+        self.state
+            .fetch_update(Ordering::Acquire, Ordering::Relaxed, |state| {
+                (state & PHASE == SCHEDULED).then_some((state & !PHASE) | RUNNING)
+            })
+            .is_ok()
+    }
+
+    /// The goroutine's own `park`: consumes a notification if there is one.
+    pub(crate) fn take_notification(&self) -> bool {
+        self.state.fetch_and(!NOTIFIED, Ordering::Acquire) & NOTIFIED != 0
+    }
+
+    /// After a "park" switch-out: `RUNNING -> PARKED`, unless a notification arrived, which is
+    /// then consumed and the goroutine must be scheduled again (`false`).
+    pub(crate) fn finish_park(&self) -> bool {
+        match self
+            .state
+            .compare_exchange(RUNNING, PARKED, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => true,
+            Err(_) => {
+                self.state.store(SCHEDULED, Ordering::Release);
+                false
+            }
+        }
+    }
+
+    /// After a "yield" switch-out: `RUNNING -> SCHEDULED`, keeping a notification.
+    pub(crate) fn finish_yield(&self) {
+        self.state.fetch_and(!PHASE, Ordering::Release);
+    }
+
+    pub(crate) fn finish_done(&self) {
+        self.state.store(DONE, Ordering::Release);
+    }
+
+    pub(crate) fn is_scheduled(&self) -> bool {
+        self.state.load(Ordering::Acquire) & PHASE == SCHEDULED
+    }
+
+    /// Wakes the goroutine; true when the caller must now enqueue it (it was parked).
+    pub(crate) fn notify(&self) -> bool {
+        let mut state = self.state.load(Ordering::Acquire);
+        loop {
+            let next = match state & PHASE {
+                PARKED => SCHEDULED,
+                DONE => return false,
+                _ if state & NOTIFIED != 0 => return false,
+                _ => state | NOTIFIED,
+            };
+            match self
+                .state
+                .compare_exchange_weak(state, next, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => return next == SCHEDULED,
+                Err(current) => state = current,
+            }
+        }
+    }
+}

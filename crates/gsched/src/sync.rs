@@ -1,0 +1,7 @@
+//! The one place that picks std's or loom's synchronization types: with
+//! `--cfg goroutines_loom`, the modeled algorithms run on loom's.
+
+#[cfg(goroutines_loom)]
+pub(crate) use loom::sync::atomic::{AtomicU8, Ordering};
+#[cfg(not(goroutines_loom))]
+pub(crate) use std::sync::atomic::{AtomicU8, Ordering};
