@@ -167,3 +167,43 @@ fn stealing_loses_and_duplicates_nothing() {
         assert_eq!(all, [0, 1, 2, 3]);
     });
 }
+
+/// Two rounds of ping-pong between a goroutine and a thread, each side waiting for the other's
+/// flag: every round's wake-up reaches the goroutine.
+#[test]
+fn ping_pong_rounds_lose_no_wakeup() {
+    loom::model(|| {
+        const ROUNDS: usize = 2;
+        let state = Arc::new(TaskState::new());
+        let pong = Arc::new(AtomicUsize::new(0));
+        let queued = Arc::new(AtomicUsize::new(0));
+        assert!(state.try_start_run());
+        let partner = {
+            let (state, pong, queued) =
+                (Arc::clone(&state), Arc::clone(&pong), Arc::clone(&queued));
+            thread::spawn(move || {
+                for _ in 0..ROUNDS {
+                    pong.fetch_add(1, Ordering::Release);
+                    if state.notify() {
+                        queued.fetch_add(1, Ordering::Release);
+                    }
+                }
+            })
+        };
+        for round in 1..=ROUNDS {
+            while pong.load(Ordering::Acquire) < round {
+                if state.take_notification() {
+                    continue;
+                }
+                if state.finish_park() {
+                    while queued.load(Ordering::Acquire) == 0 {
+                        thread::yield_now();
+                    }
+                    queued.fetch_sub(1, Ordering::Relaxed);
+                }
+                assert!(state.try_start_run(), "a scheduled goroutine runs");
+            }
+        }
+        partner.join().unwrap();
+    });
+}

@@ -16,12 +16,15 @@
 //!
 //! # Why no wake-up is lost
 //!
-//! A goroutine parks in two steps: it switches out with "park", then its worker tries
-//! `RUNNING -> PARKED` with a compare-exchange that requires `NOTIFIED` clear. An `unpark`
-//! between the two steps finds `RUNNING`, sets `NOTIFIED`, and makes that compare-exchange fail;
-//! the worker then consumes the notification and schedules the goroutine again. An `unpark`
-//! after the second step finds `PARKED` and schedules it. Every transition is a single atomic
-//! read-modify-write, so exactly one of them wins.
+//! A goroutine parks in two steps: it switches out with "park", then its worker moves
+//! `RUNNING -> PARKED` in one read-modify-write that requires `NOTIFIED` clear, and otherwise
+//! consumes the notification and schedules the goroutine again. An `unpark` between the two
+//! steps finds `RUNNING` and sets `NOTIFIED`; an `unpark` after the second step finds `PARKED`
+//! and schedules it. Every transition, including an `unpark` that finds the bit already set, is
+//! a read-modify-write of the one state word: they are totally ordered, and whoever consumes a
+//! notification acquires everything its notifier wrote before it. The loom models in
+//! `loom_models.rs` check this, including a ping-pong in which an early-return `unpark` (no
+//! write when the bit was already set) lost wake-ups.
 
 use crate::sync::{AtomicU8, Ordering};
 
@@ -62,16 +65,13 @@ impl TaskState {
     /// After a "park" switch-out: `RUNNING -> PARKED`, unless a notification arrived, which is
     /// then consumed and the goroutine must be scheduled again (`false`).
     pub(crate) fn finish_park(&self) -> bool {
-        match self
+        let previous = self
             .state
-            .compare_exchange(RUNNING, PARKED, Ordering::AcqRel, Ordering::Acquire)
-        {
-            Ok(_) => true,
-            Err(_) => {
-                self.state.store(SCHEDULED, Ordering::Release);
-                false
-            }
-        }
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |state| {
+                Some(if state == RUNNING { PARKED } else { SCHEDULED })
+            })
+            .unwrap_or_else(|state| state);
+        previous == RUNNING
     }
 
     /// After a "yield" switch-out: `RUNNING -> SCHEDULED`, keeping a notification.
@@ -91,10 +91,14 @@ impl TaskState {
     pub(crate) fn notify(&self) -> bool {
         let mut state = self.state.load(Ordering::Acquire);
         loop {
+            // Even when the bit is already set, the notification is written again: the
+            // read-modify-write publishes what this notifier stored before calling (the flag the
+            // goroutine will check) to the goroutine's next acquire of the state. Returning early
+            // without a write lost wake-ups: the goroutine could consume an older notification,
+            // miss this notifier's flag, and park for good (found by the ping-pong loom model).
             let next = match state & PHASE {
                 PARKED => SCHEDULED,
                 DONE => return false,
-                _ if state & NOTIFIED != 0 => return false,
                 _ => state | NOTIFIED,
             };
             match self

@@ -264,3 +264,44 @@ fn a_migratable_goroutine_runs_and_joins() {
     });
     assert_eq!(values, (0..100).sum());
 }
+
+/// Ping-pong between a goroutine and a plain thread through park/unpark. A lost wake-up would
+/// leave the goroutine parked until its one-second safety timeout; none may happen.
+#[test]
+fn thread_to_goroutine_ping_pong_loses_no_wakeup() {
+    let rt = runtime(1);
+    let lost = rt.block_on(|| {
+        let ping = Arc::new(AtomicBool::new(false));
+        let pong = Arc::new(AtomicBool::new(false));
+        let me = gsched::current_unparker();
+        let (partner_ping, partner_pong) = (Arc::clone(&ping), Arc::clone(&pong));
+        let (tx, rx) = std::sync::mpsc::channel();
+        const ROUNDS: usize = 50_000;
+        let partner = std::thread::spawn(move || {
+            tx.send(gsched::current_unparker()).unwrap();
+            for _ in 0..ROUNDS {
+                while !partner_ping.swap(false, Ordering::Acquire) {
+                    gsched::park();
+                }
+                partner_pong.store(true, Ordering::Release);
+                me.unpark();
+            }
+        });
+        let partner_unparker = rx.recv().unwrap();
+        let mut lost = 0;
+        for _ in 0..ROUNDS {
+            ping.store(true, Ordering::Release);
+            partner_unparker.unpark();
+            while !pong.swap(false, Ordering::Acquire) {
+                let start = Instant::now();
+                gsched::park_timeout(Duration::from_secs(1));
+                if start.elapsed() >= Duration::from_secs(1) {
+                    lost += 1;
+                }
+            }
+        }
+        partner.join().unwrap();
+        lost
+    });
+    assert_eq!(lost, 0, "wake-ups were lost");
+}
