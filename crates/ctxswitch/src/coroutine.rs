@@ -71,11 +71,10 @@ impl<Input, Yield> Yielder<Input, Yield> {
     /// `catch_unwind` must let it continue (`resume_unwind`).
     pub fn suspend(&self, value: Yield) -> Input {
         let value = ManuallyDrop::new(value);
-        // SAFETY: this yielder is the link slot of the coroutine running on this stack (the
-        // entry created it there and the body only borrows it), and `value` stays in place
-        // until the resumer has moved it out, before it resumes us again.
-        let input =
-            unsafe { arch::switch_yield(ptr::from_ref(&value) as usize, self.link.as_ptr()) };
+        let link = self.link.as_ptr();
+        // SAFETY: `link` is the link slot of the coroutine running on this stack, and `value`
+        // stays in place until the resumer has moved it out, before it resumes us again.
+        let input = unsafe { arch::switch_yield(ptr::from_ref(&value) as usize, link) };
         if input == 0 {
             panic::resume_unwind(Box::new(ForcedUnwind));
         }

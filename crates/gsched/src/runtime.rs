@@ -71,8 +71,9 @@ pub fn num_goroutines() -> usize {
 
 /// Where goroutine stacks come from.
 pub(crate) enum StackPolicy {
-    /// Guarded stacks from pools, one per stack size.
-    Guarded { pools: Mutex<Vec<StackPool>> },
+    /// Guarded stacks from gstack's shared pools, one per stack size; the pool of the default
+    /// size is kept at hand, so the common case takes no lock.
+    Guarded { default_pool: StackPool },
     /// Stacks carved from one region (the `unsafe` opt-in).
     Dense { stacks: DenseStacks },
 }
@@ -80,19 +81,11 @@ pub(crate) enum StackPolicy {
 impl StackPolicy {
     fn get(&self, size: usize) -> Result<GoroutineStack, StackError> {
         match self {
-            StackPolicy::Guarded { pools } => {
-                let pool = {
-                    let mut pools = pools.lock().unwrap_or_else(|poison| poison.into_inner());
-                    match pools.iter().find(|pool| pool.stack_size() == size) {
-                        Some(pool) => pool.clone(),
-                        None => {
-                            let pool = StackPool::new(size);
-                            pools.push(pool.clone());
-                            pool
-                        }
-                    }
-                };
-                pool.get().map(GoroutineStack::Guarded)
+            StackPolicy::Guarded { default_pool } if default_pool.stack_size() == size => {
+                default_pool.get().map(GoroutineStack::Guarded)
+            }
+            StackPolicy::Guarded { .. } => {
+                StackPool::shared(size).get().map(GoroutineStack::Guarded)
             }
             StackPolicy::Dense { stacks } => stacks.get().map(GoroutineStack::Dense),
         }

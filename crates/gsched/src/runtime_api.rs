@@ -4,7 +4,7 @@ use std::fmt;
 use std::sync::{Arc, Mutex, Once, OnceLock};
 use std::thread;
 
-use gstack::{DenseStacks, StackError};
+use gstack::{DenseStacks, StackError, StackPool};
 
 use crate::procs::{ProcsError, default_workers};
 use crate::runtime::{Config, RuntimeShared, StackPolicy, WorkerLocal, worker_main};
@@ -220,7 +220,7 @@ impl RuntimeBuilder {
                 }
             }
             None => StackPolicy::Guarded {
-                pools: Mutex::new(Vec::new()),
+                default_pool: StackPool::shared(self.stack_size),
             },
         };
         install_panic_hook();

@@ -123,11 +123,10 @@ impl<'scope> Scope<'scope, '_> {
                 }
             }
         });
-        // SAFETY: `scope` does not return (nor unwind) before `running` is back to zero, which
-        // happens only after this body ran to its end or was dropped; so nothing it borrows for
-        // `'scope` is used after `'scope` ends.
-        let body: Body =
-            unsafe { std::mem::transmute::<Box<dyn FnOnce() + Send + 'scope>, Body>(body) };
+        type ScopedBody<'a> = Box<dyn FnOnce() + Send + 'a>;
+        // SAFETY: `scope` neither returns nor unwinds before `running` is back to zero, that is
+        // after this body ended or was dropped: nothing it borrows outlives `'scope`.
+        let body: Body = unsafe { std::mem::transmute::<ScopedBody<'scope>, Body>(body) };
         let (id, name) = spawn_body(Builder::new(), body, location);
         ScopedJoinHandle {
             packet,

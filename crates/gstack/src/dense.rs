@@ -19,7 +19,6 @@
 
 use std::fmt;
 use std::io;
-use std::ptr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -145,21 +144,7 @@ impl DenseStacks {
             .and_then(|slots| slots.checked_add(2 * page))
             .ok_or_else(|| invalid("dense stacks: region size overflows"))?;
         let claim = BudgetClaim::acquire()?;
-        // SAFETY: a fresh anonymous mapping touches no existing memory; NORESERVE because only
-        // touched pages are ever committed.
-        let mapping = unsafe {
-            libc::mmap(
-                ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE | libc::MAP_STACK,
-                -1,
-                0,
-            )
-        };
-        if mapping == libc::MAP_FAILED {
-            return Err(StackError::Os(io::Error::last_os_error()));
-        }
+        let mapping = crate::sys::map_lazily(len).map_err(StackError::Os)?;
         let seed = mapping as u64 ^ 0x9e37_79b9_7f4a_7c15;
         let region = DenseRegion {
             mapping: mapping.cast(),
@@ -182,10 +167,8 @@ impl DenseStacks {
             },
         );
         // SAFETY: the first page lies inside the mapping `region` owns (which unmaps it if this
-        // fails).
-        if unsafe { libc::mprotect(mapping, page, libc::PROT_NONE) } != 0 {
-            return Err(StackError::Os(io::Error::last_os_error()));
-        }
+        // fails), unused so far.
+        unsafe { crate::sys::protect_guard(mapping) }.map_err(StackError::Os)?;
         Ok(DenseStacks {
             region: Arc::new(region),
         })

@@ -12,8 +12,6 @@
 //! assert_eq!(depth(100_000), 100_000);
 //! ```
 
-use std::sync::Mutex;
-
 use ctxswitch::{Stack, on_stack};
 
 use crate::pool::StackPool;
@@ -59,7 +57,7 @@ pub fn maybe_grow<R, F: FnOnce() -> R>(red_zone: usize, segment_size: usize, f: 
 /// When no segment can be had (the map budget is spent, or the kernel refuses), with that
 /// error's message: continuing on the current stack could overflow it.
 pub fn grow<R, F: FnOnce() -> R>(segment_size: usize, f: F) -> R {
-    let pool = segment_pool(segment_size);
+    let pool = StackPool::shared(segment_size);
     let mut segment = pool
         .get()
         .unwrap_or_else(|err| panic!("gstack: cannot grow the stack: {err}"));
@@ -89,18 +87,4 @@ pub fn grow<R, F: FnOnce() -> R>(segment_size: usize, f: F) -> R {
 /// too late ends in the guard page, never in other memory.
 pub fn set_current_stack(limit: usize, base: usize) {
     registry::set_current(limit, base);
-}
-
-/// The pool of segments of one size, made on first use.
-fn segment_pool(size: usize) -> StackPool {
-    static POOLS: Mutex<Vec<StackPool>> = Mutex::new(Vec::new());
-    let mut pools = POOLS.lock().unwrap_or_else(|poison| poison.into_inner());
-    match pools.iter().find(|pool| pool.stack_size() == size) {
-        Some(pool) => pool.clone(),
-        None => {
-            let pool = StackPool::new(size);
-            pools.push(pool.clone());
-            pool
-        }
-    }
 }

@@ -2,7 +2,6 @@
 
 use std::fmt;
 use std::io;
-use std::ptr;
 
 use ctxswitch::{Stack, page_size};
 
@@ -70,21 +69,7 @@ impl GuardedStack {
         let len = usable
             .checked_add(page)
             .ok_or_else(|| StackError::Os(io::Error::from(io::ErrorKind::InvalidInput)))?;
-        // SAFETY: an anonymous private mapping at an address of the kernel's choosing touches no
-        // existing memory. MAP_NORESERVE: pages are committed when touched, not reserved now.
-        let mapping = unsafe {
-            libc::mmap(
-                ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE | libc::MAP_STACK,
-                -1,
-                0,
-            )
-        };
-        if mapping == libc::MAP_FAILED {
-            return Err(StackError::Os(io::Error::last_os_error()));
-        }
+        let mapping = crate::sys::map_lazily(len).map_err(StackError::Os)?;
         // Built before `mprotect`, so that its failure still unmaps.
         let mut stack = GuardedStack {
             mapping: mapping.cast(),
@@ -93,10 +78,8 @@ impl GuardedStack {
             in_map: false,
             _claim: claim,
         };
-        // SAFETY: the first page lies inside the mapping owned by `stack`.
-        if unsafe { libc::mprotect(mapping, page, libc::PROT_NONE) } != 0 {
-            return Err(StackError::Os(io::Error::last_os_error()));
-        }
+        // SAFETY: the first page lies inside the mapping owned by `stack`, unused so far.
+        unsafe { crate::sys::protect_guard(mapping) }.map_err(StackError::Os)?;
         stack.guard_slot = registry::register_guard(stack.guard_range(), usable);
         registry::insert_range(
             stack.base(),

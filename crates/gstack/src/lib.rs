@@ -26,6 +26,7 @@ mod guarded;
 mod overflow;
 mod pool;
 mod registry;
+mod sys;
 
 pub use budget::{
     MAPPINGS_PER_STACK, StackError, max_map_count, process_map_count, set_stack_limit, stack_limit,

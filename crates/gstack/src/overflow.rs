@@ -110,20 +110,7 @@ pub fn ensure_alt_stack() -> io::Result<()> {
     }
     let page = ctxswitch::page_size();
     let len = ALT_STACK_SIZE + page;
-    // SAFETY: a fresh anonymous mapping touches no existing memory.
-    let mapping = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            len,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
-            -1,
-            0,
-        )
-    };
-    if mapping == libc::MAP_FAILED {
-        return Err(io::Error::last_os_error());
-    }
+    let mapping = crate::sys::map_lazily(len)?;
     let alt = AltStack { mapping, len };
     let stack = libc::stack_t {
         // SAFETY: one page above the start is still inside the mapping.
@@ -131,14 +118,12 @@ pub fn ensure_alt_stack() -> io::Result<()> {
         ss_flags: 0,
         ss_size: ALT_STACK_SIZE,
     };
-    // SAFETY: the guard page lies inside the mapping `alt` owns; `stack` describes the rest of it,
-    // which stays mapped until `alt` is dropped at thread exit.
-    unsafe {
-        if libc::mprotect(mapping, page, libc::PROT_NONE) != 0
-            || libc::sigaltstack(&stack, std::ptr::null_mut()) != 0
-        {
-            return Err(io::Error::last_os_error());
-        }
+    // SAFETY: the guard page lies inside the mapping `alt` owns, unused so far.
+    unsafe { crate::sys::protect_guard(mapping) }?;
+    // SAFETY: `stack` describes the rest of the mapping, which stays mapped until `alt` is
+    // dropped at thread exit.
+    if unsafe { libc::sigaltstack(&stack, std::ptr::null_mut()) } != 0 {
+        return Err(io::Error::last_os_error());
     }
     ALT_STACK.with(|slot| *slot.borrow_mut() = Some(alt));
     Ok(())

@@ -14,14 +14,14 @@ use std::cell::RefCell;
 use std::fmt;
 use std::mem::ManuallyDrop;
 use std::ops::Deref;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use crossbeam_queue::ArrayQueue;
 use ctxswitch::{Stack, page_size};
 
 use crate::budget::StackError;
-use crate::guarded::{DEFAULT_STACK_SIZE, GuardedStack};
+use crate::guarded::GuardedStack;
 
 /// Stacks each thread keeps for reuse, per pool, by default.
 pub const DEFAULT_THREAD_CACHE: usize = 16;
@@ -97,10 +97,20 @@ impl StackPool {
         }
     }
 
-    /// The process-wide pool of [`DEFAULT_STACK_SIZE`] stacks.
-    pub fn global() -> &'static StackPool {
-        static GLOBAL: std::sync::OnceLock<StackPool> = std::sync::OnceLock::new();
-        GLOBAL.get_or_init(|| StackPool::new(DEFAULT_STACK_SIZE))
+    /// The process-wide pool of stacks of `stack_size` usable bytes (default cache sizes),
+    /// made on first use: every caller that asks for the same size shares it, so stacks of one
+    /// size are reused across runtimes and segment growth.
+    pub fn shared(stack_size: usize) -> StackPool {
+        static POOLS: Mutex<Vec<StackPool>> = Mutex::new(Vec::new());
+        let mut pools = POOLS.lock().unwrap_or_else(|poison| poison.into_inner());
+        match pools.iter().find(|pool| pool.stack_size() == stack_size) {
+            Some(pool) => pool.clone(),
+            None => {
+                let pool = StackPool::new(stack_size);
+                pools.push(pool.clone());
+                pool
+            }
+        }
     }
 
     /// The usable size of this pool's stacks, as requested.
