@@ -730,7 +730,7 @@ impl WorkerLocal {
         local.yielder = std::ptr::null();
         self.live.borrow_mut().remove(&task.id);
         LIVE_GOROUTINES.fetch_sub(1, Ordering::Relaxed);
-        self.shared.progress.fetch_add(1, Ordering::SeqCst);
+        self.shared.progress.fetch_add(1, Ordering::Relaxed);
         if let Some(waiting) = self.shared.waiting_for_stack.pop() {
             self.shared.workers[self.index].ready.push(waiting);
         }
