@@ -502,7 +502,10 @@ impl WorkerLocal {
             return Some(task);
         }
         self.runnext_streak.set(0);
-        if let Some(task) = me.ready.pop() {
+        // `is_empty` first: popping an empty SegQueue issues a SeqCst fence.
+        if !me.ready.is_empty()
+            && let Some(task) = me.ready.pop()
+        {
             return Some(task);
         }
         self.runnext.borrow_mut().take()
@@ -515,7 +518,9 @@ impl WorkerLocal {
         if let Some(task) = me.fresh.pop() {
             return Some(task);
         }
-        if let Some(task) = shared.injector.pop() {
+        if !shared.injector.is_empty()
+            && let Some(task) = shared.injector.pop()
+        {
             // Take a share of the injector while at it.
             let share = (shared.injector.len() / shared.workers.len()).min(FRESH_CAPACITY / 2);
             for _ in 0..share {
@@ -731,7 +736,9 @@ impl WorkerLocal {
         self.live.borrow_mut().remove(&task.id);
         LIVE_GOROUTINES.fetch_sub(1, Ordering::Relaxed);
         self.shared.progress.fetch_add(1, Ordering::Relaxed);
-        if let Some(waiting) = self.shared.waiting_for_stack.pop() {
+        if !self.shared.waiting_for_stack.is_empty()
+            && let Some(waiting) = self.shared.waiting_for_stack.pop()
+        {
             self.shared.workers[self.index].ready.push(waiting);
         }
     }
