@@ -1,5 +1,7 @@
 //! Guarded stacks run coroutines, commit only what is touched, and fault on overflow.
 
+mod common;
+
 use std::process::Command;
 
 use ctxswitch::{Coroutine, CoroutineResult, Stack, page_size};
@@ -73,22 +75,14 @@ fn allocation_failures_are_errors_not_crashes() {
 
 const OVERFLOW_CHILD: &str = "GSTACK_TEST_OVERFLOW_CHILD";
 
-#[inline(never)]
-fn recurse_forever(depth: u64) -> u64 {
-    if std::hint::black_box(depth) == u64::MAX {
-        return 0;
-    }
-    let frame = std::hint::black_box([depth; 32]);
-    recurse_forever(depth + 1) + frame[3]
-}
-
 #[test]
 fn overflow_hits_the_guard_page_instead_of_other_memory() {
     if std::env::var_os(OVERFLOW_CHILD).is_some() {
         let stack = GuardedStack::new(64 * 1024).unwrap();
-        let mut co =
-            Coroutine::<(), (), u64, GuardedStack>::with_stack(stack, |_, ()| recurse_forever(0))
-                .unwrap();
+        let mut co = Coroutine::<(), (), u64, GuardedStack>::with_stack(stack, |_, ()| {
+            common::recurse_forever(0)
+        })
+        .unwrap();
         co.resume(());
         unreachable!("unbounded recursion returned");
     }

@@ -1,5 +1,7 @@
 //! Overflow reports, checked in child processes that really overflow.
 
+mod common;
+
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Command, Output};
 
@@ -7,15 +9,6 @@ use ctxswitch::Coroutine;
 use gstack::GuardedStack;
 
 const CHILD: &str = "GSTACK_OVERFLOW_CHILD";
-
-#[inline(never)]
-fn recurse_forever(depth: u64) -> u64 {
-    if std::hint::black_box(depth) == u64::MAX {
-        return 0;
-    }
-    let frame = std::hint::black_box([depth; 32]);
-    recurse_forever(depth + 1) + frame[3]
-}
 
 /// Re-runs this test binary on `test` alone with the child variable set.
 fn run_child(test: &str) -> Output {
@@ -51,9 +44,10 @@ fn a_coroutine_overflow_names_the_goroutine() {
         gstack::install_overflow_handler().unwrap();
         let stack = GuardedStack::new(64 * 1024).unwrap();
         stack.set_label(7, "deep");
-        let mut co =
-            Coroutine::<(), (), u64, GuardedStack>::with_stack(stack, |_, ()| recurse_forever(0))
-                .unwrap();
+        let mut co = Coroutine::<(), (), u64, GuardedStack>::with_stack(stack, |_, ()| {
+            common::recurse_forever(0)
+        })
+        .unwrap();
         co.resume(());
         unreachable!("unbounded recursion returned");
     }
@@ -71,7 +65,7 @@ fn a_segment_overflow_on_an_os_thread_is_reported() {
         gstack::install_overflow_handler().unwrap();
         std::thread::Builder::new()
             .name("grower".into())
-            .spawn(|| gstack::maybe_grow(usize::MAX, 64 * 1024, || recurse_forever(0)))
+            .spawn(|| gstack::maybe_grow(usize::MAX, 64 * 1024, || common::recurse_forever(0)))
             .unwrap()
             .join()
             .unwrap();
@@ -92,7 +86,7 @@ fn other_overflows_keep_the_standard_report() {
         std::thread::Builder::new()
             .name("plain".into())
             .stack_size(128 * 1024)
-            .spawn(|| recurse_forever(0))
+            .spawn(|| common::recurse_forever(0))
             .unwrap()
             .join()
             .unwrap();
