@@ -52,6 +52,22 @@ impl<T> RunQueue<T> for BoundedQueue<T> {
     }
 }
 
+/// One turn of the goroutine and its worker waiting for a wake-up, as in `park_until` and
+/// `WorkerLocal::run`: consume a pending notification, or park and wait until an unpark queues
+/// the goroutine; either way it runs again.
+fn park_once(state: &TaskState, queued: &AtomicUsize) {
+    if state.take_notification() {
+        return;
+    }
+    if state.finish_park() {
+        while queued.load(Ordering::Acquire) == 0 {
+            thread::yield_now();
+        }
+        queued.fetch_sub(1, Ordering::Relaxed);
+    }
+    assert!(state.try_start_run(), "a scheduled goroutine runs");
+}
+
 /// A goroutine parks until a flag is set, while another thread sets the flag and unparks it.
 /// Whatever the interleaving, the goroutine runs again and sees the flag: no lost wake-up, and
 /// it is never run twice at once (`try_start_run` wins once per scheduling).
@@ -75,24 +91,13 @@ fn park_and_unpark_lose_no_wakeup() {
             })
         };
 
-        // The goroutine and its worker, as in `park_until` and `LocalWorker::run`.
-        let mut runs = 1;
+        let mut turns = 0;
         while !flag.load(Ordering::Acquire) {
-            if state.take_notification() {
-                continue;
-            }
-            if state.finish_park() {
-                // Parked: only an unpark that queues it brings it back.
-                while queued.load(Ordering::Acquire) == 0 {
-                    thread::yield_now();
-                }
-                queued.fetch_sub(1, Ordering::Relaxed);
-            }
-            assert!(state.try_start_run(), "a scheduled goroutine runs");
-            runs += 1;
+            park_once(&state, &queued);
+            turns += 1;
         }
         unparker.join().unwrap();
-        assert!(runs <= 2);
+        assert!(turns <= 2);
         assert_eq!(queued.load(Ordering::Relaxed), 0, "queued but never run");
     });
 }
@@ -192,16 +197,7 @@ fn ping_pong_rounds_lose_no_wakeup() {
         };
         for round in 1..=ROUNDS {
             while pong.load(Ordering::Acquire) < round {
-                if state.take_notification() {
-                    continue;
-                }
-                if state.finish_park() {
-                    while queued.load(Ordering::Acquire) == 0 {
-                        thread::yield_now();
-                    }
-                    queued.fetch_sub(1, Ordering::Relaxed);
-                }
-                assert!(state.try_start_run(), "a scheduled goroutine runs");
+                park_once(&state, &queued);
             }
         }
         partner.join().unwrap();

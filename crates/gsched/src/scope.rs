@@ -7,7 +7,7 @@ use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use crate::join::{Completer, Packet};
+use crate::join::{Completer, JoinHandle, Packet};
 use crate::park::{Unparker, current_unparker, park_with_reason};
 use crate::spawn::{Builder, spawn_body};
 use crate::task::{Body, Panic};
@@ -129,9 +129,12 @@ impl<'scope> Scope<'scope, '_> {
         let body: Body = unsafe { std::mem::transmute::<ScopedBody<'scope>, Body>(body) };
         let (id, name) = spawn_body(Builder::new(), body, location);
         ScopedJoinHandle {
-            packet,
-            id,
-            name,
+            inner: JoinHandle {
+                packet,
+                id,
+                name,
+                marker: PhantomData,
+            },
             scope: PhantomData,
         }
     }
@@ -145,11 +148,10 @@ impl fmt::Debug for Scope<'_, '_> {
     }
 }
 
-/// A handle to join one goroutine of a [`Scope`].
+/// A handle to join one goroutine of a [`Scope`]: a [`JoinHandle`] that cannot outlive the
+/// scope.
 pub struct ScopedJoinHandle<'scope, T> {
-    packet: Arc<Packet<T>>,
-    id: u64,
-    name: Option<Arc<str>>,
+    inner: JoinHandle<T>,
     scope: PhantomData<&'scope ()>,
 }
 
@@ -160,29 +162,21 @@ impl<T> ScopedJoinHandle<'_, T> {
     ///
     /// The goroutine's panic payload.
     pub fn join(self) -> std::thread::Result<T> {
-        self.packet.wait()
+        self.inner.join()
     }
+}
 
-    /// Whether the goroutine has finished.
-    pub fn is_finished(&self) -> bool {
-        self.packet.is_done()
-    }
+impl<T> std::ops::Deref for ScopedJoinHandle<'_, T> {
+    type Target = JoinHandle<T>;
 
-    /// The goroutine's id.
-    pub fn id(&self) -> u64 {
-        self.id
-    }
-
-    /// The goroutine's name, if any.
-    pub fn name(&self) -> Option<&str> {
-        self.name.as_deref()
+    /// The handle's read-only side: `is_finished`, `id`, `name`.
+    fn deref(&self) -> &JoinHandle<T> {
+        &self.inner
     }
 }
 
 impl<T> fmt::Debug for ScopedJoinHandle<'_, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ScopedJoinHandle")
-            .field("id", &self.id)
-            .finish()
+        self.inner.fmt(f)
     }
 }
