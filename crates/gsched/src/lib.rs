@@ -67,7 +67,7 @@ pub use api::*;
 mod api {
     pub use crate::join::JoinHandle;
     pub use crate::park::{
-        Unparker, current_unparker, in_goroutine, park, park_timeout, park_with_reason, sleep,
+        Unparker, current_unparker, in_goroutine, park, park_deadline, park_timeout, park_with_reason, sleep,
         sleep_until, yield_now,
     };
     pub use crate::procs::{PROCS_VAR, ProcsError, available_cpus};

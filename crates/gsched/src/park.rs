@@ -78,6 +78,26 @@ pub fn park_timeout(timeout: Duration) {
     park_until(Some(Instant::now() + timeout), "");
 }
 
+/// Parks the calling goroutine (or thread) until unparked or, when `deadline` is given, until it
+/// has passed; may return spuriously. `reason` names what the goroutine waits on in the runtime's
+/// leak report (Go's wait reasons: "chan receive", "sync.Mutex.Lock").
+///
+/// This is the general form the synchronization primitives block through.
+///
+/// ```
+/// use std::time::{Duration, Instant};
+///
+/// gsched::run(|| {
+///     let deadline = Instant::now() + Duration::from_millis(1);
+///     while Instant::now() < deadline {
+///         gsched::park_deadline(Some(deadline), "example");
+///     }
+/// });
+/// ```
+pub fn park_deadline(deadline: Option<Instant>, reason: &'static str) {
+    park_until(deadline, reason);
+}
+
 /// The parking behind every public form; `reason` feeds the leak report.
 pub(crate) fn park_until(deadline: Option<Instant>, reason: &'static str) {
     let goroutine = WorkerLocal::with_current(|local| {

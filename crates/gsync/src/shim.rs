@@ -1,0 +1,194 @@
+//! The one place that picks std's or loom's types and reaches the scheduler: with
+//! `--cfg goroutines_loom`, the same algorithms run on loom's atomics, cells and threads, so the
+//! models check the code that ships.
+
+use std::time::Instant;
+
+#[cfg(goroutines_loom)]
+pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
+#[cfg(not(goroutines_loom))]
+pub(crate) use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
+
+#[cfg(goroutines_loom)]
+pub(crate) use loom::sync::Arc;
+#[cfg(not(goroutines_loom))]
+pub(crate) use std::sync::Arc;
+
+/// A cell whose accesses loom tracks under its cfg; outside it, a plain `UnsafeCell`.
+#[derive(Debug)]
+pub(crate) struct UnsafeCell<T: ?Sized>(
+    #[cfg(goroutines_loom)] loom::cell::UnsafeCell<T>,
+    #[cfg(not(goroutines_loom))] std::cell::UnsafeCell<T>,
+);
+
+impl<T> UnsafeCell<T> {
+    #[cfg(goroutines_loom)]
+    pub(crate) fn new(value: T) -> Self {
+        UnsafeCell(loom::cell::UnsafeCell::new(value))
+    }
+
+    #[cfg(not(goroutines_loom))]
+    pub(crate) const fn new(value: T) -> Self {
+        UnsafeCell(std::cell::UnsafeCell::new(value))
+    }
+
+    pub(crate) fn into_inner(self) -> T {
+        #[cfg(goroutines_loom)]
+        return self.0.into_inner();
+        #[cfg(not(goroutines_loom))]
+        return self.0.into_inner();
+    }
+}
+
+impl<T: ?Sized> UnsafeCell<T> {
+    /// Runs `f` with a pointer to the contents.
+    pub(crate) fn with<R>(&self, f: impl FnOnce(*const T) -> R) -> R {
+        #[cfg(goroutines_loom)]
+        return self.0.with(f);
+        #[cfg(not(goroutines_loom))]
+        return f(self.0.get());
+    }
+
+    /// Runs `f` with a mutable pointer to the contents.
+    pub(crate) fn with_mut<R>(&self, f: impl FnOnce(*mut T) -> R) -> R {
+        #[cfg(goroutines_loom)]
+        return self.0.with_mut(f);
+        #[cfg(not(goroutines_loom))]
+        return f(self.0.get());
+    }
+
+    pub(crate) fn get_mut(&mut self) -> &mut T {
+        #[cfg(goroutines_loom)]
+        // SAFETY: `&mut self` excludes every other access.
+        return self.0.with_mut(|contents| unsafe { &mut *contents });
+        #[cfg(not(goroutines_loom))]
+        return self.0.get_mut();
+    }
+}
+
+/// Wakes one goroutine or thread blocked in [`park`].
+#[derive(Clone, Debug)]
+pub(crate) struct Unparker(
+    #[cfg(goroutines_loom)] loom::thread::Thread,
+    #[cfg(not(goroutines_loom))] gsched::Unparker,
+);
+
+impl Unparker {
+    /// The handle of the calling goroutine, or of the calling thread outside goroutines.
+    pub(crate) fn current() -> Self {
+        #[cfg(goroutines_loom)]
+        return Unparker(loom::thread::current());
+        #[cfg(not(goroutines_loom))]
+        return Unparker(gsched::current_unparker());
+    }
+
+    pub(crate) fn unpark(&self) {
+        self.0.unpark();
+    }
+}
+
+/// Parks the caller until unparked or past `deadline`; may return spuriously. `reason` is Go's
+/// wait reason, shown in the runtime's leak report. Under loom there is no clock, so deadlines
+/// are not modeled: the models never rely on a timeout.
+pub(crate) fn park(deadline: Option<Instant>, reason: &'static str) {
+    #[cfg(goroutines_loom)]
+    {
+        let _ = (deadline, reason);
+        loom::thread::park();
+    }
+    #[cfg(not(goroutines_loom))]
+    gsched::park_deadline(deadline, reason);
+}
+
+/// Whether `deadline` has passed. Never under loom, which models no clock.
+pub(crate) fn expired(deadline: Instant) -> bool {
+    #[cfg(goroutines_loom)]
+    {
+        let _ = deadline;
+        false
+    }
+    #[cfg(not(goroutines_loom))]
+    return Instant::now() >= deadline;
+}
+
+/// One step of a bounded busy-wait before queueing: `false` once spinning should stop. Spinning
+/// pays only while another CPU may release the lock; under loom it is pure state-space, so it is
+/// off there.
+pub(crate) fn spin(round: u32) -> bool {
+    const SPIN_ROUNDS: u32 = 6;
+    if cfg!(goroutines_loom) || round >= SPIN_ROUNDS {
+        return false;
+    }
+    for _ in 0..(1u32 << round) {
+        std::hint::spin_loop();
+    }
+    true
+}
+
+/// Waits a moment for another party that is about to finish a short step (a waker between
+/// taking a waiter out of its queue and handing it the outcome).
+pub(crate) fn wait_briefly() {
+    #[cfg(goroutines_loom)]
+    loom::thread::yield_now();
+    #[cfg(not(goroutines_loom))]
+    std::thread::yield_now();
+}
+
+/// When a waiter started waiting, to tell when it starves.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct WaitStart(#[cfg(not(goroutines_loom))] Instant);
+
+impl WaitStart {
+    pub(crate) fn now() -> Self {
+        #[cfg(goroutines_loom)]
+        return WaitStart();
+        #[cfg(not(goroutines_loom))]
+        return WaitStart(Instant::now());
+    }
+
+    /// Whether a waiter that started then and has lost `retries` races for the lock starves:
+    /// Go's threshold, 1 ms of waiting. loom has no clock, so there a waiter starves once it has
+    /// lost a race, which makes the handoff path part of the model.
+    pub(crate) fn starving(self, retries: u32) -> bool {
+        #[cfg(goroutines_loom)]
+        return retries >= 1;
+        #[cfg(not(goroutines_loom))]
+        {
+            let _ = retries;
+            self.0.elapsed() >= std::time::Duration::from_millis(1)
+        }
+    }
+}
+
+/// A small random number for select's polling order. Under loom the order is fixed, since a
+/// model must replay the same choices.
+pub(crate) fn random_below(bound: usize) -> usize {
+    #[cfg(goroutines_loom)]
+    {
+        let _ = bound;
+        0
+    }
+    #[cfg(not(goroutines_loom))]
+    {
+        use std::cell::Cell;
+        thread_local! {
+            static STATE: Cell<u64> = Cell::new({
+                // Each thread starts from its own seed: the address of its local and the time.
+                let local = 0u8;
+                let nanos = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |since| since.as_nanos() as u64);
+                (&local as *const u8 as u64) ^ nanos.rotate_left(32) | 1
+            });
+        }
+        STATE.with(|state| {
+            // xorshift64*: fast and plenty for a uniform pick among a few cases.
+            let mut x = state.get();
+            x ^= x >> 12;
+            x ^= x << 25;
+            x ^= x >> 27;
+            state.set(x);
+            ((x.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 32) as usize) % bound
+        })
+    }
+}
