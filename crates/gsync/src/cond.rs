@@ -106,3 +106,8 @@ impl fmt::Debug for Cond {
         f.debug_struct("Cond").finish_non_exhaustive()
     }
 }
+
+// A panic leaves the queue consistent: it is only changed under its lock, in steps that cannot
+// panic halfway.
+impl std::panic::UnwindSafe for Cond {}
+impl std::panic::RefUnwindSafe for Cond {}

@@ -204,3 +204,7 @@ impl<T: fmt::Debug> fmt::Debug for Once<T> {
         debug.finish()
     }
 }
+
+// As `OnceLock`: a panicking initializer leaves the `Once` empty, never half-set.
+impl<T: std::panic::UnwindSafe> std::panic::UnwindSafe for Once<T> {}
+impl<T: std::panic::RefUnwindSafe + std::panic::UnwindSafe> std::panic::RefUnwindSafe for Once<T> {}

@@ -206,3 +206,8 @@ impl fmt::Debug for WaitGroup {
             .finish_non_exhaustive()
     }
 }
+
+// A panic leaves the counter and the queue consistent: every operation is one atomic step or
+// finishes under the queue lock.
+impl std::panic::UnwindSafe for WaitGroup {}
+impl std::panic::RefUnwindSafe for WaitGroup {}

@@ -578,3 +578,10 @@ impl<'a, T> IntoIterator for &'a Receiver<T> {
         self.iter()
     }
 }
+
+// A panic leaves a channel consistent: its state changes only under its lock, in steps that do
+// not panic halfway, and values are never dropped under the lock.
+impl<T> std::panic::UnwindSafe for Sender<T> {}
+impl<T> std::panic::RefUnwindSafe for Sender<T> {}
+impl<T> std::panic::UnwindSafe for Receiver<T> {}
+impl<T> std::panic::RefUnwindSafe for Receiver<T> {}
