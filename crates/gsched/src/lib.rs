@@ -67,8 +67,8 @@ pub use api::*;
 mod api {
     pub use crate::join::JoinHandle;
     pub use crate::park::{
-        Unparker, current_unparker, in_goroutine, park, park_deadline, park_timeout, park_with_reason, sleep,
-        sleep_until, yield_now,
+        Unparker, current_unparker, in_goroutine, park, park_deadline, park_timeout,
+        park_with_reason, sleep, sleep_until, yield_now,
     };
     pub use crate::procs::{PROCS_VAR, ProcsError, available_cpus};
     pub use crate::runtime::num_goroutines;

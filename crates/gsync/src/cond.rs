@@ -49,7 +49,8 @@ impl Cond {
     pub fn wait<'a, T: ?Sized>(&self, guard: MutexGuard<'a, T>) -> MutexGuard<'a, T> {
         let mutex: &'a Mutex<T> = MutexGuard::mutex(&guard);
         let waiter = Waiter::new();
-        self.waiters.with(|waiters| waiters.push_back(waiter.as_ref()));
+        self.waiters
+            .with(|waiters| waiters.push_back(waiter.as_ref()));
         drop(guard);
         waiter.wait("sync.Cond.Wait", |waiter| {
             let removed = self.waiters.with(|waiters| {

@@ -41,8 +41,8 @@ mod once;
 mod raw_lock;
 mod rwmutex;
 mod shim;
-mod waitgroup;
 mod waiter;
+mod waitgroup;
 
 pub mod chan;
 

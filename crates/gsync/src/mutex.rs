@@ -148,7 +148,12 @@ impl<T: ?Sized> Mutex<T> {
             if state & LOCKED == 0 {
                 if self
                     .state
-                    .compare_exchange_weak(state, state | LOCKED, Ordering::Acquire, Ordering::Relaxed)
+                    .compare_exchange_weak(
+                        state,
+                        state | LOCKED,
+                        Ordering::Acquire,
+                        Ordering::Relaxed,
+                    )
                     .is_ok()
                 {
                     return;

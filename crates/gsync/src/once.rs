@@ -72,7 +72,8 @@ impl<T> Once<T> {
         (self.state.load(Ordering::Acquire) == COMPLETE).then(|| {
             // SAFETY: COMPLETE is stored after the value is written, and it is never written
             // again.
-            self.value.with(|value| unsafe { (*value).assume_init_ref() })
+            self.value
+                .with(|value| unsafe { (*value).assume_init_ref() })
         })
     }
 
@@ -88,7 +89,8 @@ impl<T> Once<T> {
             return value;
         }
         self.initialize(init);
-        self.get().expect("the value is set once initialize returns")
+        self.get()
+            .expect("the value is set once initialize returns")
     }
 
     /// Consumes the `Once` and returns the value, if it was computed.

@@ -141,16 +141,16 @@ mod parked {
                     state = self.state.load(Ordering::Relaxed);
                     continue;
                 }
-                if state & PARKED == 0 {
-                    if let Err(now) = self.state.compare_exchange_weak(
+                if state & PARKED == 0
+                    && let Err(now) = self.state.compare_exchange_weak(
                         state,
                         state | PARKED,
                         Ordering::Relaxed,
                         Ordering::Relaxed,
-                    ) {
-                        state = now;
-                        continue;
-                    }
+                    )
+                {
+                    state = now;
+                    continue;
                 }
                 let key = self as *const RawLock as usize;
                 // SAFETY: the key is this lock's address, which no other parking_lot_core user
@@ -201,41 +201,42 @@ mod parked {
 }
 
 #[cfg(goroutines_loom)]
-pub(crate) use spinning::RawLock;
+pub(crate) use modeled::RawLock;
 
-/// Under loom the lock spins with `yield_now`, which loom understands; what is modeled is the
-/// protocols the lock guards.
+/// Under loom the lock is loom's mutex and condition variable, which loom explores without
+/// the unbounded branching of a spin loop; what is modeled is the protocols the lock guards.
 #[cfg(goroutines_loom)]
-mod spinning {
-    use crate::shim::{AtomicBool, Ordering};
+mod modeled {
+    use loom::sync::{Condvar, Mutex};
 
     #[derive(Debug)]
     pub(crate) struct RawLock {
-        locked: AtomicBool,
+        locked: Mutex<bool>,
+        released: Condvar,
     }
 
     impl RawLock {
         pub(crate) fn new() -> Self {
             RawLock {
-                locked: AtomicBool::new(false),
+                locked: Mutex::new(false),
+                released: Condvar::new(),
             }
         }
 
         pub(crate) fn lock(&self) {
-            while self
-                .locked
-                .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
-                .is_err()
-            {
-                loom::thread::yield_now();
+            let mut locked = self.locked.lock().unwrap();
+            while *locked {
+                locked = self.released.wait(locked).unwrap();
             }
+            *locked = true;
         }
 
         /// # Safety
         ///
         /// The caller holds the lock.
         pub(crate) unsafe fn unlock(&self) {
-            self.locked.store(false, Ordering::Release);
+            *self.locked.lock().unwrap() = false;
+            self.released.notify_one();
         }
     }
 }

@@ -157,7 +157,12 @@ impl<T: ?Sized> RwMutex<T> {
         if state & (WRITER | WRITER_WAITING) != 0
             || self
                 .state
-                .compare_exchange_weak(state, state + ONE_READER, Ordering::Acquire, Ordering::Relaxed)
+                .compare_exchange_weak(
+                    state,
+                    state + ONE_READER,
+                    Ordering::Acquire,
+                    Ordering::Relaxed,
+                )
                 .is_err()
         {
             self.acquire_read_slow();
@@ -283,7 +288,10 @@ impl<T: ?Sized> RwMutex<T> {
     #[inline]
     pub(crate) fn release_read(&self) {
         let before = self.state.fetch_sub(ONE_READER, Ordering::Release);
-        debug_assert!(before >= ONE_READER, "read unlock of a lock without readers");
+        debug_assert!(
+            before >= ONE_READER,
+            "read unlock of a lock without readers"
+        );
         if before & !(QUEUED | WRITER_WAITING) == ONE_READER && before & WRITER_WAITING != 0 {
             self.grant_waiters(false);
         }
@@ -320,7 +328,10 @@ impl<T: ?Sized> RwMutex<T> {
             .is_err()
         {
             let state = self.state.fetch_and(!WRITER, Ordering::Release);
-            debug_assert!(state & WRITER != 0, "write unlock of a lock not write-locked");
+            debug_assert!(
+                state & WRITER != 0,
+                "write unlock of a lock not write-locked"
+            );
             self.grant_waiters(true);
         }
     }
@@ -346,8 +357,16 @@ impl<T: ?Sized> RwMutex<T> {
                 } else {
                     0
                 };
-                let left_writers = if readers_first { writers } else { writers.saturating_sub(1) };
-                let left = if readers_first { writers } else { readers + left_writers };
+                let left_writers = if readers_first {
+                    writers
+                } else {
+                    writers.saturating_sub(1)
+                };
+                let left = if readers_first {
+                    writers
+                } else {
+                    readers + left_writers
+                };
                 if left > 0 {
                     granted |= QUEUED;
                 }

@@ -5,7 +5,7 @@
 use std::time::Instant;
 
 #[cfg(goroutines_loom)]
-pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
+pub(crate) use loom::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 #[cfg(not(goroutines_loom))]
 pub(crate) use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 
@@ -69,7 +69,7 @@ impl<T: ?Sized> UnsafeCell<T> {
 /// Wakes one goroutine or thread blocked in [`park`].
 #[derive(Clone, Debug)]
 pub(crate) struct Unparker(
-    #[cfg(goroutines_loom)] loom::thread::Thread,
+    #[cfg(goroutines_loom)] Arc<modeled::Parker>,
     #[cfg(not(goroutines_loom))] gsched::Unparker,
 );
 
@@ -77,7 +77,7 @@ impl Unparker {
     /// The handle of the calling goroutine, or of the calling thread outside goroutines.
     pub(crate) fn current() -> Self {
         #[cfg(goroutines_loom)]
-        return Unparker(loom::thread::current());
+        return Unparker(modeled::Parker::current());
         #[cfg(not(goroutines_loom))]
         return Unparker(gsched::current_unparker());
     }
@@ -94,10 +94,60 @@ pub(crate) fn park(deadline: Option<Instant>, reason: &'static str) {
     #[cfg(goroutines_loom)]
     {
         let _ = (deadline, reason);
-        loom::thread::park();
+        modeled::Parker::current().park();
     }
     #[cfg(not(goroutines_loom))]
     gsched::park_deadline(deadline, reason);
+}
+
+/// Under loom, a thread's parker is loom's mutex and condition variable holding an unpark
+/// token, with `std::thread::park`'s semantics. loom's own `thread::unpark` would also wake a
+/// thread blocked on one of loom's mutexes (which the internal lock is, under loom), so it is
+/// not used.
+#[cfg(goroutines_loom)]
+mod modeled {
+    use loom::sync::{Arc, Condvar, Mutex};
+
+    #[derive(Debug)]
+    pub(crate) struct Parker {
+        token: Mutex<bool>,
+        unparked: Condvar,
+    }
+
+    loom::thread_local! {
+        static PARKER: Arc<Parker> = Arc::new(Parker {
+            token: Mutex::new(false),
+            unparked: Condvar::new(),
+        });
+    }
+
+    impl Parker {
+        pub(crate) fn current() -> Arc<Parker> {
+            PARKER.with(Arc::clone)
+        }
+
+        pub(crate) fn park(&self) {
+            let mut token = self.token.lock().unwrap();
+            while !*token {
+                token = self.unparked.wait(token).unwrap();
+            }
+            *token = false;
+        }
+
+        pub(crate) fn unpark(&self) {
+            *self.token.lock().unwrap() = true;
+            self.unparked.notify_one();
+        }
+    }
+}
+
+/// Waits a moment for another party that is about to finish a short step (a waker between
+/// taking a waiter out of its queue and handing it the outcome).
+pub(crate) fn wait_briefly() {
+    #[cfg(goroutines_loom)]
+    loom::thread::yield_now();
+    #[cfg(not(goroutines_loom))]
+    std::thread::yield_now();
 }
 
 /// Whether `deadline` has passed. Never under loom, which models no clock.
@@ -123,15 +173,6 @@ pub(crate) fn spin(round: u32) -> bool {
         std::hint::spin_loop();
     }
     true
-}
-
-/// Waits a moment for another party that is about to finish a short step (a waker between
-/// taking a waiter out of its queue and handing it the outcome).
-pub(crate) fn wait_briefly() {
-    #[cfg(goroutines_loom)]
-    loom::thread::yield_now();
-    #[cfg(not(goroutines_loom))]
-    std::thread::yield_now();
 }
 
 /// When a waiter started waiting, to tell when it starves.

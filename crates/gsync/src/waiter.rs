@@ -170,19 +170,19 @@ impl SelectWaiter {
                 on_unwind.cancel = None;
                 return Selected::Case(self.selected.load(Ordering::Relaxed) - 1);
             }
-            if let Some(at) = deadline {
-                if shim::expired(at) {
-                    if self
-                        .selected
-                        .compare_exchange(UNSELECTED, TIMED_OUT, Ordering::Acquire, Ordering::Relaxed)
-                        .is_ok()
-                    {
-                        on_unwind.cancel = None;
-                        return Selected::TimedOut;
-                    }
-                    // A case was claimed just now; its waker unparks us once it is done.
-                    deadline = None;
+            if let Some(at) = deadline
+                && shim::expired(at)
+            {
+                if self
+                    .selected
+                    .compare_exchange(UNSELECTED, TIMED_OUT, Ordering::Acquire, Ordering::Relaxed)
+                    .is_ok()
+                {
+                    on_unwind.cancel = None;
+                    return Selected::TimedOut;
                 }
+                // A case was claimed just now; its waker unparks us once it is done.
+                deadline = None;
             }
             shim::park(deadline, reason);
         }

@@ -29,7 +29,10 @@ fn an_unbuffered_send_completes_only_when_a_receiver_takes_the_value() {
             })
         };
         gsched::sleep(Duration::from_millis(10));
-        assert!(!sent.load(Ordering::SeqCst), "an unbuffered send completed alone");
+        assert!(
+            !sent.load(Ordering::SeqCst),
+            "an unbuffered send completed alone"
+        );
         assert_eq!(rx.recv(), Ok(7));
         sender.join().unwrap();
         assert!(sent.load(Ordering::SeqCst));
@@ -69,7 +72,10 @@ fn close_of_a_closed_channel_panics_with_gos_message() {
     let (tx, _rx) = chan::<()>(0);
     tx.close();
     let panic = std::panic::catch_unwind(|| tx.close()).unwrap_err();
-    assert_eq!(panic.downcast_ref::<&str>(), Some(&"close of closed channel"));
+    assert_eq!(
+        panic.downcast_ref::<&str>(),
+        Some(&"close of closed channel")
+    );
 }
 
 #[test]
@@ -147,7 +153,10 @@ fn many_producers_and_consumers_lose_and_duplicate_nothing() {
             *counts.entry(value).or_insert(0) += 1;
         }
         assert_eq!(received.len(), 16_000, "capacity {capacity}");
-        assert!(counts.values().all(|&count| count == 1), "capacity {capacity}");
+        assert!(
+            counts.values().all(|&count| count == 1),
+            "capacity {capacity}"
+        );
     }
 }
 
@@ -213,7 +222,10 @@ fn select_takes_exactly_one_ready_case_chosen_at_random() {
     assert_eq!(from_a + from_b, 1000);
     assert_eq!(a.len() + b.len(), 1000, "a select took more than one case");
     // Uniform choice: 500 expected of each; 350 is more than 9 standard deviations away.
-    assert!(from_a > 350 && from_b > 350, "biased choice: {from_a} vs {from_b}");
+    assert!(
+        from_a > 350 && from_b > 350,
+        "biased choice: {from_a} vs {from_b}"
+    );
 }
 
 #[test]

@@ -124,8 +124,7 @@ fn unlock_of_an_unlocked_mutex_panics_with_gos_message() {
 #[test]
 fn runlock_of_an_unlocked_rwmutex_panics_with_gos_message() {
     let lock = RwMutex::new(());
-    let panic =
-        std::panic::catch_unwind(AssertUnwindSafe(|| lock.rlocker().unlock())).unwrap_err();
+    let panic = std::panic::catch_unwind(AssertUnwindSafe(|| lock.rlocker().unlock())).unwrap_err();
     assert_eq!(
         panic.downcast_ref::<&str>(),
         Some(&"sync: RUnlock of unlocked RWMutex")
@@ -163,7 +162,11 @@ fn readers_share_the_lock_and_writers_hold_it_alone() {
                 for _ in 0..50 {
                     if i % 10 == 0 {
                         let mut value = lock.write();
-                        assert_eq!(readers_in.load(Ordering::SeqCst), 0, "a reader inside a write");
+                        assert_eq!(
+                            readers_in.load(Ordering::SeqCst),
+                            0,
+                            "a reader inside a write"
+                        );
                         *value += 1;
                     } else {
                         let value = lock.read();
@@ -201,7 +204,10 @@ fn a_waiting_writer_holds_back_new_readers() {
         };
         gsched::sleep(Duration::from_millis(5));
         // The writer is queued: a new reader must wait behind it.
-        assert!(lock.try_read().is_none(), "a reader overtook a waiting writer");
+        assert!(
+            lock.try_read().is_none(),
+            "a reader overtook a waiting writer"
+        );
         let late_reader = {
             let (lock, wrote) = (Arc::clone(&lock), Arc::clone(&wrote));
             go(move || {
@@ -212,7 +218,10 @@ fn a_waiting_writer_holds_back_new_readers() {
         gsched::sleep(Duration::from_millis(5));
         drop(first_reader);
         writer.join().unwrap();
-        assert!(late_reader.join().unwrap(), "the late reader ran before the writer");
+        assert!(
+            late_reader.join().unwrap(),
+            "the late reader ran before the writer"
+        );
     });
 }
 

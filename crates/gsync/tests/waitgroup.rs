@@ -59,7 +59,11 @@ fn many_waiters_on_goroutines_and_threads_are_all_released_and_the_group_is_reus
                 })
                 .collect();
             gsched::yield_now();
-            assert_eq!(released.load(Ordering::SeqCst), 0, "round {round}: released early");
+            assert_eq!(
+                released.load(Ordering::SeqCst),
+                0,
+                "round {round}: released early"
+            );
             wg.done();
             for waiter in waiters {
                 waiter.join().unwrap();

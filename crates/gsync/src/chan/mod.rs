@@ -126,7 +126,8 @@ impl<T> State<T> {
             }
         }
         if self.buffer.len() < capacity {
-            self.buffer.push_back(slot.take().expect("a send offers a value"));
+            self.buffer
+                .push_back(slot.take().expect("a send offers a value"));
             return SendAttempt::Sent;
         }
         SendAttempt::WouldBlock
@@ -208,19 +209,21 @@ impl<T> Channel<T> {
     fn send(&self, value: T, deadline: Option<Instant>) -> Result<(), (T, bool)> {
         let mut slot = Some(value);
         let waiter = SelectWaiter::new();
-        let begun = self.state.with(|state| match state.try_send(self.capacity, &mut slot) {
-            SendAttempt::Sent => Some(Ok(())),
-            SendAttempt::Closed => Some(Err(true)),
-            SendAttempt::WouldBlock if deadline.is_some_and(shim::expired) => Some(Err(false)),
-            SendAttempt::WouldBlock => {
-                state.senders.push_back(Entry {
-                    waiter: waiter.as_ref(),
-                    case: 0,
-                    slot: &mut slot,
-                });
-                None
-            }
-        });
+        let begun = self
+            .state
+            .with(|state| match state.try_send(self.capacity, &mut slot) {
+                SendAttempt::Sent => Some(Ok(())),
+                SendAttempt::Closed => Some(Err(true)),
+                SendAttempt::WouldBlock if deadline.is_some_and(shim::expired) => Some(Err(false)),
+                SendAttempt::WouldBlock => {
+                    state.senders.push_back(Entry {
+                        waiter: waiter.as_ref(),
+                        case: 0,
+                        slot: &mut slot,
+                    });
+                    None
+                }
+            });
         let outcome = match begun {
             Some(outcome) => outcome,
             None => match waiter.wait(deadline, "chan send", |waiter| self.leave(waiter)) {
@@ -235,7 +238,12 @@ impl<T> Channel<T> {
                 }
             },
         };
-        outcome.map_err(|closed| (slot.take().expect("an unsent value stays in its slot"), closed))
+        outcome.map_err(|closed| {
+            (
+                slot.take().expect("an unsent value stays in its slot"),
+                closed,
+            )
+        })
     }
 
     /// A blocking receive with an optional deadline: `Err(true)` when closed and drained,

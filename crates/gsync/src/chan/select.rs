@@ -133,7 +133,11 @@ impl<T> CaseOps for RecvCase<'_, T> {
 
     unsafe fn try_complete(&mut self) -> bool {
         // SAFETY: the caller holds the lock.
-        let attempt = unsafe { self.channel.lock_cell().with_locked(|state| state.try_recv()) };
+        let attempt = unsafe {
+            self.channel
+                .lock_cell()
+                .with_locked(|state| state.try_recv())
+        };
         self.outcome = match attempt {
             RecvAttempt::Received(value) => Some(Ok(value)),
             RecvAttempt::Closed => Some(Err(RecvError)),
@@ -234,7 +238,10 @@ impl<T> CaseOps for SendCase<'_, T> {
 /// With more than [`MAX_CASES`] cases.
 pub fn select_cases(cases: &mut [Case<'_>], mode: SelectMode) -> bool {
     let count = cases.len();
-    assert!(count <= MAX_CASES, "select! takes at most {MAX_CASES} cases");
+    assert!(
+        count <= MAX_CASES,
+        "select! takes at most {MAX_CASES} cases"
+    );
 
     // Go's poll order: a random permutation, so each ready case is equally likely.
     let mut poll_order = [0usize; MAX_CASES];

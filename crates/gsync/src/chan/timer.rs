@@ -101,10 +101,15 @@ fn timers() -> &'static Timers {
 
 impl Timers {
     fn add(&self, deadline: Instant, period: Option<Duration>, sender: Sender<Instant>) {
-        let mut guard = self.heap.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut guard = self
+            .heap
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         let (heap, sequence) = &mut *guard;
         *sequence += 1;
-        let earliest = heap.peek().is_none_or(|Reverse(first)| deadline < first.deadline);
+        let earliest = heap
+            .peek()
+            .is_none_or(|Reverse(first)| deadline < first.deadline);
         heap.push(Reverse(Timer {
             deadline,
             sequence: *sequence,
@@ -117,7 +122,10 @@ impl Timers {
     }
 
     fn run(&self) {
-        let mut guard = self.heap.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut guard = self
+            .heap
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         loop {
             let now = Instant::now();
             let next = guard.0.peek().map(|Reverse(first)| first.deadline);
