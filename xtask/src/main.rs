@@ -2,8 +2,14 @@
 //!
 //! - `cargo xtask test`: formatting, clippy, every test (unit, integration, doc, both switch
 //!   backends, release mode) and the loom models, stopping at the first failing step.
-//! - `cargo xtask bench [FILTER]`: the criterion benchmarks (only those matching FILTER when
-//!   given), then the report programs.
+//! - `cargo xtask bench [--quick] [--only SECTION]`: the report: the seed's experiments side by
+//!   side with OS threads and Go, as tables and plots (see `report.rs`).
+//! - `cargo xtask bench --criterion [FILTER]`: the criterion micro-benchmarks (only those
+//!   matching FILTER when given), then the stack-memory program.
+
+mod plot;
+mod report;
+mod stats;
 
 use std::env;
 use std::path::{Path, PathBuf};
@@ -98,7 +104,7 @@ fn test_steps() -> Vec<Step> {
     ]
 }
 
-fn bench_steps(filter: &[String]) -> Vec<Step> {
+fn criterion_steps(filter: &[String]) -> Vec<Step> {
     let mut args = vec!["bench", "--package", "benches"];
     if !filter.is_empty() {
         args.push("--");
@@ -159,13 +165,58 @@ fn project_root() -> PathBuf {
         .to_path_buf()
 }
 
-const USAGE: &str = "usage: cargo xtask <test | bench [FILTER...]>";
+const USAGE: &str = "usage: cargo xtask test
+       cargo xtask bench [--quick] [--only memory|switch|locks|spawn|amdahl]
+       cargo xtask bench --criterion [FILTER...]";
+
+/// What `cargo xtask bench` was asked for.
+enum BenchCommand {
+    Report(report::Options),
+    Criterion(Vec<String>),
+}
+
+fn parse_bench(args: &[String]) -> Result<BenchCommand, String> {
+    if args.first().map(String::as_str) == Some("--criterion") {
+        return Ok(BenchCommand::Criterion(args[1..].to_vec()));
+    }
+    let mut options = report::Options {
+        quick: false,
+        only: None,
+    };
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--quick" => options.quick = true,
+            "--only" => {
+                let section = args.next().ok_or("--only needs a section name")?;
+                options.only = Some(section.clone());
+            }
+            other => return Err(format!("unknown bench option {other:?}")),
+        }
+    }
+    Ok(BenchCommand::Report(options))
+}
 
 fn main() -> ExitCode {
     let args: Vec<String> = env::args().skip(1).collect();
     let steps = match args.first().map(String::as_str) {
         Some("test") if args.len() == 1 => test_steps(),
-        Some("bench") => bench_steps(&args[1..]),
+        Some("bench") => match parse_bench(&args[1..]) {
+            Ok(BenchCommand::Criterion(filter)) => criterion_steps(&filter),
+            Ok(BenchCommand::Report(options)) => {
+                return match report::run(&project_root(), &options) {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(message) => {
+                        eprintln!("xtask: {message}");
+                        ExitCode::FAILURE
+                    }
+                };
+            }
+            Err(message) => {
+                eprintln!("xtask: {message}\n{USAGE}");
+                return ExitCode::from(2);
+            }
+        },
         _ => {
             eprintln!("{USAGE}");
             return ExitCode::from(2);
@@ -180,5 +231,31 @@ fn main() -> ExitCode {
             eprintln!("xtask: {message}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{BenchCommand, parse_bench};
+
+    fn args(text: &str) -> Vec<String> {
+        text.split_whitespace().map(String::from).collect()
+    }
+
+    #[test]
+    fn bench_options_parse() {
+        match parse_bench(&args("--quick --only memory")).unwrap() {
+            BenchCommand::Report(options) => {
+                assert!(options.quick);
+                assert_eq!(options.only.as_deref(), Some("memory"));
+            }
+            BenchCommand::Criterion(_) => panic!("not criterion"),
+        }
+        match parse_bench(&args("--criterion switch")).unwrap() {
+            BenchCommand::Criterion(filter) => assert_eq!(filter, ["switch"]),
+            BenchCommand::Report(_) => panic!("not the report"),
+        }
+        assert!(parse_bench(&args("--only")).is_err());
+        assert!(parse_bench(&args("--fast")).is_err());
     }
 }

@@ -613,7 +613,7 @@ impl WorkerLocal {
         }
         shared.end_sleep(self.index);
         if stalled && next_timer.is_none() && self.nothing_can_progress(progress) {
-            report_stack_exhaustion();
+            report_stack_exhaustion(&shared.stacks);
         }
     }
 
@@ -795,15 +795,23 @@ impl WorkerLocal {
 }
 
 #[cold]
-fn report_stack_exhaustion() -> ! {
-    eprintln!(
-        "gsched: no goroutine can make progress: every goroutine stack is held by a parked \
-         goroutine, and {} stacks is the most the kernel's map limit allows (vm.max_map_count \
-         = {}). Raise it with `sysctl -w vm.max_map_count=N`, use smaller or dense stacks, or \
-         let fewer goroutines block at once.",
-        gstack::stack_limit(),
-        gstack::max_map_count()
-    );
+fn report_stack_exhaustion(policy: &StackPolicy) -> ! {
+    match policy {
+        StackPolicy::Guarded { .. } => eprintln!(
+            "gsched: no goroutine can make progress: every goroutine stack is held by a parked \
+             goroutine, and {} stacks is the most the kernel's map limit allows \
+             (vm.max_map_count = {}). Raise it with `sysctl -w vm.max_map_count=N`, use smaller \
+             or dense stacks, or let fewer goroutines block at once.",
+            gstack::stack_limit(),
+            gstack::max_map_count()
+        ),
+        StackPolicy::Dense { stacks } => eprintln!(
+            "gsched: no goroutine can make progress: every goroutine stack is held by a parked \
+             goroutine, and the runtime's dense region holds {} stacks. Build the runtime with \
+             more dense stacks, or let fewer goroutines block at once.",
+            stacks.capacity()
+        ),
+    }
     std::process::exit(2);
 }
 

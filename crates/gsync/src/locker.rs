@@ -3,7 +3,8 @@
 use crate::{Mutex, RwMutex};
 
 /// Something that can be locked and unlocked, as Go's `sync.Locker`: implemented by
-/// `Mutex<()>` and by [`RLocker`], the read view of an `RwMutex<()>`.
+/// `Mutex<()>`, by `RwMutex<()>` (its write lock, as Go's `RWMutex` is a `Locker`) and by
+/// [`RLocker`], the read view of an `RwMutex<()>`.
 ///
 /// Unlike the guard-returning methods, `lock` and `unlock` are separate calls, so code written
 /// against Go's interface ports line for line. As in Go, a lock may be unlocked by another
@@ -34,8 +35,9 @@ pub trait Locker {
     ///
     /// # Panics
     ///
-    /// If the lock is not held: `sync: unlock of unlocked mutex` for a `Mutex`, `sync: RUnlock of
-    /// unlocked RWMutex` for an `RLocker`.
+    /// If the lock is not held, with Go's messages: `sync: unlock of unlocked mutex` for a
+    /// `Mutex`, `sync: Unlock of unlocked RWMutex` for an `RwMutex`, `sync: RUnlock of unlocked
+    /// RWMutex` for an `RLocker`.
     fn unlock(&self);
 }
 
@@ -46,6 +48,16 @@ impl Locker for Mutex<()> {
 
     fn unlock(&self) {
         self.release();
+    }
+}
+
+impl Locker for RwMutex<()> {
+    fn lock(&self) {
+        self.acquire_write();
+    }
+
+    fn unlock(&self) {
+        self.release_write_checked();
     }
 }
 

@@ -182,7 +182,7 @@ impl<T: ?Sized> RwMutex<T> {
     }
 
     #[inline]
-    fn acquire_write(&self) {
+    pub(crate) fn acquire_write(&self) {
         if self
             .state
             .compare_exchange_weak(0, WRITER, Ordering::Acquire, Ordering::Relaxed)
@@ -334,6 +334,14 @@ impl<T: ?Sized> RwMutex<T> {
             );
             self.grant_waiters(true);
         }
+    }
+
+    /// Unlocks the writer if the lock is write-locked, as Go's `Unlock` checks.
+    pub(crate) fn release_write_checked(&self) {
+        if self.state.load(Ordering::Relaxed) & WRITER == 0 {
+            panic!("sync: Unlock of unlocked RWMutex");
+        }
+        self.release_write();
     }
 
     /// Hands the lock to the queue. After a writer, every queued reader goes in together (they

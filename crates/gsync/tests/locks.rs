@@ -129,6 +129,11 @@ fn runlock_of_an_unlocked_rwmutex_panics_with_gos_message() {
         panic.downcast_ref::<&str>(),
         Some(&"sync: RUnlock of unlocked RWMutex")
     );
+    let panic = std::panic::catch_unwind(AssertUnwindSafe(|| Locker::unlock(&lock))).unwrap_err();
+    assert_eq!(
+        panic.downcast_ref::<&str>(),
+        Some(&"sync: Unlock of unlocked RWMutex")
+    );
     drop(lock.write());
 }
 

@@ -1,0 +1,3 @@
+module goroutines/bench
+
+go 1.19

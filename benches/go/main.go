@@ -1,0 +1,147 @@
+// Go twins of the report programs in ../src/bin/report.rs: the same experiments, measured the
+// same way, so that `cargo xtask bench` can put Go's numbers next to ours.
+//
+// Usage: bench SECTION [flags]; each run prints one line of key=value results.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"runtime"
+	"sync"
+	"time"
+)
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Fprintln(os.Stderr, "usage: bench memory|switch|locks|spawn [flags]")
+		os.Exit(2)
+	}
+	section, args := os.Args[1], os.Args[2:]
+	flags := flag.NewFlagSet(section, flag.ExitOnError)
+	n := flags.Int("n", 10000, "goroutines, operations or readers")
+	procs := flags.Int("procs", runtime.NumCPU(), "GOMAXPROCS")
+	kind := flags.String("kind", "mutex", "locks: mutex or rwmutex")
+	flags.Parse(args)
+	runtime.GOMAXPROCS(*procs)
+	switch section {
+	case "memory":
+		memory(*n)
+	case "switch":
+		contextSwitch(*n)
+	case "locks":
+		locks(*n, *kind)
+	case "spawn":
+		spawn(*n)
+	default:
+		fmt.Fprintf(os.Stderr, "unknown section %q\n", section)
+		os.Exit(2)
+	}
+}
+
+// The seed's program: n goroutines that each signal a WaitGroup and block on a channel
+// receive; memory obtained from the OS before and after, divided by n.
+func memory(n int) {
+	memConsumed := func() uint64 {
+		runtime.GC()
+		var s runtime.MemStats
+		runtime.ReadMemStats(&s)
+		return s.Sys
+	}
+	var c <-chan interface{}
+	var wg sync.WaitGroup
+	noop := func() { wg.Done(); <-c }
+	wg.Add(n)
+	before := memConsumed()
+	for i := n; i > 0; i-- {
+		go noop()
+	}
+	wg.Wait()
+	after := memConsumed()
+	fmt.Printf("bytes_per_goroutine=%.1f\n", float64(after-before)/float64(n))
+}
+
+// The seed's BenchmarkContextSwitch: one goroutine sends n empty values on an unbuffered
+// channel, another receives them; time per send.
+func contextSwitch(n int) {
+	var wg sync.WaitGroup
+	begin := make(chan struct{})
+	c := make(chan struct{})
+	var token struct{}
+	sender := func() {
+		defer wg.Done()
+		<-begin
+		for i := 0; i < n; i++ {
+			c <- token
+		}
+	}
+	receiver := func() {
+		defer wg.Done()
+		<-begin
+		for i := 0; i < n; i++ {
+			<-c
+		}
+	}
+	wg.Add(2)
+	go sender()
+	go receiver()
+	start := time.Now()
+	close(begin)
+	wg.Wait()
+	fmt.Printf("ns_per_op=%.2f\n", float64(time.Since(start).Nanoseconds())/float64(n))
+}
+
+// The seed's Mutex vs RWMutex program: a producer locks and unlocks five times, sleeping
+// between; count observers each lock and unlock once through a Locker.
+func locks(count int, kind string) {
+	producer := func(wg *sync.WaitGroup, l sync.Locker) {
+		defer wg.Done()
+		for i := 5; i > 0; i-- {
+			l.Lock()
+			l.Unlock()
+			time.Sleep(1)
+		}
+	}
+	observer := func(wg *sync.WaitGroup, l sync.Locker) {
+		defer wg.Done()
+		l.Lock()
+		defer l.Unlock()
+	}
+	test := func(count int, mutex, rwMutex sync.Locker) time.Duration {
+		var wg sync.WaitGroup
+		wg.Add(count + 1)
+		start := time.Now()
+		go producer(&wg, mutex)
+		for i := count; i > 0; i-- {
+			go observer(&wg, rwMutex)
+		}
+		wg.Wait()
+		return time.Since(start)
+	}
+	var elapsed time.Duration
+	switch kind {
+	case "rwmutex":
+		var m sync.RWMutex
+		elapsed = test(count, &m, m.RLocker())
+	case "mutex":
+		var m sync.Mutex
+		elapsed = test(count, &m, &m)
+	default:
+		fmt.Fprintf(os.Stderr, "unknown lock kind %q\n", kind)
+		os.Exit(2)
+	}
+	fmt.Printf("seconds=%.9f\n", elapsed.Seconds())
+}
+
+// Spawn and join: n goroutines that each call Done on a WaitGroup and end; time per goroutine.
+func spawn(n int) {
+	var wg sync.WaitGroup
+	start := time.Now()
+	wg.Add(n)
+	for i := 0; i < n; i++ {
+		go wg.Done()
+	}
+	wg.Wait()
+	fmt.Printf("ns_per_goroutine=%.2f\n", float64(time.Since(start).Nanoseconds())/float64(n))
+}

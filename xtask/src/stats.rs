@@ -1,0 +1,247 @@
+//! The report's arithmetic and text: parsing a program's `key=value` line, medians with their
+//! spread, Markdown tables, Amdahl's law and the README splice. Pure functions, unit-tested.
+
+use std::fmt::Write;
+
+/// Reads `key`'s value from a program's output line (`a=1 b=2.5`).
+pub(crate) fn parse_value(output: &str, key: &str) -> Result<f64, String> {
+    for token in output.split_whitespace() {
+        if let Some((name, value)) = token.split_once('=')
+            && name == key
+        {
+            return value
+                .parse()
+                .map_err(|_| format!("{key}={value} is not a number"));
+        }
+    }
+    Err(format!("no {key}= in the output {:?}", output.trim()))
+}
+
+/// Several repetitions of one measurement.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Summary {
+    pub(crate) median: f64,
+    pub(crate) min: f64,
+    pub(crate) max: f64,
+    pub(crate) runs: usize,
+}
+
+impl Summary {
+    /// The median (the mean of the middle two for an even count) and the range.
+    pub(crate) fn of(samples: &[f64]) -> Option<Summary> {
+        if samples.is_empty() || samples.iter().any(|sample| !sample.is_finite()) {
+            return None;
+        }
+        let mut sorted = samples.to_vec();
+        sorted.sort_by(f64::total_cmp);
+        let middle = sorted.len() / 2;
+        let median = if sorted.len() % 2 == 1 {
+            sorted[middle]
+        } else {
+            (sorted[middle - 1] + sorted[middle]) / 2.0
+        };
+        Some(Summary {
+            median,
+            min: sorted[0],
+            max: sorted[sorted.len() - 1],
+            runs: sorted.len(),
+        })
+    }
+
+    /// The spread as a percentage of the median: (max - min) / median.
+    pub(crate) fn spread_percent(&self) -> f64 {
+        if self.median == 0.0 {
+            0.0
+        } else {
+            (self.max - self.min) / self.median * 100.0
+        }
+    }
+}
+
+/// How a quantity prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Unit {
+    Nanoseconds,
+    Seconds,
+    Bytes,
+    Ratio,
+}
+
+/// A value with its unit, scaled to read well: `225 ns`, `1.47 µs`, `3.4 ms`, `2.8 KB`.
+pub(crate) fn format_value(value: f64, unit: Unit) -> String {
+    match unit {
+        Unit::Nanoseconds => format_duration(value * 1e-9),
+        Unit::Seconds => format_duration(value),
+        Unit::Bytes => {
+            if value >= 1e6 {
+                format!("{} MB", significant(value / 1e6))
+            } else if value >= 1e3 {
+                format!("{} KB", significant(value / 1e3))
+            } else {
+                format!("{} B", significant(value))
+            }
+        }
+        Unit::Ratio => format!("{}×", significant(value)),
+    }
+}
+
+fn format_duration(seconds: f64) -> String {
+    let (scaled, suffix) = if seconds >= 1.0 {
+        (seconds, "s")
+    } else if seconds >= 1e-3 {
+        (seconds * 1e3, "ms")
+    } else if seconds >= 1e-6 {
+        (seconds * 1e6, "µs")
+    } else {
+        (seconds * 1e9, "ns")
+    };
+    format!("{} {suffix}", significant(scaled))
+}
+
+/// Three significant digits, without a trailing `.0`.
+fn significant(value: f64) -> String {
+    let digits = if value.abs() >= 100.0 {
+        0
+    } else if value.abs() >= 10.0 {
+        1
+    } else {
+        2
+    };
+    let text = format!("{value:.digits$}");
+    if text.contains('.') {
+        text.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        text
+    }
+}
+
+/// A summary as a table cell: the median, and the spread when it is over 1%.
+pub(crate) fn format_summary(summary: &Summary, unit: Unit) -> String {
+    let median = format_value(summary.median, unit);
+    if summary.runs > 1 && summary.spread_percent() >= 1.0 {
+        format!("{median} ±{:.0}%", summary.spread_percent() / 2.0)
+    } else {
+        median
+    }
+}
+
+/// A Markdown table; columns after the first are right-aligned.
+pub(crate) fn markdown_table(header: &[String], rows: &[Vec<String>]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "| {} |", header.join(" | "));
+    let alignments: Vec<&str> = (0..header.len())
+        .map(|column| if column == 0 { "---" } else { "---:" })
+        .collect();
+    let _ = writeln!(out, "| {} |", alignments.join(" | "));
+    for row in rows {
+        let _ = writeln!(out, "| {} |", row.join(" | "));
+    }
+    out
+}
+
+/// Amdahl's predicted speedup on `workers` for a parallel fraction `parallel`.
+pub(crate) fn amdahl_speedup(parallel: f64, workers: f64) -> f64 {
+    1.0 / ((1.0 - parallel) + parallel / workers)
+}
+
+/// The serial fraction implied by a measured `speedup` on `workers` (Karp–Flatt); undefined on
+/// one worker.
+pub(crate) fn karp_flatt(speedup: f64, workers: f64) -> Option<f64> {
+    (workers > 1.0 && speedup > 0.0)
+        .then(|| (1.0 / speedup - 1.0 / workers) / (1.0 - 1.0 / workers))
+}
+
+pub(crate) const README_START: &str = "<!-- bench-report:start -->";
+pub(crate) const README_END: &str = "<!-- bench-report:end -->";
+
+/// Replaces what lies between the README's markers with `generated`.
+pub(crate) fn splice_readme(readme: &str, generated: &str) -> Result<String, String> {
+    let start = readme
+        .find(README_START)
+        .ok_or_else(|| format!("README.md has no {README_START} marker"))?;
+    let end = readme
+        .find(README_END)
+        .ok_or_else(|| format!("README.md has no {README_END} marker"))?;
+    if end < start {
+        return Err("README.md's report markers are out of order".to_string());
+    }
+    Ok(format!(
+        "{}{README_START}\n{}\n{}",
+        &readme[..start],
+        generated.trim_end(),
+        &readme[end..]
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_are_parsed_by_key() {
+        assert_eq!(parse_value("ns_per_op=225.5\n", "ns_per_op"), Ok(225.5));
+        assert_eq!(parse_value("a=1 seconds=0.25", "seconds"), Ok(0.25));
+        assert!(parse_value("ns_per_op=fast", "ns_per_op").is_err());
+        assert!(parse_value("other=1", "ns_per_op").is_err());
+        assert!(parse_value("", "ns_per_op").is_err());
+    }
+
+    #[test]
+    fn medians_and_spreads() {
+        let odd = Summary::of(&[3.0, 1.0, 2.0]).unwrap();
+        assert_eq!((odd.median, odd.min, odd.max, odd.runs), (2.0, 1.0, 3.0, 3));
+        assert_eq!(Summary::of(&[4.0, 1.0, 2.0, 3.0]).unwrap().median, 2.5);
+        assert_eq!(odd.spread_percent(), 100.0);
+        assert_eq!(Summary::of(&[]), None);
+        assert_eq!(Summary::of(&[1.0, f64::NAN]), None);
+    }
+
+    #[test]
+    fn values_print_in_readable_units() {
+        assert_eq!(format_value(225.0, Unit::Nanoseconds), "225 ns");
+        assert_eq!(format_value(1470.0, Unit::Nanoseconds), "1.47 µs");
+        assert_eq!(format_value(0.0034, Unit::Seconds), "3.4 ms");
+        assert_eq!(format_value(2817.0, Unit::Bytes), "2.82 KB");
+        assert_eq!(format_value(512.0, Unit::Bytes), "512 B");
+        assert_eq!(format_value(1.5, Unit::Ratio), "1.5×");
+        assert_eq!(format_value(12.26, Unit::Seconds), "12.3 s");
+    }
+
+    #[test]
+    fn summaries_show_a_spread_only_when_it_matters() {
+        let tight = Summary::of(&[100.0, 100.2, 100.4]).unwrap();
+        assert_eq!(format_summary(&tight, Unit::Nanoseconds), "100 ns");
+        let loose = Summary::of(&[90.0, 100.0, 110.0]).unwrap();
+        assert_eq!(format_summary(&loose, Unit::Nanoseconds), "100 ns ±10%");
+    }
+
+    #[test]
+    fn tables_are_markdown() {
+        let table = markdown_table(
+            &["what".to_string(), "time".to_string()],
+            &[vec!["ours".to_string(), "1 ns".to_string()]],
+        );
+        assert_eq!(table, "| what | time |\n| --- | ---: |\n| ours | 1 ns |\n");
+    }
+
+    #[test]
+    fn amdahl_and_karp_flatt_agree() {
+        assert_eq!(amdahl_speedup(1.0, 4.0), 4.0);
+        assert_eq!(amdahl_speedup(0.0, 4.0), 1.0);
+        let speedup = amdahl_speedup(0.9, 2.0);
+        assert!((karp_flatt(speedup, 2.0).unwrap() - 0.1).abs() < 1e-12);
+        assert_eq!(karp_flatt(1.0, 1.0), None);
+    }
+
+    #[test]
+    fn the_readme_is_spliced_between_markers() {
+        let readme = format!("# T\n\n{README_START}\nold\n{README_END}\nafter\n");
+        let spliced = splice_readme(&readme, "new\n").unwrap();
+        assert_eq!(
+            spliced,
+            format!("# T\n\n{README_START}\nnew\n{README_END}\nafter\n")
+        );
+        assert!(splice_readme("no markers", "x").is_err());
+        assert!(splice_readme(&format!("{README_END}{README_START}"), "x").is_err());
+    }
+}
