@@ -1,7 +1,8 @@
 //! Project automation, in plain Rust so that a fresh clone needs nothing installed but cargo.
 //!
 //! - `cargo xtask test`: formatting, clippy, every test (unit, integration, doc, both switch
-//!   backends, release mode) and the loom models, stopping at the first failing step.
+//!   backends, release mode), the loom models and a smoke run of the benchmark report, stopping
+//!   at the first failing step.
 //! - `cargo xtask bench [--quick] [--only SECTION]`: the report: the seed's experiments side by
 //!   side with OS threads and Go, as tables and plots (see `report.rs`).
 //! - `cargo xtask bench --criterion [FILTER]`: the criterion micro-benchmarks (only those
@@ -101,6 +102,11 @@ fn test_steps() -> Vec<Step> {
                 ("LOOM_MAX_PREEMPTIONS", "3".to_string()),
             ],
         },
+        // The whole report pipeline on its smallest section: build, run, parse, tables, plot.
+        Step::cargo(
+            "bench report smoke test",
+            &["xtask", "bench", "--quick", "--only", "memory"],
+        ),
     ]
 }
 

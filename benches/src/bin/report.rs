@@ -310,8 +310,12 @@ fn locks(options: &Options) -> Result<String, String> {
     let count: usize = options.number("n", 1)?;
     let kind = options.text("kind", "mutex").to_string();
     let rt = runtime(gsched::available_cpus())?;
+    // Go's closures capture pointers to the locks and the WaitGroup; the equivalent here is a
+    // `'static` reference to a leaked value (this process runs one experiment and exits), which
+    // costs no reference counting per goroutine, as in Go.
+    type SharedLocker = &'static (dyn Locker + Sync);
     let elapsed = rt.block_on(move || {
-        fn producer(wg: WaitGroup, l: Arc<dyn Locker + Send + Sync>) {
+        fn producer(wg: &WaitGroup, l: SharedLocker) {
             for _ in 0..5 {
                 l.lock();
                 l.unlock();
@@ -319,50 +323,31 @@ fn locks(options: &Options) -> Result<String, String> {
             }
             wg.done();
         }
-        fn observer(wg: WaitGroup, l: Arc<dyn Locker + Send + Sync>) {
+        fn observer(wg: &WaitGroup, l: SharedLocker) {
             l.lock();
             l.unlock();
             wg.done();
         }
-        fn test(
-            count: usize,
-            mutex: Arc<dyn Locker + Send + Sync>,
-            rw_mutex: Arc<dyn Locker + Send + Sync>,
-        ) -> Duration {
-            let wg = WaitGroup::new();
+        fn test(count: usize, mutex: SharedLocker, rw_mutex: SharedLocker) -> Duration {
+            let wg: &'static WaitGroup = Box::leak(Box::new(WaitGroup::new()));
             wg.add(count as i32 + 1);
             let start = Instant::now();
-            let producer_wg = wg.clone();
-            drop(gsched::go(move || producer(producer_wg, mutex)));
+            drop(gsched::go(move || producer(wg, mutex)));
             for _ in 0..count {
-                let (wg, rw_mutex) = (wg.clone(), Arc::clone(&rw_mutex));
                 drop(gsched::go(move || observer(wg, rw_mutex)));
             }
             wg.wait();
             start.elapsed()
         }
         if kind == "rwmutex" {
-            let m = Arc::new(RwMutex::new(()));
-            test(count, m.clone(), Arc::new(ReadLocker(m)))
+            let m: &'static RwMutex<()> = Box::leak(Box::new(RwMutex::new(())));
+            test(count, m, Box::leak(Box::new(m.rlocker())))
         } else {
-            let m = Arc::new(Mutex::new(()));
-            test(count, m.clone(), m)
+            let m: &'static Mutex<()> = Box::leak(Box::new(Mutex::new(())));
+            test(count, m, m)
         }
     });
     Ok(format!("seconds={:.9}", elapsed.as_secs_f64()))
-}
-
-/// Go's `m.RLocker()` as an owned value, so it can be shared like the other `Locker`.
-struct ReadLocker(Arc<RwMutex<()>>);
-
-impl Locker for ReadLocker {
-    fn lock(&self) {
-        self.0.rlocker().lock();
-    }
-
-    fn unlock(&self) {
-        self.0.rlocker().unlock();
-    }
 }
 
 /// Spawn and join: `n` goroutines that each call `done` on a WaitGroup and end, then wait.
@@ -372,10 +357,10 @@ fn spawn(options: &Options) -> Result<String, String> {
         "goroutines" => {
             let rt = runtime(options.number("workers", gsched::available_cpus())?)?;
             rt.block_on(move || {
-                let wg = WaitGroup::new();
+                // A `'static` WaitGroup, as Go's goroutines share a pointer to one (see `locks`).
+                let wg: &'static WaitGroup = Box::leak(Box::new(WaitGroup::new()));
                 let start = Instant::now();
                 for _ in 0..n {
-                    let wg = wg.clone();
                     wg.add(1);
                     drop(gsched::go(move || wg.done()));
                 }

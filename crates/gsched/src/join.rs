@@ -1,12 +1,14 @@
 //! Join handles: a goroutine's result, waited for by a goroutine or a thread.
 
+use std::cell::UnsafeCell;
 use std::fmt;
 use std::marker::PhantomData;
+use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::park::{Unparker, current_unparker, park_with_reason};
-use crate::task::Panic;
+use crate::task::{Body, Panic, Task};
 
 /// Where a goroutine's result meets whoever joins it.
 pub(crate) struct Packet<T> {
@@ -22,15 +24,15 @@ struct Slot<T> {
 }
 
 impl<T> Packet<T> {
-    pub(crate) fn new(unjoined_panic: Option<Box<dyn Fn(Panic) + Send + Sync>>) -> Arc<Self> {
-        Arc::new(Packet {
+    pub(crate) fn new(unjoined_panic: Option<Box<dyn Fn(Panic) + Send + Sync>>) -> Self {
+        Packet {
             slot: Mutex::new(Slot {
                 result: None,
                 waiter: None,
             }),
             done: AtomicBool::new(false),
             unjoined_panic,
-        })
+        }
     }
 
     fn slot(&self) -> std::sync::MutexGuard<'_, Slot<T>> {
@@ -87,6 +89,80 @@ impl<T> Drop for Packet<T> {
     }
 }
 
+/// The message a joiner gets when the goroutine never ran to the end.
+const DROPPED_AT_SHUTDOWN: &str = "gsched: the goroutine was dropped at runtime shutdown";
+
+/// A `go` goroutine's body: its function, then the packet its result goes to, inline in the
+/// task, so that spawning allocates once.
+pub(crate) struct JoinSlot<F, T> {
+    function: UnsafeCell<Option<F>>,
+    packet: Packet<T>,
+}
+
+impl<F, T> JoinSlot<F, T> {
+    pub(crate) fn new(function: F) -> Self {
+        JoinSlot {
+            function: UnsafeCell::new(Some(function)),
+            packet: Packet::new(None),
+        }
+    }
+}
+
+// SAFETY: the function is taken only by the runner, or at shutdown when nobody runs (the
+// contracts of `Body`); the packet is `Sync` for a `Send` result.
+unsafe impl<F: Send, T: Send> Sync for JoinSlot<F, T> {}
+
+impl<F, T> Body for JoinSlot<F, T>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    unsafe fn run(&self) {
+        // SAFETY: only the runner touches the function (the contract).
+        let function = unsafe { (*self.function.get()).take() };
+        let function = function.expect("a goroutine's body runs once");
+        self.packet
+            .complete(panic::catch_unwind(AssertUnwindSafe(function)));
+    }
+
+    unsafe fn discard(&self) -> bool {
+        // SAFETY: nobody runs the goroutine (the contract).
+        let function = unsafe { (*self.function.get()).take() };
+        let had_function = function.is_some();
+        drop(function);
+        if had_function {
+            self.packet.complete(Err(Box::new(DROPPED_AT_SHUTDOWN)));
+        }
+        had_function
+    }
+}
+
+/// The result side of a task's body, for its join handle.
+pub(crate) trait Joinable<T>: Send + Sync {
+    fn packet(&self) -> &Packet<T>;
+}
+
+impl<F: Send, T: Send> Joinable<T> for JoinSlot<F, T> {
+    fn packet(&self) -> &Packet<T> {
+        &self.packet
+    }
+}
+
+/// Where a join handle finds its packet: inside the task (`go`), or shared with a scoped body.
+pub(crate) enum PacketRef<T> {
+    InTask(Arc<Task<dyn Joinable<T>>>),
+    Shared(Arc<Packet<T>>),
+}
+
+impl<T> PacketRef<T> {
+    fn get(&self) -> &Packet<T> {
+        match self {
+            PacketRef::InTask(task) => task.body.packet(),
+            PacketRef::Shared(packet) => packet,
+        }
+    }
+}
+
 /// Completes the packet when the goroutine's body is dropped without having run to the end
 /// (the runtime shut down first), so that a joiner is not left waiting.
 pub(crate) struct Completer<T> {
@@ -96,7 +172,7 @@ pub(crate) struct Completer<T> {
 impl<T> Drop for Completer<T> {
     fn drop(&mut self) {
         if !self.packet.is_done() {
-            let payload: Panic = Box::new("gsched: the goroutine was dropped at runtime shutdown");
+            let payload: Panic = Box::new(DROPPED_AT_SHUTDOWN);
             self.packet.complete(Err(payload));
         }
     }
@@ -105,7 +181,7 @@ impl<T> Drop for Completer<T> {
 /// An owned permission to join a goroutine: [`join`](JoinHandle::join) waits for it and returns
 /// its value, or its panic payload. Dropping the handle detaches the goroutine.
 pub struct JoinHandle<T> {
-    pub(crate) packet: Arc<Packet<T>>,
+    pub(crate) packet: PacketRef<T>,
     pub(crate) id: u64,
     pub(crate) name: Option<Arc<str>>,
     /// Not `Sync`, like `std::thread::JoinHandle` is in spirit: one joiner.
@@ -124,12 +200,12 @@ impl<T> JoinHandle<T> {
     /// The goroutine's panic payload; if the runtime shut down before the goroutine finished,
     /// a payload saying so.
     pub fn join(self) -> std::thread::Result<T> {
-        self.packet.wait()
+        self.packet.get().wait()
     }
 
     /// Whether the goroutine has finished.
     pub fn is_finished(&self) -> bool {
-        self.packet.is_done()
+        self.packet.get().is_done()
     }
 
     /// The goroutine's id.

@@ -55,18 +55,51 @@ const SPIN_ROUNDS: u32 = 64;
 const SPIN_TIME: Duration = Duration::from_micros(50);
 /// How long a stall must last before the runtime gives up (see `nothing_can_progress`).
 const STALL_CHECK: Duration = Duration::from_secs(2);
+/// Finished goroutines a worker holds for freeing at most.
+const GRAVEYARD_CAPACITY: usize = 1024;
 
 static NEXT_GOROUTINE_ID: AtomicU64 = AtomicU64::new(1);
-static LIVE_GOROUTINES: AtomicUsize = AtomicUsize::new(0);
 static NEXT_TIMER_SEQ: AtomicU64 = AtomicU64::new(1);
 
 pub(crate) fn next_goroutine_id() -> u64 {
     NEXT_GOROUTINE_ID.fetch_add(1, Ordering::Relaxed)
 }
 
+/// Goroutines spawned minus goroutines finished, counted per thread so that a spawn on one
+/// worker and the finish on another touch different cache lines; only the sum means anything.
+mod live {
+    use std::cell::Cell;
+    use std::sync::atomic::{AtomicIsize, AtomicUsize, Ordering};
+
+    const SHARDS: usize = 32;
+
+    #[repr(align(128))]
+    struct Shard(AtomicIsize);
+
+    static COUNTS: [Shard; SHARDS] = [const { Shard(AtomicIsize::new(0)) }; SHARDS];
+    static NEXT_SHARD: AtomicUsize = AtomicUsize::new(0);
+
+    thread_local! {
+        static SHARD: Cell<usize> = Cell::new(NEXT_SHARD.fetch_add(1, Ordering::Relaxed) % SHARDS);
+    }
+
+    pub(super) fn add(delta: isize) {
+        let shard = SHARD.with(Cell::get);
+        COUNTS[shard].0.fetch_add(delta, Ordering::Relaxed);
+    }
+
+    pub(super) fn total() -> usize {
+        let sum: isize = COUNTS
+            .iter()
+            .map(|shard| shard.0.load(Ordering::Relaxed))
+            .sum();
+        sum.max(0) as usize
+    }
+}
+
 /// Goroutines spawned and not yet finished, in every runtime of the process.
 pub fn num_goroutines() -> usize {
-    LIVE_GOROUTINES.load(Ordering::Relaxed)
+    live::total()
 }
 
 /// Where goroutine stacks come from.
@@ -145,8 +178,6 @@ pub(crate) struct RuntimeShared {
     /// Workers whose `sleeping` flag is set.
     sleepers: AtomicUsize,
     shutdown: AtomicBool,
-    /// Bumped whenever a goroutine finishes: the stall detector's sign of life.
-    progress: AtomicU64,
     /// Timers armed in any worker's heap.
     pending_timers: AtomicUsize,
     pub(crate) stacks: StackPolicy,
@@ -160,6 +191,13 @@ struct WorkerShared {
     ready: SegQueue<Arc<Task>>,
     sleeping: AtomicBool,
     thread: OnceLock<Thread>,
+    /// Bumped whenever a goroutine finishes here: the stall detector's sign of life, per worker
+    /// so that finishing goroutines do not contend on one counter.
+    progress: AtomicU64,
+    /// Finished goroutines spawned here but run elsewhere, handed back to be freed on this
+    /// worker's thread: the allocator then reuses their memory for the next spawn without
+    /// taking a lock, where a free on another thread would contend with this one's allocations.
+    graveyard: ArrayQueue<Arc<Task>>,
 }
 
 impl RuntimeShared {
@@ -171,6 +209,8 @@ impl RuntimeShared {
                     ready: SegQueue::new(),
                     sleeping: AtomicBool::new(false),
                     thread: OnceLock::new(),
+                    progress: AtomicU64::new(0),
+                    graveyard: ArrayQueue::new(GRAVEYARD_CAPACITY),
                 })
                 .collect(),
             injector: SegQueue::new(),
@@ -178,12 +218,19 @@ impl RuntimeShared {
             spinning: AtomicUsize::new(0),
             sleepers: AtomicUsize::new(0),
             shutdown: AtomicBool::new(false),
-            progress: AtomicU64::new(0),
             pending_timers: AtomicUsize::new(0),
             stacks,
             config,
             leaked: Mutex::new(Vec::new()),
         })
+    }
+
+    /// Goroutines finished on any worker so far.
+    fn progress(&self) -> u64 {
+        self.workers
+            .iter()
+            .map(|worker| worker.progress.load(Ordering::Relaxed))
+            .sum()
     }
 
     pub(crate) fn worker_count(&self) -> usize {
@@ -193,19 +240,29 @@ impl RuntimeShared {
     /// Queues a new goroutine: on the spawning worker's own queue when spawned from a goroutine
     /// of this runtime, else on the injector.
     pub(crate) fn spawn(self: &Arc<Self>, task: Arc<Task>) {
-        LIVE_GOROUTINES.fetch_add(1, Ordering::Relaxed);
+        live::add(1);
         let own_worker = WorkerLocal::with_current(|local| {
             Arc::ptr_eq(&local.shared, self).then_some(local.index)
         })
         .flatten();
         let task = match own_worker {
-            Some(index) => match self.workers[index].fresh.push(task) {
-                Ok(()) => {
-                    self.wake_for_new_work();
-                    return;
+            Some(index) => {
+                task.spawned_on.store(index, Ordering::Relaxed);
+                // Free two finished goroutines for each new one: the allocator hands their
+                // memory straight back.
+                for _ in 0..2 {
+                    if self.workers[index].graveyard.pop().is_none() {
+                        break;
+                    }
                 }
-                Err(task) => task,
-            },
+                match self.workers[index].fresh.push(task) {
+                    Ok(()) => {
+                        self.wake_for_new_work();
+                        return;
+                    }
+                    Err(task) => task,
+                }
+            }
             None => task,
         };
         self.injector.push(task);
@@ -295,6 +352,10 @@ impl RuntimeShared {
 
     /// Drops every goroutine still queued (after the workers stopped); returns the report.
     pub(crate) fn finish_shutdown(&self) -> Vec<String> {
+        // Finished goroutines waiting to be freed hold the runtime: let them go.
+        for worker in self.workers.iter() {
+            while worker.graveyard.pop().is_some() {}
+        }
         let queues = self
             .workers
             .iter()
@@ -307,10 +368,9 @@ impl RuntimeShared {
             .collect::<Vec<_>>();
         for task in queues {
             // SAFETY: every worker has stopped, so no thread runs or touches this goroutine.
-            let local = unsafe { task.local() };
-            if local.body.take().is_some() {
+            if unsafe { task.body.discard() } {
                 self.record_leak(&task, "never ran");
-                LIVE_GOROUTINES.fetch_sub(1, Ordering::Relaxed);
+                live::add(-1);
             }
         }
         std::mem::take(
@@ -395,7 +455,7 @@ pub(crate) struct WorkerLocal {
     /// Goroutines that yielded, in order; they stay `RUNNING` (only this worker runs them).
     yielded: RefCell<VecDeque<Arc<Task>>>,
     /// The goroutine running now.
-    current: Cell<*const Task>,
+    current: Cell<Option<*const Task>>,
 }
 
 thread_local! {
@@ -412,20 +472,19 @@ impl WorkerLocal {
     }
 
     pub(crate) fn in_goroutine(&self) -> bool {
-        !self.current.get().is_null()
+        self.current.get().is_some()
     }
 
     /// The goroutine running on this worker now.
     pub(crate) fn current_task(&self) -> Option<&Task> {
         // SAFETY: `current` points to a goroutine kept alive by the `Arc` that `run` holds for
         // as long as the pointer is set.
-        unsafe { self.current.get().as_ref() }
+        self.current.get().map(|task| unsafe { &*task })
     }
 
     /// A shared handle to the goroutine running on this worker now.
     pub(crate) fn current_arc(&self) -> Option<Arc<Task>> {
-        let task = self.current.get();
-        (!task.is_null()).then(|| {
+        self.current.get().map(|task| {
             // SAFETY: `current` was set from `Arc::as_ptr` of an `Arc` that `run` holds while
             // the pointer is set; taking another count on it is sound.
             unsafe {
@@ -574,6 +633,7 @@ impl WorkerLocal {
     /// is due.
     fn idle(&self) {
         let shared = &*self.shared;
+        while shared.workers[self.index].graveyard.pop().is_some() {}
         let max_spinners = (shared.workers.len() / 2).max(1);
         if shared.spinning.fetch_add(1, Ordering::SeqCst) < max_spinners {
             let start = Instant::now();
@@ -603,7 +663,7 @@ impl WorkerLocal {
         }
         let next_timer = self.fire_timers();
         let stalled = !shared.waiting_for_stack.is_empty();
-        let progress = shared.progress.load(Ordering::SeqCst);
+        let progress = shared.progress();
         match (next_timer, stalled) {
             (Some(deadline), _) => {
                 thread::park_timeout(deadline.saturating_duration_since(Instant::now()));
@@ -623,7 +683,7 @@ impl WorkerLocal {
     fn nothing_can_progress(&self, progress: u64) -> bool {
         let shared = &*self.shared;
         !shared.waiting_for_stack.is_empty()
-            && shared.progress.load(Ordering::SeqCst) == progress
+            && shared.progress() == progress
             && shared.pending_timers.load(Ordering::SeqCst) == 0
             && self.runnext.borrow().is_none()
             && !self.has_visible_work()
@@ -680,6 +740,7 @@ impl WorkerLocal {
                 }
                 None => {
                     self.finish(&task);
+                    self.bury(task);
                     return;
                 }
             }
@@ -695,9 +756,9 @@ impl WorkerLocal {
             .as_mut()
             .expect("a started goroutine has a coroutine");
         gstack::set_current_stack(coroutine.stack().limit(), coroutine.stack().base());
-        self.current.set(Arc::as_ptr(task));
+        self.current.set(Some(Arc::as_ptr(task)));
         let result = coroutine.resume(());
-        self.current.set(std::ptr::null());
+        self.current.set(None);
         coroutine.stack().check();
         match result {
             CoroutineResult::Yield(switch) => Some(switch),
@@ -709,15 +770,15 @@ impl WorkerLocal {
     fn start(&self, task: &Arc<Task>) -> Result<crate::task::GoroutineCoroutine, StackError> {
         let stack = self.shared.stacks.get(task.stack_size)?;
         stack.set_label(task.id, task.name.as_deref().unwrap_or(""));
-        // SAFETY: this thread won `try_start_run`.
-        let local = unsafe { task.local() };
-        let body = local.body.take().expect("a goroutine's body runs once");
         let task_ptr = Arc::as_ptr(task);
         let coroutine = match Coroutine::with_stack(stack, move |yielder, ()| {
-            // SAFETY: the goroutine runs only on the thread that owns its local state, and the
-            // `Arc` in `live` keeps the task alive for as long as the coroutine exists.
-            unsafe { (*task_ptr).local().yielder = yielder };
-            body();
+            // SAFETY: the goroutine runs only on the thread that owns its local state and won
+            // `try_start_run`, once, and the `Arc` in `live` keeps the task alive for as long as
+            // the coroutine exists.
+            unsafe {
+                (*task_ptr).local().yielder = yielder;
+                (*task_ptr).body.run();
+            }
         }) {
             Ok(coroutine) => coroutine,
             Err(err) => panic!("gsched: goroutine stacks of this runtime are too small: {err}"),
@@ -734,12 +795,27 @@ impl WorkerLocal {
         local.coroutine = None;
         local.yielder = std::ptr::null();
         self.live.borrow_mut().remove(&task.id);
-        LIVE_GOROUTINES.fetch_sub(1, Ordering::Relaxed);
-        self.shared.progress.fetch_add(1, Ordering::Relaxed);
+        live::add(-1);
+        self.shared.workers[self.index]
+            .progress
+            .fetch_add(1, Ordering::Relaxed);
         if !self.shared.waiting_for_stack.is_empty()
             && let Some(waiting) = self.shared.waiting_for_stack.pop()
         {
             self.shared.workers[self.index].ready.push(waiting);
+        }
+    }
+
+    /// Drops a finished goroutine's last handle where its memory is best freed: on the worker
+    /// that spawned it (see `WorkerShared::graveyard`).
+    fn bury(&self, task: Arc<Task>) {
+        let origin = task.spawned_on.load(Ordering::Relaxed);
+        if origin != self.index
+            && origin < self.shared.workers.len()
+            && Arc::strong_count(&task) == 1
+        {
+            // A full graveyard means its worker is not spawning: free here instead.
+            let _ = self.shared.workers[origin].graveyard.push(task);
         }
     }
 
@@ -785,11 +861,11 @@ impl WorkerLocal {
             };
             self.shared
                 .record_leak(&task, &format!("parked on {reason}, unwound at shutdown"));
-            self.current.set(Arc::as_ptr(&task));
+            self.current.set(Some(Arc::as_ptr(&task)));
             local.coroutine = None;
-            self.current.set(std::ptr::null());
+            self.current.set(None);
             task.state.finish_done();
-            LIVE_GOROUTINES.fetch_sub(1, Ordering::Relaxed);
+            live::add(-1);
         }
     }
 }
@@ -828,7 +904,7 @@ pub(crate) fn worker_main(shared: Arc<RuntimeShared>, index: usize) {
         timers: RefCell::new(BinaryHeap::new()),
         live: RefCell::new(HashMap::default()),
         yielded: RefCell::new(VecDeque::new()),
-        current: Cell::new(std::ptr::null()),
+        current: Cell::new(None),
     };
     WORKER.with(|worker| worker.set(&local));
     while !shared.shutdown.load(Ordering::Acquire) {

@@ -7,10 +7,10 @@ use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use crate::join::{Completer, JoinHandle, Packet};
+use crate::join::{Completer, JoinHandle, Packet, PacketRef};
 use crate::park::{Unparker, current_unparker, park_with_reason};
-use crate::spawn::{Builder, spawn_body};
-use crate::task::{Body, Panic};
+use crate::spawn::{Builder, spawn_boxed};
+use crate::task::{BoxedFn, Panic};
 
 struct ScopeState {
     running: AtomicUsize,
@@ -95,13 +95,13 @@ impl<'scope> Scope<'scope, '_> {
     {
         let location = std::panic::Location::caller();
         let report_to = Arc::clone(&self.state);
-        let packet = Packet::new(Some(Box::new(move |payload| {
+        let packet = Arc::new(Packet::new(Some(Box::new(move |payload| {
             let mut slot = report_to
                 .unjoined_panic
                 .lock()
                 .unwrap_or_else(|poison| poison.into_inner());
             slot.get_or_insert(payload);
-        })));
+        }))));
         let completer = Completer {
             packet: Arc::clone(&packet),
         };
@@ -126,11 +126,11 @@ impl<'scope> Scope<'scope, '_> {
         type ScopedBody<'a> = Box<dyn FnOnce() + Send + 'a>;
         // SAFETY: `scope` neither returns nor unwinds before `running` is back to zero, that is
         // after this body ended or was dropped: nothing it borrows outlives `'scope`.
-        let body: Body = unsafe { std::mem::transmute::<ScopedBody<'scope>, Body>(body) };
-        let (id, name) = spawn_body(Builder::new(), body, location);
+        let body: BoxedFn = unsafe { std::mem::transmute::<ScopedBody<'scope>, BoxedFn>(body) };
+        let (id, name) = spawn_boxed(Builder::new(), body, location);
         ScopedJoinHandle {
             inner: JoinHandle {
-                packet,
+                packet: PacketRef::Shared(packet),
                 id,
                 name,
                 marker: PhantomData,

@@ -1,12 +1,12 @@
 //! Starting goroutines: `go` and its builder, and the runtime they land on.
 
 use std::marker::PhantomData;
-use std::panic::{self, AssertUnwindSafe, Location};
+use std::panic::Location;
 use std::sync::Arc;
 
-use crate::join::{Completer, JoinHandle, Packet};
+use crate::join::{JoinHandle, JoinSlot, PacketRef};
 use crate::runtime::{RuntimeShared, next_goroutine_id};
-use crate::task::{Body, Task};
+use crate::task::{Body, BoxedBody, BoxedFn, Task};
 
 /// Starts `f` as a new goroutine and returns a handle to join it.
 ///
@@ -81,18 +81,12 @@ impl Builder {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        let location = Location::caller();
-        let packet = Packet::new(None);
-        let completer = Completer {
-            packet: Arc::clone(&packet),
-        };
-        let body: Body = Box::new(move || {
-            let result = panic::catch_unwind(AssertUnwindSafe(f));
-            completer.packet.complete(result);
-        });
-        let (id, name) = spawn_body(self, body, location);
+        let (runtime, task) = new_task(self, JoinSlot::new(f), Location::caller());
+        let (id, name) = (task.id, task.name.clone());
+        let joinable: Arc<Task<dyn crate::join::Joinable<T>>> = Arc::clone(&task) as _;
+        runtime.spawn(task);
         JoinHandle {
-            packet,
+            packet: PacketRef::InTask(joinable),
             id,
             name,
             marker: PhantomData,
@@ -100,24 +94,34 @@ impl Builder {
     }
 }
 
-/// Queues `body` as a goroutine on the current runtime (or the default one).
-pub(crate) fn spawn_body(
+/// A task for `body` on the current runtime (or the default one), not yet queued.
+fn new_task<B: Body>(
     builder: Builder,
-    body: Body,
+    body: B,
     location: &'static Location<'static>,
-) -> (u64, Option<Arc<str>>) {
+) -> (Arc<RuntimeShared>, Arc<Task<B>>) {
     let runtime: Arc<RuntimeShared> = crate::runtime_api::spawn_target();
-    let id = next_goroutine_id();
     let stack_size = builder.stack_size.unwrap_or(runtime.config.stack_size);
     let task = Task::new(
-        id,
-        builder.name.clone(),
+        next_goroutine_id(),
+        builder.name,
         location,
         builder.migratable,
         stack_size,
         Arc::clone(&runtime),
         body,
     );
-    runtime.spawn(Arc::new(task));
-    (id, builder.name)
+    (runtime, Arc::new(task))
+}
+
+/// Queues a boxed closure as a goroutine on the current runtime (or the default one).
+pub(crate) fn spawn_boxed(
+    builder: Builder,
+    function: BoxedFn,
+    location: &'static Location<'static>,
+) -> (u64, Option<Arc<str>>) {
+    let (runtime, task) = new_task(builder, BoxedBody::new(function), location);
+    let (id, name) = (task.id, task.name.clone());
+    runtime.spawn(task);
+    (id, name)
 }

@@ -22,12 +22,54 @@ pub(crate) enum Switch {
 }
 
 pub(crate) type GoroutineCoroutine = Coroutine<(), Switch, (), GoroutineStack>;
-pub(crate) type Body = Box<dyn FnOnce() + Send + 'static>;
+pub(crate) type BoxedFn = Box<dyn FnOnce() + Send + 'static>;
+
+/// What a goroutine runs, stored inline in its task so that a spawn makes one allocation.
+pub(crate) trait Body: Send + Sync + 'static {
+    /// Runs the goroutine's function to the end.
+    ///
+    /// # Safety
+    ///
+    /// Called once, by the thread running the goroutine.
+    unsafe fn run(&self);
+
+    /// Drops the function without running it (the runtime shuts down first); true if it had
+    /// not run.
+    ///
+    /// # Safety
+    ///
+    /// No thread runs the goroutine, or ever will.
+    unsafe fn discard(&self) -> bool;
+}
+
+/// A boxed closure as a body, for goroutines whose result travels elsewhere (`scope`).
+pub(crate) struct BoxedBody(UnsafeCell<Option<BoxedFn>>);
+
+impl BoxedBody {
+    pub(crate) fn new(function: BoxedFn) -> Self {
+        BoxedBody(UnsafeCell::new(Some(function)))
+    }
+}
+
+// SAFETY: the closure is taken only by the runner, or at shutdown when nobody runs (the
+// contracts of `run` and `discard`), and it is `Send`.
+unsafe impl Sync for BoxedBody {}
+
+impl Body for BoxedBody {
+    unsafe fn run(&self) {
+        // SAFETY: only the runner touches the closure (the contract).
+        let function = unsafe { (*self.0.get()).take() };
+        (function.expect("a goroutine's body runs once"))();
+    }
+
+    unsafe fn discard(&self) -> bool {
+        // SAFETY: nobody runs the goroutine (the contract).
+        unsafe { (*self.0.get()).take() }.is_some()
+    }
+}
 
 /// What only the thread running the goroutine touches.
 pub(crate) struct TaskLocal {
-    /// The closure, until the goroutine first runs.
-    pub(crate) body: Option<Body>,
     pub(crate) coroutine: Option<GoroutineCoroutine>,
     /// The coroutine's yielder, valid while `coroutine` is alive and started.
     pub(crate) yielder: *const Yielder<(), Switch>,
@@ -35,8 +77,8 @@ pub(crate) struct TaskLocal {
     pub(crate) parked_on: &'static str,
 }
 
-/// A goroutine.
-pub(crate) struct Task {
+/// A goroutine: its header, then its body, in one allocation.
+pub(crate) struct Task<B: ?Sized = dyn Body> {
     pub(crate) id: u64,
     pub(crate) name: Option<Arc<str>>,
     pub(crate) spawned_at: &'static Location<'static>,
@@ -46,20 +88,24 @@ pub(crate) struct Task {
     pub(crate) state: TaskState,
     /// The worker it first ran on (`NO_HOME` before).
     pub(crate) home: AtomicUsize,
+    /// The worker whose goroutine spawned it (`NO_HOME` when spawned from outside), which is
+    /// where its memory is best freed.
+    pub(crate) spawned_on: AtomicUsize,
     /// The sequence number of the timer that may wake it, 0 for none.
     pub(crate) timer: AtomicU64,
     local: UnsafeCell<TaskLocal>,
+    pub(crate) body: B,
 }
 
 // SAFETY: `local` is touched only by the thread that won `SCHEDULED -> RUNNING` (the
 // compare-exchange hands it over with acquire/release ordering), or by the runtime at shutdown
 // after every worker stopped; everything else is atomic or immutable.
-unsafe impl Sync for Task {}
+unsafe impl<B: ?Sized + Sync> Sync for Task<B> {}
 // SAFETY: as above; the body is `Send`, and the coroutine moves only between the workers
 // the safety model allows (see `Builder::migratable`).
-unsafe impl Send for Task {}
+unsafe impl<B: ?Sized + Send> Send for Task<B> {}
 
-impl Task {
+impl<B: Body> Task<B> {
     pub(crate) fn new(
         id: u64,
         name: Option<Arc<str>>,
@@ -67,7 +113,7 @@ impl Task {
         migratable: bool,
         stack_size: usize,
         runtime: Arc<RuntimeShared>,
-        body: Body,
+        body: B,
     ) -> Self {
         Task {
             id,
@@ -78,16 +124,19 @@ impl Task {
             runtime,
             state: TaskState::new(),
             home: AtomicUsize::new(NO_HOME),
+            spawned_on: AtomicUsize::new(NO_HOME),
             timer: AtomicU64::new(0),
             local: UnsafeCell::new(TaskLocal {
-                body: Some(body),
                 coroutine: None,
                 yielder: std::ptr::null(),
                 parked_on: "",
             }),
+            body,
         }
     }
+}
 
+impl<B: ?Sized> Task<B> {
     /// # Safety
     ///
     /// The caller is the thread running this goroutine (it won `try_start_run`), or the runtime

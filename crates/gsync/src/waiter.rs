@@ -7,7 +7,7 @@
 use std::ptr::NonNull;
 use std::time::Instant;
 
-use crate::shim::{self, AtomicUsize, Ordering, Unparker};
+use crate::shim::{self, AtomicBool, AtomicUsize, Ordering, Unparker};
 
 /// The outcome of a waiter that nobody has woken yet.
 const WAITING: usize = 0;
@@ -15,6 +15,8 @@ const WAITING: usize = 0;
 #[derive(Debug)]
 pub(crate) struct Waiter {
     outcome: AtomicUsize,
+    /// Set by the waker once it no longer touches the waiter: its frame may go after this.
+    released: AtomicBool,
     unparker: Unparker,
 }
 
@@ -31,6 +33,7 @@ impl Waiter {
     pub(crate) fn new() -> Self {
         Waiter {
             outcome: AtomicUsize::new(WAITING),
+            released: AtomicBool::new(false),
             unparker: Unparker::current(),
         }
     }
@@ -54,9 +57,18 @@ impl Waiter {
             let outcome = self.outcome.load(Ordering::Acquire);
             if outcome != WAITING {
                 on_unwind.cancel = None;
+                self.wait_released();
                 return outcome;
             }
             shim::park(None, reason);
+        }
+    }
+
+    /// Waits until the waker is done with this waiter (it is between giving the outcome and
+    /// returning from `unpark`, a few instructions).
+    fn wait_released(&self) {
+        while !self.released.load(Ordering::Acquire) {
+            shim::wait_briefly();
         }
     }
 
@@ -66,6 +78,7 @@ impl Waiter {
         loop {
             let outcome = self.outcome.load(Ordering::Acquire);
             if outcome != WAITING {
+                self.wait_released();
                 return outcome;
             }
             shim::wait_briefly();
@@ -87,13 +100,12 @@ impl WaiterRef {
     /// has not been woken: it is still blocked, so its frame is alive.
     pub(crate) unsafe fn wake(self, outcome: usize) {
         debug_assert_ne!(outcome, WAITING);
-        // SAFETY: the waiter is blocked until the store below, per the contract.
+        // SAFETY: the waiter does not return before `released` is set below (it waits for it
+        // after seeing the outcome), so it is alive throughout.
         let waiter = unsafe { self.0.as_ref() };
-        // Once the outcome is stored the waiter may return and free its frame, so the unparker
-        // is copied out first.
-        let unparker = waiter.unparker.clone();
         waiter.outcome.store(outcome, Ordering::Release);
-        unparker.unpark();
+        waiter.unparker.unpark();
+        waiter.released.store(true, Ordering::Release);
     }
 }
 
@@ -118,6 +130,11 @@ pub(crate) struct SelectWaiter {
     selected: AtomicUsize,
     /// Set once the claimed case's transfer is complete.
     done: AtomicUsize,
+    /// Set by the waker once it no longer touches the waiter: its frame may go after this.
+    released: AtomicBool,
+    /// Nothing but a channel can claim it (a plain blocking send or receive: no other case, no
+    /// deadline), and channels claim under their lock, so a claim needs no compare-and-swap.
+    exclusive: bool,
     unparker: Unparker,
 }
 
@@ -139,11 +156,31 @@ pub(crate) struct SelectRef(NonNull<SelectWaiter>);
 unsafe impl Send for SelectRef {}
 
 impl SelectWaiter {
+    /// A waiter for a `select` or an operation with a deadline, which more than one party may
+    /// try to claim.
     pub(crate) fn new() -> Self {
+        SelectWaiter::with_exclusive(false)
+    }
+
+    /// A waiter for one blocking channel operation: exclusive when it has no deadline (only
+    /// its channel claims it).
+    pub(crate) fn for_deadline(deadline: Option<Instant>) -> Self {
+        SelectWaiter::with_exclusive(deadline.is_none())
+    }
+
+    fn with_exclusive(exclusive: bool) -> Self {
         SelectWaiter {
             selected: AtomicUsize::new(UNSELECTED),
             done: AtomicUsize::new(0),
+            released: AtomicBool::new(false),
+            exclusive,
             unparker: Unparker::current(),
+        }
+    }
+
+    fn wait_released(&self) {
+        while !self.released.load(Ordering::Acquire) {
+            shim::wait_briefly();
         }
     }
 
@@ -168,6 +205,7 @@ impl SelectWaiter {
         loop {
             if self.done.load(Ordering::Acquire) != 0 {
                 on_unwind.cancel = None;
+                self.wait_released();
                 return Selected::Case(self.selected.load(Ordering::Relaxed) - 1);
             }
             if let Some(at) = deadline
@@ -191,14 +229,20 @@ impl SelectWaiter {
     /// Settles the waiter after it has left every queue (the unwinding path): if a case was
     /// claimed meanwhile, waits until its waker is done with this waiter.
     pub(crate) fn settle(&self) {
-        if self
-            .selected
-            .compare_exchange(UNSELECTED, TIMED_OUT, Ordering::Acquire, Ordering::Relaxed)
-            .is_err()
-        {
+        // An exclusive waiter is claimed only under the lock of the channel it just left, so
+        // what `selected` says now is final.
+        let claimed = if self.exclusive {
+            self.selected.load(Ordering::Acquire) != UNSELECTED
+        } else {
+            self.selected
+                .compare_exchange(UNSELECTED, TIMED_OUT, Ordering::Acquire, Ordering::Relaxed)
+                .is_err()
+        };
+        if claimed {
             while self.done.load(Ordering::Acquire) == 0 {
                 shim::wait_briefly();
             }
+            self.wait_released();
         }
     }
 }
@@ -210,7 +254,8 @@ impl SelectRef {
     }
 
     /// Claims the waiter for its case `case`: true for exactly one claimant, and only while the
-    /// waiter has neither timed out nor been claimed.
+    /// waiter has neither timed out nor been claimed. The caller dequeues the entry it claims
+    /// through.
     ///
     /// # Safety
     ///
@@ -219,6 +264,11 @@ impl SelectRef {
     pub(crate) unsafe fn claim(self, case: usize) -> bool {
         // SAFETY: alive per the contract.
         let waiter = unsafe { self.0.as_ref() };
+        if waiter.exclusive {
+            // Only the channel holding its lock can claim it, once: it is dequeued right after.
+            waiter.selected.store(case + 1, Ordering::Relaxed);
+            return true;
+        }
         waiter
             .selected
             .compare_exchange(UNSELECTED, case + 1, Ordering::AcqRel, Ordering::Relaxed)
@@ -232,11 +282,12 @@ impl SelectRef {
     /// The caller claimed the waiter with [`SelectRef::claim`] and still holds the lock it held
     /// then; the waiter stays alive until this stores `done`.
     pub(crate) unsafe fn finish(self) {
-        // SAFETY: alive until the store below, per the contract.
+        // SAFETY: the waiter does not return before `released` is set below (it waits for it
+        // after seeing `done`), so it is alive throughout.
         let waiter = unsafe { self.0.as_ref() };
-        let unparker = waiter.unparker.clone();
         waiter.done.store(1, Ordering::Release);
-        unparker.unpark();
+        waiter.unparker.unpark();
+        waiter.released.store(true, Ordering::Release);
     }
 }
 

@@ -208,7 +208,8 @@ impl<T> Channel<T> {
     /// whether the channel was closed (else the deadline passed).
     fn send(&self, value: T, deadline: Option<Instant>) -> Result<(), (T, bool)> {
         let mut slot = Some(value);
-        let waiter = SelectWaiter::new();
+        // Made only when the send must wait, under the lock.
+        let mut waiter = None;
         let begun = self
             .state
             .with(|state| match state.try_send(self.capacity, &mut slot) {
@@ -216,6 +217,7 @@ impl<T> Channel<T> {
                 SendAttempt::Closed => Some(Err(true)),
                 SendAttempt::WouldBlock if deadline.is_some_and(shim::expired) => Some(Err(false)),
                 SendAttempt::WouldBlock => {
+                    let waiter = waiter.insert(SelectWaiter::for_deadline(deadline));
                     state.senders.push_back(Entry {
                         waiter: waiter.as_ref(),
                         case: 0,
@@ -224,19 +226,22 @@ impl<T> Channel<T> {
                     None
                 }
             });
-        let outcome = match begun {
-            Some(outcome) => outcome,
-            None => match waiter.wait(deadline, "chan send", |waiter| self.leave(waiter)) {
-                // Claimed: the value is gone if a receiver took it, still here if closed.
-                Selected::Case(_) => match slot.is_some() {
-                    false => Ok(()),
-                    true => Err(true),
-                },
-                Selected::TimedOut => {
-                    self.state.with(|state| state.remove_waiter(&waiter));
-                    Err(false)
+        let outcome = match (begun, &waiter) {
+            (Some(outcome), _) => outcome,
+            (None, None) => unreachable!("a send that waits has a waiter"),
+            (None, Some(waiter)) => {
+                match waiter.wait(deadline, "chan send", |waiter| self.leave(waiter)) {
+                    // Claimed: the value is gone if a receiver took it, still here if closed.
+                    Selected::Case(_) => match slot.is_some() {
+                        false => Ok(()),
+                        true => Err(true),
+                    },
+                    Selected::TimedOut => {
+                        self.state.with(|state| state.remove_waiter(waiter));
+                        Err(false)
+                    }
                 }
-            },
+            }
         };
         outcome.map_err(|closed| {
             (
@@ -250,12 +255,14 @@ impl<T> Channel<T> {
     /// `Err(false)` when the deadline passed.
     fn recv(&self, deadline: Option<Instant>) -> Result<T, bool> {
         let mut slot = None;
-        let waiter = SelectWaiter::new();
+        // Made only when the receive must wait, under the lock.
+        let mut waiter = None;
         let begun = self.state.with(|state| match state.try_recv() {
             RecvAttempt::Received(value) => Some(Ok(value)),
             RecvAttempt::Closed => Some(Err(true)),
             RecvAttempt::WouldBlock if deadline.is_some_and(shim::expired) => Some(Err(false)),
             RecvAttempt::WouldBlock => {
+                let waiter = waiter.insert(SelectWaiter::for_deadline(deadline));
                 state.receivers.push_back(Entry {
                     waiter: waiter.as_ref(),
                     case: 0,
@@ -264,14 +271,16 @@ impl<T> Channel<T> {
                 None
             }
         });
-        if let Some(outcome) = begun {
-            return outcome;
-        }
+        let waiter = match (begun, &waiter) {
+            (Some(outcome), _) => return outcome,
+            (None, None) => unreachable!("a receive that waits has a waiter"),
+            (None, Some(waiter)) => waiter,
+        };
         match waiter.wait(deadline, "chan receive", |waiter| self.leave(waiter)) {
             // Claimed: a sender filled the slot, or the channel closed and it stayed empty.
             Selected::Case(_) => slot.take().ok_or(true),
             Selected::TimedOut => {
-                self.state.with(|state| state.remove_waiter(&waiter));
+                self.state.with(|state| state.remove_waiter(waiter));
                 Err(false)
             }
         }
