@@ -15,7 +15,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: bench memory|switch|locks|spawn [flags]")
+		fmt.Fprintln(os.Stderr, "usage: bench memory|switch|locks|spawn|uncontended [flags]")
 		os.Exit(2)
 	}
 	section, args := os.Args[1], os.Args[2:]
@@ -34,6 +34,8 @@ func main() {
 		locks(*n, *kind)
 	case "spawn":
 		spawn(*n)
+	case "uncontended":
+		uncontended(*n)
 	default:
 		fmt.Fprintf(os.Stderr, "unknown section %q\n", section)
 		os.Exit(2)
@@ -144,4 +146,21 @@ func spawn(n int) {
 	}
 	wg.Wait()
 	fmt.Printf("ns_per_goroutine=%.2f\n", float64(time.Since(start).Nanoseconds())/float64(n))
+}
+
+// Uncontended Lock and Unlock on one goroutine: time per pair.
+func uncontended(n int) {
+	var m sync.Mutex
+	count := 0
+	start := time.Now()
+	for i := 0; i < n; i++ {
+		m.Lock()
+		count++
+		m.Unlock()
+	}
+	elapsed := time.Since(start)
+	if count != n {
+		os.Exit(1)
+	}
+	fmt.Printf("ns_per_op=%.2f\n", float64(elapsed.Nanoseconds())/float64(n))
 }

@@ -89,6 +89,16 @@ impl Runner {
         }
     }
 
+    /// The same runner, repeating each measurement `repetitions` times.
+    fn repeating(&self, repetitions: usize) -> Runner {
+        Runner {
+            ours: self.ours.clone(),
+            go: self.go.clone(),
+            repetitions,
+            progress: self.progress.clone(),
+        }
+    }
+
     fn ours(&self, args: &[&str], key: &str) -> Outcome {
         let args: Vec<String> = args.iter().map(|arg| arg.to_string()).collect();
         self.measure(&self.ours, &args, key)
@@ -270,7 +280,13 @@ fn planned_runs(section: &str, quick: bool) -> usize {
     match section {
         "memory" => memory_sizes(quick).len() * 4,
         "switch" => 6,
-        "locks" => lock_counts(quick).len() * 4,
+        "locks" => {
+            let small = lock_counts(quick)
+                .iter()
+                .filter(|&&count| count <= 1024)
+                .count();
+            (lock_counts(quick).len() + small * (SMALL_ROW_FACTOR - 1)) * 4 + 4
+        }
         "spawn" => 4,
         _ => AMDAHL_SERIAL.len() * cpus(),
     }
@@ -572,6 +588,9 @@ fn lock_counts(quick: bool) -> Vec<usize> {
     }
 }
 
+/// How many times more the small rows of the lock table repeat.
+const SMALL_ROW_FACTOR: usize = 3;
+
 /// The seed's table: readers, RWMutex, Mutex.
 const SEED_LOCKS: [(usize, &str, &str); 8] = [
     (1, "38.3 µs", "15.9 µs"),
@@ -588,8 +607,12 @@ const SEED_LOCKS: [(usize, &str, &str); 8] = [
 fn locks(runner: &Runner, quick: bool, out_dir: &Path) -> Section {
     let counts = lock_counts(quick);
     let mut measured = Vec::new();
+    // Small counts finish in tens of microseconds, where scheduling noise is large: they get
+    // more repetitions (and cost little).
+    let small = runner.repeating(runner.repetitions * SMALL_ROW_FACTOR);
     for &count in &counts {
         let n = count.to_string();
+        let runner = if count <= 1024 { &small } else { runner };
         let ours_rw = runner.ours(&["locks", "--n", &n, "--kind", "rwmutex"], "seconds");
         let ours_mutex = runner.ours(&["locks", "--n", &n, "--kind", "mutex"], "seconds");
         let go_rw = runner.go(&["locks", "-n", &n, "-kind", "rwmutex"], "seconds");
@@ -631,6 +654,42 @@ fn locks(runner: &Runner, quick: bool, out_dir: &Path) -> Section {
          write side, sleeping 1 ns between; each observer goroutine locks and unlocks once \
          through a `Locker` (the read view for RwMutex). All CPUs, one process per run.\n",
     );
+    let ops = if quick { "5000000" } else { "50000000" };
+    let uncontended: Vec<(&str, Outcome)> = vec![
+        (
+            "gsync::Mutex",
+            runner.ours(&["uncontended", "--n", ops, "--kind", "gsync"], "ns_per_op"),
+        ),
+        (
+            "parking_lot::Mutex",
+            runner.ours(
+                &["uncontended", "--n", ops, "--kind", "parking_lot"],
+                "ns_per_op",
+            ),
+        ),
+        (
+            "std::sync::Mutex",
+            runner.ours(&["uncontended", "--n", ops, "--kind", "std"], "ns_per_op"),
+        ),
+        (
+            "Go sync.Mutex",
+            runner.go(&["uncontended", "-n", ops], "ns_per_op"),
+        ),
+    ];
+    let ours_uncontended = &uncontended[0].1;
+    let header = ["uncontended lock + unlock", "time", "gsync ÷ this"].map(String::from);
+    let rows: Vec<Vec<String>> = uncontended
+        .iter()
+        .map(|(label, outcome)| {
+            vec![
+                label.to_string(),
+                outcome.cell(Unit::Nanoseconds),
+                ratio_cell(ours_uncontended, outcome),
+            ]
+        })
+        .collect();
+    body.push('\n');
+    body.push_str(&stats::markdown_table(&header, &rows));
     let faster = measured
         .iter()
         .flat_map(|(_, ours_rw, ours_mutex, go_rw, go_mutex)| {
@@ -640,7 +699,8 @@ fn locks(runner: &Runner, quick: bool, out_dir: &Path) -> Section {
         .collect::<Vec<_>>();
     let headlines = vec![format!(
         "Mutex vs RWMutex table: faster than Go in {} of {} cells measured against Go; largest \
-         row ({} readers) {} (RwMutex) and {} (Mutex) of Go's time.",
+         row ({} readers) {} (RwMutex) and {} (Mutex) of Go's time. Uncontended lock + unlock: \
+         {} of parking_lot's time, {} of Go's.",
         faster.iter().filter(|&&faster| faster).count(),
         faster.len(),
         thousands(*counts.last().unwrap_or(&0)),
@@ -650,6 +710,8 @@ fn locks(runner: &Runner, quick: bool, out_dir: &Path) -> Section {
         measured
             .last()
             .map_or("—".to_string(), |row| ratio_cell(&row.2, &row.4)),
+        ratio_cell(ours_uncontended, &uncontended[1].1),
+        ratio_cell(ours_uncontended, &uncontended[3].1),
     )];
     let series_of =
         |name: &str, pick: fn(&(usize, Outcome, Outcome, Outcome, Outcome)) -> &Outcome| Series {
@@ -738,7 +800,12 @@ fn spawn(runner: &Runner, quick: bool, out_dir: &Path) -> Section {
             ]
         })
         .collect();
-    let body = stats::markdown_table(&header, &table_rows);
+    let mut body = stats::markdown_table(&header, &table_rows);
+    body.push_str(
+        "\nEach goroutine calls `done` on a WaitGroup shared by reference, as in Go; the spawning \
+         goroutine then waits. The seed gives no time for this, only that millions of goroutines \
+         are cheap to create.\n",
+    );
     let headlines = vec![format!(
         "Spawn and join: {} of Go's time per goroutine, {} of an OS thread's.",
         ratio_cell(&ours, &go),

@@ -6,6 +6,7 @@
 //! report memory  --n N --policy guarded|dense|threads
 //! report switch  --n N --kind threads|ctxswitch|goroutines --workers W
 //! report locks   --n COUNT --kind mutex|rwmutex
+//! report uncontended --n OPS --kind gsync|parking_lot|std
 //! report spawn   --n N --kind goroutines|threads
 //! report amdahl  --serial S --workers W --work UNITS
 //! ```
@@ -34,6 +35,7 @@ fn main() -> ExitCode {
         "memory" => memory(&options),
         "switch" => context_switch(&options),
         "locks" => locks(&options),
+        "uncontended" => uncontended(&options),
         "spawn" => spawn(&options),
         "amdahl" => amdahl(&options),
         other => Err(format!("unknown section {other:?}")),
@@ -348,6 +350,38 @@ fn locks(options: &Options) -> Result<String, String> {
         }
     });
     Ok(format!("seconds={:.9}", elapsed.as_secs_f64()))
+}
+
+/// Uncontended lock and unlock on one thread, ours and the peers': time per pair.
+fn uncontended(options: &Options) -> Result<String, String> {
+    fn time_per_op(ops: u64, mut lock_unlock: impl FnMut()) -> f64 {
+        let start = Instant::now();
+        for _ in 0..ops {
+            lock_unlock();
+        }
+        start.elapsed().as_nanos() as f64 / ops as f64
+    }
+    let ops: u64 = options.number("n", 50_000_000)?;
+    let ns = match options.text("kind", "gsync") {
+        "gsync" => {
+            let mutex = Mutex::new(0u64);
+            time_per_op(ops, || *std::hint::black_box(&mutex).lock() += 1)
+        }
+        "parking_lot" => {
+            let mutex = parking_lot::Mutex::new(0u64);
+            time_per_op(ops, || *std::hint::black_box(&mutex).lock() += 1)
+        }
+        "std" => {
+            let mutex = std::sync::Mutex::new(0u64);
+            time_per_op(ops, || {
+                *std::hint::black_box(&mutex)
+                    .lock()
+                    .unwrap_or_else(|poison| poison.into_inner()) += 1
+            })
+        }
+        other => return Err(format!("unknown kind {other:?}")),
+    };
+    Ok(format!("ns_per_op={ns:.2}"))
 }
 
 /// Spawn and join: `n` goroutines that each call `done` on a WaitGroup and end, then wait.

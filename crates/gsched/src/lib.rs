@@ -44,6 +44,8 @@ mod steal;
 mod sync;
 
 #[cfg(not(goroutines_loom))]
+mod injector;
+#[cfg(not(goroutines_loom))]
 mod join;
 #[cfg(not(goroutines_loom))]
 mod park;

@@ -36,6 +36,8 @@ use std::thread::{self, Thread};
 use std::time::{Duration, Instant};
 
 use crossbeam_queue::{ArrayQueue, SegQueue};
+
+use crate::injector::Injector;
 use ctxswitch::{Coroutine, CoroutineResult, Stack};
 use gstack::{DenseStack, DenseStacks, PooledStack, StackError, StackPool};
 
@@ -55,8 +57,12 @@ const SPIN_ROUNDS: u32 = 64;
 const SPIN_TIME: Duration = Duration::from_micros(50);
 /// How long a stall must last before the runtime gives up (see `nothing_can_progress`).
 const STALL_CHECK: Duration = Duration::from_secs(2);
-/// Finished goroutines a worker holds for freeing at most.
-const GRAVEYARD_CAPACITY: usize = 1024;
+/// Goroutines the injector holds without allocating.
+const INJECTOR_RING: usize = 8192;
+/// Batches of finished goroutines a worker holds for freeing at most.
+const GRAVEYARD_CAPACITY: usize = 64;
+/// Finished goroutines sent back to their spawning worker at once.
+const BURIAL_BATCH: usize = 32;
 
 static NEXT_GOROUTINE_ID: AtomicU64 = AtomicU64::new(1);
 static NEXT_TIMER_SEQ: AtomicU64 = AtomicU64::new(1);
@@ -171,7 +177,7 @@ pub(crate) struct Config {
 /// What every worker and every goroutine of one runtime share.
 pub(crate) struct RuntimeShared {
     workers: Box<[WorkerShared]>,
-    injector: SegQueue<Arc<Task>>,
+    injector: Injector<Arc<Task>>,
     /// Goroutines that could not get a stack, waiting for one to be returned.
     waiting_for_stack: SegQueue<Arc<Task>>,
     spinning: AtomicUsize,
@@ -194,10 +200,11 @@ struct WorkerShared {
     /// Bumped whenever a goroutine finishes here: the stall detector's sign of life, per worker
     /// so that finishing goroutines do not contend on one counter.
     progress: AtomicU64,
-    /// Finished goroutines spawned here but run elsewhere, handed back to be freed on this
-    /// worker's thread: the allocator then reuses their memory for the next spawn without
-    /// taking a lock, where a free on another thread would contend with this one's allocations.
-    graveyard: ArrayQueue<Arc<Task>>,
+    /// Finished goroutines spawned here but run elsewhere, handed back in batches to be freed
+    /// on this worker's thread: the allocator then reuses their memory for the next spawn
+    /// without taking a lock, where a free on another thread would contend with this one's
+    /// allocations.
+    graveyard: ArrayQueue<Vec<Arc<Task>>>,
 }
 
 impl RuntimeShared {
@@ -213,7 +220,7 @@ impl RuntimeShared {
                     graveyard: ArrayQueue::new(GRAVEYARD_CAPACITY),
                 })
                 .collect(),
-            injector: SegQueue::new(),
+            injector: Injector::new(INJECTOR_RING),
             waiting_for_stack: SegQueue::new(),
             spinning: AtomicUsize::new(0),
             sleepers: AtomicUsize::new(0),
@@ -248,13 +255,7 @@ impl RuntimeShared {
         let task = match own_worker {
             Some(index) => {
                 task.spawned_on.store(index, Ordering::Relaxed);
-                // Free two finished goroutines for each new one: the allocator hands their
-                // memory straight back.
-                for _ in 0..2 {
-                    if self.workers[index].graveyard.pop().is_none() {
-                        break;
-                    }
-                }
+                WorkerLocal::with_current(WorkerLocal::free_returned);
                 match self.workers[index].fresh.push(task) {
                     Ok(()) => {
                         self.wake_for_new_work();
@@ -456,6 +457,10 @@ pub(crate) struct WorkerLocal {
     yielded: RefCell<VecDeque<Arc<Task>>>,
     /// The goroutine running now.
     current: Cell<Option<*const Task>>,
+    /// Per spawning worker, finished goroutines waiting to be sent back to it.
+    burials: RefCell<Vec<Vec<Arc<Task>>>>,
+    /// Finished goroutines this worker spawned, sent back, freed a few per spawn.
+    returned: RefCell<Vec<Arc<Task>>>,
 }
 
 thread_local! {
@@ -633,7 +638,7 @@ impl WorkerLocal {
     /// is due.
     fn idle(&self) {
         let shared = &*self.shared;
-        while shared.workers[self.index].graveyard.pop().is_some() {}
+        self.flush_burials();
         let max_spinners = (shared.workers.len() / 2).max(1);
         if shared.spinning.fetch_add(1, Ordering::SeqCst) < max_spinners {
             let start = Instant::now();
@@ -807,16 +812,58 @@ impl WorkerLocal {
     }
 
     /// Drops a finished goroutine's last handle where its memory is best freed: on the worker
-    /// that spawned it (see `WorkerShared::graveyard`).
+    /// that spawned it (see `WorkerShared::graveyard`), in batches.
     fn bury(&self, task: Arc<Task>) {
         let origin = task.spawned_on.load(Ordering::Relaxed);
-        if origin != self.index
-            && origin < self.shared.workers.len()
-            && Arc::strong_count(&task) == 1
+        if origin == self.index
+            || origin >= self.shared.workers.len()
+            || Arc::strong_count(&task) != 1
         {
-            // A full graveyard means its worker is not spawning: free here instead.
-            let _ = self.shared.workers[origin].graveyard.push(task);
+            return;
         }
+        let mut burials = self.burials.borrow_mut();
+        let batch = &mut burials[origin];
+        if batch.capacity() == 0 {
+            batch.reserve_exact(BURIAL_BATCH);
+        }
+        batch.push(task);
+        if batch.len() == BURIAL_BATCH {
+            let full = std::mem::take(batch);
+            drop(burials);
+            // A full graveyard means its worker is not spawning: free here instead.
+            let _ = self.shared.workers[origin].graveyard.push(full);
+        }
+    }
+
+    /// Sends back every partial batch of finished goroutines, and frees what was sent here:
+    /// before the worker idles, so that memory does not wait on the next spawn.
+    fn flush_burials(&self) {
+        let batches: Vec<(usize, Vec<Arc<Task>>)> = self
+            .burials
+            .borrow_mut()
+            .iter_mut()
+            .enumerate()
+            .filter(|(_, batch)| !batch.is_empty())
+            .map(|(origin, batch)| (origin, std::mem::take(batch)))
+            .collect();
+        for (origin, batch) in batches {
+            let _ = self.shared.workers[origin].graveyard.push(batch);
+        }
+        self.returned.borrow_mut().clear();
+        while self.shared.workers[self.index].graveyard.pop().is_some() {}
+    }
+
+    /// Frees two finished goroutines that this worker spawned, for each new spawn: the
+    /// allocator hands their memory straight back.
+    fn free_returned(&self) {
+        let mut returned = self.returned.borrow_mut();
+        if returned.is_empty()
+            && let Some(batch) = self.shared.workers[self.index].graveyard.pop()
+        {
+            *returned = batch;
+        }
+        returned.pop();
+        returned.pop();
     }
 
     /// Blocks this worker until `task`, parked mid-unwind, is woken; serves this worker's
@@ -905,6 +952,8 @@ pub(crate) fn worker_main(shared: Arc<RuntimeShared>, index: usize) {
         live: RefCell::new(HashMap::default()),
         yielded: RefCell::new(VecDeque::new()),
         current: Cell::new(None),
+        burials: RefCell::new((0..shared.workers.len()).map(|_| Vec::new()).collect()),
+        returned: RefCell::new(Vec::new()),
     };
     WORKER.with(|worker| worker.set(&local));
     while !shared.shutdown.load(Ordering::Acquire) {

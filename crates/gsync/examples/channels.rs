@@ -23,7 +23,8 @@ fn square(input: Receiver<u64>) -> Receiver<u64> {
     let (tx, rx) = chan(0);
     gsched::go(move || {
         for value in input {
-            tx.send(value * value).expect("the consumer reads to the end");
+            tx.send(value * value)
+                .expect("the consumer reads to the end");
         }
     });
     rx
