@@ -4,11 +4,13 @@ use std::path::Path;
 
 use plotters::prelude::*;
 
-/// A named series of (x, y) points.
+/// A named series of (x, y) points; series with the same `color` belong together (a
+/// measurement and its prediction).
 pub(crate) struct Series {
     pub(crate) name: String,
     pub(crate) points: Vec<(f64, f64)>,
     pub(crate) dashed: bool,
+    pub(crate) color: usize,
 }
 
 /// Axes of a line chart.
@@ -44,16 +46,22 @@ pub(crate) fn line_chart(path: &Path, axes: &Axes<'_>, series: &[Series]) -> Res
     if x_min > x_max {
         return Err(format!("{}: nothing to plot", axes.title));
     }
-    let widen = |min: f64, max: f64, log: bool| {
+    // Linear y axes start at zero, so that bars of ratio read true; x axes fit the data.
+    let widen = |min: f64, max: f64, log: bool, from_zero: bool| {
         if log {
             (min / 1.5, max * 1.5)
         } else {
             let pad = ((max - min) * 0.08).max(max.abs() * 0.05).max(1e-9);
-            ((min - pad).min(0.0), max + pad)
+            let low = if from_zero {
+                (min - pad).min(0.0)
+            } else {
+                min - pad
+            };
+            (low, max + pad)
         }
     };
-    let (x_min, x_max) = widen(x_min, x_max, axes.log_x);
-    let (y_min, y_max) = widen(y_min, y_max, axes.log_y);
+    let (x_min, x_max) = widen(x_min, x_max, axes.log_x, false);
+    let (y_min, y_max) = widen(y_min, y_max, axes.log_y, true);
     let root = SVGBackend::new(path, (800, 480)).into_drawing_area();
     root.fill(&WHITE).map_err(|err| err.to_string())?;
     let mut builder = ChartBuilder::on(&root);
@@ -73,8 +81,8 @@ pub(crate) fn line_chart(path: &Path, axes: &Axes<'_>, series: &[Series]) -> Res
                 .y_desc(axes.y_label)
                 .draw()
                 .map_err(|err| err.to_string())?;
-            for (index, series) in series.iter().enumerate() {
-                let color = PALETTE[index % PALETTE.len()];
+            for series in series {
+                let color = PALETTE[series.color % PALETTE.len()];
                 let style = ShapeStyle::from(&color).stroke_width(2);
                 let line = if series.dashed {
                     chart.draw_series(DashedLineSeries::new(

@@ -169,7 +169,11 @@ pub(crate) fn run(root: &Path, options: &Options) -> Result<(), String> {
     if let Err(why) = &go {
         println!("==> Go column: {why}");
     }
-    let machine = machine_description(go.is_ok());
+    let machine = format!(
+        "{}\nEach cell is the median of several runs, each in a fresh process, with ± half the \
+         interquartile range where that exceeds 0.5%.\n",
+        machine_description(go.is_ok())
+    );
     println!("\n{machine}");
 
     let selected: Vec<&str> = SECTIONS
@@ -439,7 +443,9 @@ fn memory(runner: &Runner, quick: bool, out_dir: &Path) -> Section {
     ));
     let series: Vec<Series> = rows
         .iter()
-        .map(|(label, outcomes)| Series {
+        .enumerate()
+        .map(|(index, (label, outcomes))| Series {
+            color: index,
             name: label.clone(),
             points: sizes
                 .iter()
@@ -714,7 +720,10 @@ fn locks(runner: &Runner, quick: bool, out_dir: &Path) -> Section {
         ratio_cell(ours_uncontended, &uncontended[3].1),
     )];
     let series_of =
-        |name: &str, pick: fn(&(usize, Outcome, Outcome, Outcome, Outcome)) -> &Outcome| Series {
+        |name: &str,
+         color: usize,
+         pick: fn(&(usize, Outcome, Outcome, Outcome, Outcome)) -> &Outcome| Series {
+            color,
             name: name.to_string(),
             points: measured
                 .iter()
@@ -727,10 +736,10 @@ fn locks(runner: &Runner, quick: bool, out_dir: &Path) -> Section {
             dashed: name.starts_with("Go"),
         };
     let series: Vec<Series> = [
-        series_of("ours RwMutex", |row| &row.1),
-        series_of("ours Mutex", |row| &row.2),
-        series_of("Go RWMutex", |row| &row.3),
-        series_of("Go Mutex", |row| &row.4),
+        series_of("ours RwMutex", 0, |row| &row.1),
+        series_of("ours Mutex", 1, |row| &row.2),
+        series_of("Go RWMutex", 0, |row| &row.3),
+        series_of("Go Mutex", 1, |row| &row.4),
     ]
     .into_iter()
     .filter(|series| !series.points.is_empty())
@@ -889,15 +898,18 @@ fn amdahl(runner: &Runner, quick: bool, out_dir: &Path) -> Section {
                     .map_or("—".to_string(), |fraction| format!("{fraction:.3}")),
             ]);
         }
+        let color = series.len() / 2;
         series.push(Series {
             name: format!("measured, S = {serial}"),
             points: measured,
             dashed: false,
+            color,
         });
         series.push(Series {
             name: format!("Amdahl, S = {serial}"),
             points: predicted,
             dashed: true,
+            color,
         });
     }
     let mut body = stats::markdown_table(&header, &rows);

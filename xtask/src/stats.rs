@@ -23,6 +23,9 @@ pub(crate) struct Summary {
     pub(crate) median: f64,
     pub(crate) min: f64,
     pub(crate) max: f64,
+    /// The first and third quartiles: the middle half of the runs lies between them.
+    pub(crate) lower_quartile: f64,
+    pub(crate) upper_quartile: f64,
     pub(crate) runs: usize,
 }
 
@@ -34,28 +37,34 @@ impl Summary {
         }
         let mut sorted = samples.to_vec();
         sorted.sort_by(f64::total_cmp);
-        let middle = sorted.len() / 2;
-        let median = if sorted.len() % 2 == 1 {
-            sorted[middle]
-        } else {
-            (sorted[middle - 1] + sorted[middle]) / 2.0
-        };
         Some(Summary {
-            median,
+            median: quantile(&sorted, 0.5),
             min: sorted[0],
             max: sorted[sorted.len() - 1],
+            lower_quartile: quantile(&sorted, 0.25),
+            upper_quartile: quantile(&sorted, 0.75),
             runs: sorted.len(),
         })
     }
 
-    /// The spread as a percentage of the median: (max - min) / median.
+    /// The spread as a percentage of the median: the interquartile range, which one outlier
+    /// run cannot blow up as it would the full range.
     pub(crate) fn spread_percent(&self) -> f64 {
         if self.median == 0.0 {
             0.0
         } else {
-            (self.max - self.min) / self.median * 100.0
+            (self.upper_quartile - self.lower_quartile) / self.median * 100.0
         }
     }
+}
+
+/// The `q` quantile of sorted samples, interpolating between neighbours.
+fn quantile(sorted: &[f64], q: f64) -> f64 {
+    let position = q * (sorted.len() - 1) as f64;
+    let below = position.floor() as usize;
+    let above = position.ceil() as usize;
+    let weight = position - below as f64;
+    sorted[below] * (1.0 - weight) + sorted[above] * weight
 }
 
 /// How a quantity prints.
@@ -115,7 +124,8 @@ fn significant(value: f64) -> String {
     }
 }
 
-/// A summary as a table cell: the median, and the spread when it is over 1%.
+/// A summary as a table cell: the median, and ± half the interquartile range when that is over
+/// half a percent of the median.
 pub(crate) fn format_summary(summary: &Summary, unit: Unit) -> String {
     let median = format_value(summary.median, unit);
     if summary.runs > 1 && summary.spread_percent() >= 1.0 {
@@ -190,8 +200,12 @@ mod tests {
     fn medians_and_spreads() {
         let odd = Summary::of(&[3.0, 1.0, 2.0]).unwrap();
         assert_eq!((odd.median, odd.min, odd.max, odd.runs), (2.0, 1.0, 3.0, 3));
+        assert_eq!((odd.lower_quartile, odd.upper_quartile), (1.5, 2.5));
         assert_eq!(Summary::of(&[4.0, 1.0, 2.0, 3.0]).unwrap().median, 2.5);
-        assert_eq!(odd.spread_percent(), 100.0);
+        assert_eq!(odd.spread_percent(), 50.0);
+        // One wild run moves neither the median nor the quartiles much.
+        let outlier = Summary::of(&[10.0, 10.0, 10.0, 10.0, 1000.0]).unwrap();
+        assert_eq!((outlier.median, outlier.spread_percent()), (10.0, 0.0));
         assert_eq!(Summary::of(&[]), None);
         assert_eq!(Summary::of(&[1.0, f64::NAN]), None);
     }
@@ -211,7 +225,7 @@ mod tests {
     fn summaries_show_a_spread_only_when_it_matters() {
         let tight = Summary::of(&[100.0, 100.2, 100.4]).unwrap();
         assert_eq!(format_summary(&tight, Unit::Nanoseconds), "100 ns");
-        let loose = Summary::of(&[90.0, 100.0, 110.0]).unwrap();
+        let loose = Summary::of(&[80.0, 90.0, 100.0, 110.0, 120.0]).unwrap();
         assert_eq!(format_summary(&loose, Unit::Nanoseconds), "100 ns ±10%");
     }
 
