@@ -52,16 +52,7 @@ impl Cond {
         self.waiters
             .with(|waiters| waiters.push_back(waiter.as_ref()));
         drop(guard);
-        waiter.wait("sync.Cond.Wait", |waiter| {
-            let removed = self.waiters.with(|waiters| {
-                let before = waiters.len();
-                waiters.retain(|queued| !queued.is(waiter));
-                waiters.len() != before
-            });
-            if !removed {
-                waiter.outcome_after_dequeue();
-            }
-        });
+        waiter.wait("sync.Cond.Wait", |waiter| waiter.leave(&self.waiters));
         mutex.lock()
     }
 

@@ -140,16 +140,7 @@ impl<T> Once<T> {
             true
         });
         if queued {
-            waiter.wait("sync.Once.Do", |waiter| {
-                let removed = self.waiters.with(|waiters| {
-                    let before = waiters.len();
-                    waiters.retain(|queued| !queued.is(waiter));
-                    waiters.len() != before
-                });
-                if !removed {
-                    waiter.outcome_after_dequeue();
-                }
-            });
+            waiter.wait("sync.Once.Do", |waiter| waiter.leave(&self.waiters));
         }
     }
 

@@ -4,9 +4,11 @@
 //! parked) and the primitive's queue holds a pointer to it. Whoever takes the pointer out of the
 //! queue, under the queue's lock, owns the right to wake it, exactly once, with an outcome.
 
+use std::collections::VecDeque;
 use std::ptr::NonNull;
 use std::time::Instant;
 
+use crate::raw_lock::LockCell;
 use crate::shim::{self, AtomicBool, AtomicUsize, Ordering, Unparker};
 
 /// The outcome of a waiter that nobody has woken yet.
@@ -69,6 +71,19 @@ impl Waiter {
     fn wait_released(&self) {
         while !self.released.load(Ordering::Acquire) {
             shim::wait_briefly();
+        }
+    }
+
+    /// The unwinding path of a waiter in a plain queue, with nothing to give back: leaves the
+    /// queue, or if a waker already took it out, waits until the waker is done with it.
+    pub(crate) fn leave(&self, queue: &LockCell<VecDeque<WaiterRef>>) {
+        let removed = queue.with(|waiters| {
+            let before = waiters.len();
+            waiters.retain(|queued| !queued.is(self));
+            waiters.len() != before
+        });
+        if !removed {
+            self.outcome_after_dequeue();
         }
     }
 

@@ -33,22 +33,60 @@ impl std::fmt::Debug for Case<'_> {
     }
 }
 
-trait CaseOps {
+/// What the engine needs of a case's channel, whatever its element type.
+trait CaseChannel {
     fn lock_address(&self) -> usize;
     fn lock(&self);
     /// # Safety
     ///
     /// The caller holds the channel's lock.
     unsafe fn unlock(&self);
-    /// Completes the case now if it can. # Safety: the channel's lock is held.
-    unsafe fn try_complete(&mut self) -> bool;
-    /// Queues the waiter on the channel. # Safety: the lock is held, and the case (whose slot
-    /// the entry points into) stays put until it is dequeued.
-    unsafe fn enqueue(&mut self, waiter: SelectRef, case: usize);
+    /// Takes the waiter's entries out of the channel's queues.
+    ///
     /// # Safety
     ///
-    /// The channel's lock is held.
-    unsafe fn dequeue(&mut self, waiter: &SelectWaiter);
+    /// The caller holds the channel's lock.
+    unsafe fn remove_waiter(&self, waiter: &SelectWaiter);
+}
+
+impl<T> CaseChannel for Channel<T> {
+    fn lock_address(&self) -> usize {
+        self.lock_cell().address()
+    }
+
+    fn lock(&self) {
+        self.lock_cell().lock();
+    }
+
+    unsafe fn unlock(&self) {
+        // SAFETY: the caller holds the lock.
+        unsafe { self.lock_cell().unlock() }
+    }
+
+    unsafe fn remove_waiter(&self, waiter: &SelectWaiter) {
+        // SAFETY: the caller holds the lock.
+        unsafe {
+            self.lock_cell()
+                .with_locked(|state| state.remove_waiter(waiter));
+        }
+    }
+}
+
+trait CaseOps {
+    fn channel(&self) -> &dyn CaseChannel;
+    /// Completes the case now if it can.
+    ///
+    /// # Safety
+    ///
+    /// The caller holds the channel's lock.
+    unsafe fn try_complete(&mut self) -> bool;
+    /// Queues the waiter on the channel.
+    ///
+    /// # Safety
+    ///
+    /// The caller holds the lock, and the case (whose slot the entry points into) stays put
+    /// until it is dequeued.
+    unsafe fn enqueue(&mut self, waiter: SelectRef, case: usize);
     /// Records the outcome after a channel claimed this case and finished it.
     fn complete_claimed(&mut self);
 }
@@ -118,17 +156,8 @@ impl<'a, T> SendCase<'a, T> {
 }
 
 impl<T> CaseOps for RecvCase<'_, T> {
-    fn lock_address(&self) -> usize {
-        self.channel.lock_cell().address()
-    }
-
-    fn lock(&self) {
-        self.channel.lock_cell().lock();
-    }
-
-    unsafe fn unlock(&self) {
-        // SAFETY: the caller holds the lock.
-        unsafe { self.channel.lock_cell().unlock() }
+    fn channel(&self) -> &dyn CaseChannel {
+        self.channel
     }
 
     unsafe fn try_complete(&mut self) -> bool {
@@ -156,32 +185,14 @@ impl<T> CaseOps for RecvCase<'_, T> {
         }
     }
 
-    unsafe fn dequeue(&mut self, waiter: &SelectWaiter) {
-        // SAFETY: the caller holds the lock.
-        unsafe {
-            self.channel
-                .lock_cell()
-                .with_locked(|state| state.remove_waiter(waiter));
-        }
-    }
-
     fn complete_claimed(&mut self) {
         self.outcome = Some(self.slot.take().ok_or(RecvError));
     }
 }
 
 impl<T> CaseOps for SendCase<'_, T> {
-    fn lock_address(&self) -> usize {
-        self.channel.lock_cell().address()
-    }
-
-    fn lock(&self) {
-        self.channel.lock_cell().lock();
-    }
-
-    unsafe fn unlock(&self) {
-        // SAFETY: the caller holds the lock.
-        unsafe { self.channel.lock_cell().unlock() }
+    fn channel(&self) -> &dyn CaseChannel {
+        self.channel
     }
 
     unsafe fn try_complete(&mut self) -> bool {
@@ -210,15 +221,6 @@ impl<T> CaseOps for SendCase<'_, T> {
             self.channel.lock_cell().with_locked(|state| {
                 state.senders.push_back(Entry { waiter, case, slot });
             });
-        }
-    }
-
-    unsafe fn dequeue(&mut self, waiter: &SelectWaiter) {
-        // SAFETY: the caller holds the lock.
-        unsafe {
-            self.channel
-                .lock_cell()
-                .with_locked(|state| state.remove_waiter(waiter));
         }
     }
 
@@ -258,7 +260,7 @@ pub fn select_cases(cases: &mut [Case<'_>], mode: SelectMode) -> bool {
         *slot = index;
     }
     let lock_order = &mut lock_order[..count];
-    lock_order.sort_unstable_by_key(|&index| cases[index].0.lock_address());
+    lock_order.sort_unstable_by_key(|&index| cases[index].0.channel().lock_address());
     let lock_order = &*lock_order;
 
     lock_all(cases, lock_order);
@@ -306,9 +308,9 @@ pub fn select_cases(cases: &mut [Case<'_>], mode: SelectMode) -> bool {
 fn lock_all(cases: &[Case<'_>], lock_order: &[usize]) {
     let mut previous = None;
     for &index in lock_order {
-        let address = cases[index].0.lock_address();
+        let address = cases[index].0.channel().lock_address();
         if previous != Some(address) {
-            cases[index].0.lock();
+            cases[index].0.channel().lock();
             previous = Some(address);
         }
     }
@@ -320,10 +322,10 @@ fn lock_all(cases: &[Case<'_>], lock_order: &[usize]) {
 unsafe fn unlock_all(cases: &[Case<'_>], lock_order: &[usize]) {
     let mut previous = None;
     for &index in lock_order.iter().rev() {
-        let address = cases[index].0.lock_address();
+        let address = cases[index].0.channel().lock_address();
         if previous != Some(address) {
             // SAFETY: locked by `lock_all`, once per channel.
-            unsafe { cases[index].0.unlock() };
+            unsafe { cases[index].0.channel().unlock() };
             previous = Some(address);
         }
     }
@@ -334,7 +336,7 @@ fn leave_all(cases: &mut [Case<'_>], lock_order: &[usize], waiter: &SelectWaiter
     lock_all(cases, lock_order);
     for case in cases.iter_mut() {
         // SAFETY: every channel is locked.
-        unsafe { case.0.dequeue(waiter) };
+        unsafe { case.0.channel().remove_waiter(waiter) };
     }
     // SAFETY: locked by `lock_all` above.
     unsafe { unlock_all(cases, lock_order) };
