@@ -73,34 +73,41 @@ impl WaitGroup {
     /// ```
     pub fn add(&self, delta: i32) {
         let inner = &*self.inner;
-        let mut state = inner.state.load(Ordering::Relaxed);
-        loop {
-            let count = (state >> COUNT_SHIFT) as i64 + i64::from(delta);
+        // One atomic add, as Go's: a compare-and-swap loop would retry while goroutines on
+        // other workers call `done` at the same time. The count lives in the high half, so
+        // adding the shifted delta (modulo 2^64) adds to the count and leaves the low half be.
+        let step = (i64::from(delta) << COUNT_SHIFT) as u64;
+        let before = inner.state.fetch_add(step, Ordering::AcqRel);
+        let count = i64::from((before >> COUNT_SHIFT) as u32) + i64::from(delta);
+        if !(0..=MAX_COUNT).contains(&count) {
+            // Give the counter back before reporting, so that nothing changed.
+            inner.state.fetch_sub(step, Ordering::Relaxed);
             if count < 0 {
                 panic!("sync: negative WaitGroup counter");
             }
-            if count > MAX_COUNT {
-                panic!("sync: WaitGroup counter overflow");
-            }
-            let release = count == 0 && state & WAITERS != 0;
-            let next = if release {
-                // A new round starts; waiters queue under the old one.
-                (state & ROUND_MASK).wrapping_add(ROUND_ONE) & ROUND_MASK
-            } else {
-                ((count as u64) << COUNT_SHIFT) | (state & (ROUND_MASK | WAITERS))
-            };
+            panic!("sync: WaitGroup counter overflow");
+        }
+        if count != 0 || before & WAITERS == 0 {
+            return;
+        }
+        // The count reached zero with waiters: end their round. Only this call saw the zero
+        // with the flag set, so the round is still theirs; an `add` racing in meanwhile (reuse
+        // before the waiters returned, which Go reports as misuse) keeps its count.
+        let round = before & ROUND_MASK;
+        let mut state = inner.state.load(Ordering::Relaxed);
+        loop {
+            let next =
+                (state & !(ROUND_MASK | WAITERS)) | (round.wrapping_add(ROUND_ONE) & ROUND_MASK);
             match inner.state.compare_exchange_weak(
                 state,
                 next,
                 Ordering::AcqRel,
                 Ordering::Relaxed,
             ) {
-                Ok(_) if release => break,
-                Ok(_) => return,
+                Ok(_) => break,
                 Err(now) => state = now,
             }
         }
-        let round = state & ROUND_MASK;
         inner.queue.with(|queue| {
             queue.retain(|&(waiter, waiting_round)| {
                 if waiting_round == round {
