@@ -435,7 +435,7 @@ fn memory(runner: &Runner, quick: bool, out_dir: &Path) -> Section {
     let mut headlines = Vec::new();
     let ratio_at = |row: usize, column: usize| ratio_cell(&rows[row].1[column], &rows[3].1[column]);
     headlines.push(format!(
-        "Memory per goroutine at N = {}: guarded {} of Go's, dense {} of Go's, OS threads {}.",
+        "Memory per goroutine at N = {}: guarded stacks {} Go's, dense stacks {}, OS threads {}.",
         thousands(sizes[0]),
         ratio_at(0, 0),
         ratio_at(1, 0),
@@ -560,7 +560,7 @@ fn context_switch(runner: &Runner, quick: bool, out_dir: &Path) -> Section {
         ratio_cell(&one, &threads),
     );
     let headlines = vec![format!(
-        "Goroutine switch over an unbuffered channel: {} of Go's at 1 worker, {} at 2; {} of an \
+        "Goroutine switch over an unbuffered channel: {} Go's time at 1 worker, {} at 2; {} an \
          OS-thread switch.",
         ratio_cell(&one, &go_one),
         ratio_cell(&two, &go_two),
@@ -705,8 +705,8 @@ fn locks(runner: &Runner, quick: bool, out_dir: &Path) -> Section {
         .collect::<Vec<_>>();
     let headlines = vec![format!(
         "Mutex vs RWMutex table: faster than Go in {} of {} cells measured against Go; largest \
-         row ({} readers) {} (RwMutex) and {} (Mutex) of Go's time. Uncontended lock + unlock: \
-         {} of parking_lot's time, {} of Go's.",
+         row ({} readers) {} (RwMutex) and {} (Mutex) Go's time. Uncontended lock + unlock: \
+         {} parking_lot's time, {} Go's.",
         faster.iter().filter(|&&faster| faster).count(),
         faster.len(),
         thousands(*counts.last().unwrap_or(&0)),
@@ -816,7 +816,7 @@ fn spawn(runner: &Runner, quick: bool, out_dir: &Path) -> Section {
          are cheap to create.\n",
     );
     let headlines = vec![format!(
-        "Spawn and join: {} of Go's time per goroutine, {} of an OS thread's.",
+        "Spawn and join: {} Go's time per goroutine, {} an OS thread's.",
         ratio_cell(&ours, &go),
         ratio_cell(&ours, &threads),
     )];

@@ -167,10 +167,11 @@ impl<T: ?Sized> Mutex<T> {
             round += 1;
         }
 
-        let mut entry_template = (WaitStart::now(), 0u32);
+        let since = WaitStart::now();
+        // Races for the lock lost after a wake-up; loom's stand-in for the starvation clock.
+        let mut retries = 0u32;
         loop {
             let waiter = Waiter::new();
-            let (since, retries) = entry_template;
             let queued = self.queue.with(|queue| {
                 let mut state = self.state.load(Ordering::Relaxed);
                 loop {
@@ -208,7 +209,7 @@ impl<T: ?Sized> Mutex<T> {
             if outcome == HANDED_OFF {
                 return;
             }
-            entry_template = (since, retries + 1);
+            retries += 1;
         }
     }
 
