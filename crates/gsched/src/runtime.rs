@@ -248,14 +248,18 @@ impl RuntimeShared {
     /// of this runtime, else on the injector.
     pub(crate) fn spawn(self: &Arc<Self>, task: Arc<Task>) {
         live::add(1);
+        // On one of this runtime's workers, free finished goroutines it spawned while here.
         let own_worker = WorkerLocal::with_current(|local| {
-            Arc::ptr_eq(&local.shared, self).then_some(local.index)
+            let own = Arc::ptr_eq(&local.shared, self);
+            if own {
+                local.free_returned();
+            }
+            own.then_some(local.index)
         })
         .flatten();
         let task = match own_worker {
             Some(index) => {
                 task.spawned_on.store(index, Ordering::Relaxed);
-                WorkerLocal::with_current(WorkerLocal::free_returned);
                 match self.workers[index].fresh.push(task) {
                     Ok(()) => {
                         self.wake_for_new_work();

@@ -193,6 +193,14 @@ impl<T> Channel<T> {
         &self.state
     }
 
+    fn is_closed(&self) -> bool {
+        self.state.with(|state| state.closed)
+    }
+
+    fn len(&self) -> usize {
+        self.state.with(|state| state.buffer.len())
+    }
+
     fn close(&self) -> bool {
         self.state.with(|state| {
             if state.closed {
@@ -372,12 +380,12 @@ impl<T> Sender<T> {
 
     /// Whether the channel is closed.
     pub fn is_closed(&self) -> bool {
-        self.channel.state.with(|state| state.closed)
+        self.channel.is_closed()
     }
 
     /// The number of values buffered now.
     pub fn len(&self) -> usize {
-        self.channel.state.with(|state| state.buffer.len())
+        self.channel.len()
     }
 
     /// Whether no value is buffered now.
@@ -455,12 +463,12 @@ impl<T> Receiver<T> {
 
     /// Whether the channel is closed (values may still be buffered).
     pub fn is_closed(&self) -> bool {
-        self.channel.state.with(|state| state.closed)
+        self.channel.is_closed()
     }
 
     /// The number of values buffered now.
     pub fn len(&self) -> usize {
-        self.channel.state.with(|state| state.buffer.len())
+        self.channel.len()
     }
 
     /// Whether no value is buffered now.
