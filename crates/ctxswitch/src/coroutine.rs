@@ -49,8 +49,68 @@ enum Outcome<Yield, Return> {
     Panic(Box<dyn Any + Send>),
 }
 
-/// The payload that unwinds a suspended coroutine's stack when it is dropped.
+/// The payload that unwinds a suspended coroutine's stack when it is dropped or
+/// [`unwound`](Coroutine::unwind).
 struct ForcedUnwind;
+
+/// Whether `payload` is the one a coroutine's stack unwinds with when the coroutine is dropped
+/// or [`unwound`](Coroutine::unwind) while suspended.
+///
+/// A body that catches panics (`catch_unwind`) catches this one too; it can use this test to
+/// tell "my coroutine is being torn down" from a real panic, and it must let the unwind go on
+/// (`resume_unwind`), or the coroutine suspends again mid-unwind and its stack is leaked.
+///
+/// ```
+/// use std::panic::{self, AssertUnwindSafe};
+/// use ctxswitch::{Coroutine, is_forced_unwind};
+///
+/// let mut co = Coroutine::<(), (), ()>::new(|yielder, ()| {
+///     let caught = panic::catch_unwind(AssertUnwindSafe(|| yielder.suspend(())));
+///     if let Err(payload) = caught {
+///         assert!(is_forced_unwind(&*payload));
+///         panic::resume_unwind(payload);
+///     }
+/// });
+/// co.resume(());
+/// drop(co);
+/// ```
+pub fn is_forced_unwind(payload: &(dyn Any + Send)) -> bool {
+    payload.is::<ForcedUnwind>()
+}
+
+/// Detects that the current thread is destroying its thread-locals, so that a coroutine dropped
+/// from a thread-local's destructor is leaked rather than unwound (see [`Coroutine`]'s docs).
+mod thread_exit {
+    use std::cell::Cell;
+
+    /// Set when the sentinel is destroyed; a const thread-local without a destructor, so it
+    /// stays readable for as long as any thread-local is.
+    struct Sentinel;
+
+    impl Drop for Sentinel {
+        fn drop(&mut self) {
+            let _ = EXITING.try_with(|exiting| exiting.set(true));
+        }
+    }
+
+    thread_local! {
+        static EXITING: Cell<bool> = const { Cell::new(false) };
+        static SENTINEL: Sentinel = const { Sentinel };
+    }
+
+    /// Registers the sentinel's destructor, once per thread. Thread-locals are destroyed in the
+    /// reverse order of their registration, so arming it after a coroutine's first slice puts
+    /// it after every thread-local that slice used first: it is destroyed before them.
+    #[inline]
+    pub(super) fn arm() {
+        let _ = SENTINEL.try_with(|_| ());
+    }
+
+    /// Whether this thread's thread-locals are being destroyed.
+    pub(super) fn in_progress() -> bool {
+        EXITING.try_with(Cell::get).unwrap_or(true) || SENTINEL.try_with(|_| ()).is_err()
+    }
+}
 
 /// A suspended coroutine's handle to its resumer, given to the body by reference.
 ///
@@ -59,7 +119,8 @@ struct ForcedUnwind;
 #[repr(transparent)]
 pub struct Yielder<Input, Yield> {
     link: Cell<usize>,
-    marker: PhantomData<fn(Yield) -> Input>,
+    /// Invariant in both: a value handed across a suspension must keep exactly its lifetime.
+    marker: PhantomData<fn(Input, Yield) -> (Input, Yield)>,
 }
 
 impl<Input, Yield> Yielder<Input, Yield> {
@@ -112,6 +173,9 @@ enum State {
     NotStarted { sp: usize },
     /// Suspended in `Yielder::suspend`.
     Suspended { sp: usize },
+    /// Being unwound by [`Coroutine::unwind`], and suspended again by code that ran during the
+    /// unwind (a destructor that waits).
+    Unwinding { sp: usize },
     /// Returned, panicked or unwound: its stack holds nothing live.
     Finished,
 }
@@ -146,6 +210,60 @@ enum State {
 ///
 /// A runtime that knows more (say, it only moves coroutines that have not started, or whose
 /// bodies it controls) uses [`Coroutine::assume_send`].
+///
+/// # Lifetimes
+///
+/// A body may keep its input, or a value it yields, across a suspension, so `Coroutine` is
+/// invariant in `Input`, `Yield` and `Return`: a coroutine made for short-lived inputs cannot
+/// pass for one that takes `'static` ones.
+///
+/// ```compile_fail
+/// use ctxswitch::Coroutine;
+///
+/// fn extend<'a>(co: Coroutine<&'a str, (), ()>) -> Coroutine<&'static str, (), ()> {
+///     co
+/// }
+/// ```
+///
+/// ```compile_fail
+/// use ctxswitch::Coroutine;
+///
+/// fn shorten<'a>(co: Coroutine<(), &'static str, ()>) -> Coroutine<(), &'a str, ()> {
+///     co
+/// }
+/// ```
+///
+/// The stack is owned: a borrowed stack would end its borrow when the coroutine is forgotten
+/// (`mem::forget` is safe) while frames on it are still referenced, so `&mut S` is not a
+/// [`Stack`].
+///
+/// ```compile_fail
+/// let mut stack = ctxswitch::DefaultStack::new(64 * 1024).unwrap();
+/// let co = ctxswitch::Coroutine::<(), (), ()>::with_stack(&mut stack, |_, ()| ());
+/// ```
+///
+/// # Dropping
+///
+/// Dropping a suspended coroutine unwinds its stack: the pending [`Yielder::suspend`] panics
+/// with a private payload (see [`is_forced_unwind`]) and every destructor on the stack runs.
+/// Two cases leak the stack instead, and say so on stderr, because unwinding would be unsound or
+/// impossible:
+///
+/// - Code that runs during the unwind suspends again (it caught the unwind, or a destructor
+///   waits). Use [`Coroutine::unwind`] to drive such an unwind step by step.
+/// - The coroutine is dropped while its thread destroys its thread-locals (it lives in a
+///   thread-local, or in something one owns): a frame may hold a reference from
+///   `LocalKey::with` into a thread-local that is already gone. The thread's exit is detected
+///   with a thread-local registered after the first slice of the first coroutine that suspends
+///   on the thread, which is destroyed before every thread-local first used up to then. A
+///   thread-local first used later, by a coroutine stored in a thread-local first used earlier,
+///   is outside what stable Rust lets a library observe: keep such coroutines out of
+///   thread-locals, or finish them before the thread exits.
+///
+/// A panic unwinds only its own coroutine's stack, but std counts panics per thread: while a
+/// coroutine is suspended in the middle of unwinding (a destructor waits), other code on the
+/// same thread reads `std::thread::panicking() == true`, and a `std::sync::MutexGuard` dropped
+/// there poisons its mutex.
 pub struct Coroutine<Input, Yield, Return, S: Stack = DefaultStack> {
     stack: ManuallyDrop<S>,
     state: State,
@@ -156,9 +274,10 @@ pub struct Coroutine<Input, Yield, Return, S: Stack = DefaultStack> {
     marker: PhantomData<CoroutineMarker<Input, Yield, Return>>,
 }
 
-/// Variance of the value types, and `*mut ()` for neither `Send` nor `Sync` (see
+/// Invariance in the value types, and `*mut ()` for neither `Send` nor `Sync` (see
 /// [`Coroutine`]'s docs).
-type CoroutineMarker<Input, Yield, Return> = (fn(Input) -> CoroutineResult<Yield, Return>, *mut ());
+type CoroutineMarker<Input, Yield, Return> =
+    (fn(Input, Yield, Return) -> (Input, Yield, Return), *mut ());
 
 impl<Input, Yield, Return> Coroutine<Input, Yield, Return, DefaultStack> {
     /// Creates a coroutine on a fresh [`DefaultStack`] of the default size.
@@ -227,10 +346,24 @@ impl<Input, Yield, Return, S: Stack> Coroutine<Input, Yield, Return, S> {
     ///
     /// When the coroutine has already finished (returned or panicked). A panic in the body is
     /// re-raised here with its original payload, and finishes the coroutine.
+    /// When the coroutine is being unwound ([`unwind`](Self::unwind) goes on with it).
     #[inline]
     pub fn resume(&mut self, input: Input) -> CoroutineResult<Yield, Return> {
         let sp = match self.state {
-            State::NotStarted { sp } | State::Suspended { sp } => sp,
+            State::Suspended { sp } => sp,
+            State::NotStarted { sp } => {
+                let input = ManuallyDrop::new(input);
+                let outcome = self.switch_in(ptr::from_ref(&input) as usize, sp);
+                thread_exit::arm();
+                return match outcome {
+                    Outcome::Yield(value) => CoroutineResult::Yield(value),
+                    Outcome::Return(value) => CoroutineResult::Return(value),
+                    Outcome::Panic(payload) => panic::resume_unwind(payload),
+                };
+            }
+            State::Unwinding { .. } => {
+                panic!("ctxswitch: resumed a coroutine that is being unwound; use `unwind`")
+            }
             State::Finished => panic!("ctxswitch: resumed a coroutine that has already finished"),
         };
         let input = ManuallyDrop::new(input);
@@ -239,6 +372,80 @@ impl<Input, Yield, Return, S: Stack> Coroutine<Input, Yield, Return, S> {
             Outcome::Return(value) => CoroutineResult::Return(value),
             Outcome::Panic(payload) => panic::resume_unwind(payload),
         }
+    }
+
+    /// Unwinds the coroutine's stack, as dropping it does, but lets code that runs during the
+    /// unwind suspend.
+    ///
+    /// The first call makes the pending [`Yielder::suspend`] panic with the payload that
+    /// [`is_forced_unwind`] recognizes, so every destructor on the stack runs. When one of them
+    /// suspends (it waits for something), this returns `Some` with the yielded value and the
+    /// coroutine stays suspended mid-unwind; call `unwind` again, when whatever it waits for is
+    /// ready, to go on: `input` is what that suspension returns. `None` means the coroutine is
+    /// finished: unwound, or it returned (the body caught the unwind and returned normally).
+    /// A coroutine that never started just drops its closure.
+    ///
+    /// ```
+    /// use ctxswitch::Coroutine;
+    ///
+    /// struct WaitsOnDrop<'a>(&'a ctxswitch::Yielder<u32, &'static str>);
+    /// impl Drop for WaitsOnDrop<'_> {
+    ///     fn drop(&mut self) {
+    ///         let answer = self.0.suspend("waiting in a destructor");
+    ///         assert_eq!(answer, 7);
+    ///     }
+    /// }
+    ///
+    /// let mut co = Coroutine::<u32, &'static str, ()>::new(|yielder, _| {
+    ///     let _guard = WaitsOnDrop(yielder);
+    ///     yielder.suspend("parked");
+    /// });
+    /// co.resume(0);
+    /// assert_eq!(co.unwind(0), Some("waiting in a destructor"));
+    /// assert_eq!(co.unwind(7), None);
+    /// assert!(co.done());
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// When the body, having caught the unwind, panics with another payload: that payload is
+    /// re-raised here, as [`resume`](Self::resume) does, and the coroutine is finished.
+    pub fn unwind(&mut self, input: Input) -> Option<Yield> {
+        let outcome = match self.state {
+            State::Finished => return None,
+            State::NotStarted { .. } => {
+                drop(input);
+                let _ = self.finish();
+                return None;
+            }
+            State::Suspended { sp } => {
+                drop(input);
+                self.switch_in(0, sp)
+            }
+            State::Unwinding { sp } => {
+                let input = ManuallyDrop::new(input);
+                self.switch_in(ptr::from_ref(&input) as usize, sp)
+            }
+        };
+        match outcome {
+            Outcome::Yield(value) => {
+                if let State::Suspended { sp } = self.state {
+                    self.state = State::Unwinding { sp };
+                }
+                Some(value)
+            }
+            Outcome::Return(value) => {
+                drop(value);
+                None
+            }
+            Outcome::Panic(payload) if payload.is::<ForcedUnwind>() => None,
+            Outcome::Panic(payload) => panic::resume_unwind(payload),
+        }
+    }
+
+    /// Whether the coroutine suspended again while [`unwind`](Self::unwind) was unwinding it.
+    pub fn is_unwinding(&self) -> bool {
+        matches!(self.state, State::Unwinding { .. })
     }
 
     /// Whether the coroutine has finished: it returned, panicked, or was unwound.
@@ -258,9 +465,16 @@ impl<Input, Yield, Return, S: Stack> Coroutine<Input, Yield, Return, S> {
 
     /// Takes the stack back for reuse, first unwinding the body if it is suspended (as drop
     /// does) or dropping the closure if it never ran.
+    ///
+    /// # Panics
+    ///
+    /// When the body suspends again while being unwound, or the coroutine was left mid-unwind
+    /// by [`unwind`](Self::unwind): its frames are live, so the stack is leaked, not returned.
     pub fn into_stack(self) -> S {
         let mut this = ManuallyDrop::new(self);
-        this.finish();
+        if let Err(reason) = this.finish() {
+            panic!("ctxswitch: {reason}; its stack is leaked");
+        }
         // SAFETY: `this` is never used or dropped again, and the finished coroutine holds
         // nothing on the stack any more.
         unsafe { ManuallyDrop::take(&mut this.stack) }
@@ -307,27 +521,40 @@ impl<Input, Yield, Return, S: Stack> Coroutine<Input, Yield, Return, S> {
     }
 
     /// Brings the coroutine to `Finished` without running any more of its body than the
-    /// destructors that unwinding runs.
-    fn finish(&mut self) {
+    /// destructors that unwinding runs. `Err` (why) when frames on the stack are still live, so
+    /// the stack must never be reused or freed.
+    fn finish(&mut self) -> Result<(), &'static str> {
         match self.state {
-            State::Finished => {}
+            State::Finished => Ok(()),
             State::NotStarted { .. } => {
                 self.state = State::Finished;
                 // SAFETY: the closure was written at `closure` and, never started, still lives
                 // there; the state change above ensures it is dropped once.
                 unsafe { (self.drop_closure)(self.closure as *mut u8) };
+                Ok(())
+            }
+            State::Unwinding { .. } => {
+                self.state = State::Finished;
+                Err("a coroutine was dropped in the middle of being unwound")
+            }
+            State::Suspended { .. } if thread_exit::in_progress() => {
+                self.state = State::Finished;
+                Err(
+                    "a suspended coroutine was dropped while its thread destroyed its \
+                     thread-locals, which its frames may borrow; it is not unwound",
+                )
             }
             State::Suspended { sp } => match self.switch_in(0, sp) {
-                Outcome::Return(value) => drop(value),
-                Outcome::Panic(payload) if payload.is::<ForcedUnwind>() => {}
+                Outcome::Return(value) => {
+                    drop(value);
+                    Ok(())
+                }
+                Outcome::Panic(payload) if payload.is::<ForcedUnwind>() => Ok(()),
                 Outcome::Panic(payload) => panic::resume_unwind(payload),
-                Outcome::Yield(_) => {
-                    // Still suspended: its frames are live, so the stack must never be reused.
+                Outcome::Yield(value) => {
+                    drop(value);
                     self.state = State::Finished;
-                    panic!(
-                        "ctxswitch: a coroutine suspended again while being unwound; \
-                         its stack is leaked"
-                    );
+                    Err("a coroutine suspended again while being unwound")
                 }
             },
         }
@@ -336,12 +563,24 @@ impl<Input, Yield, Return, S: Stack> Coroutine<Input, Yield, Return, S> {
 
 impl<Input, Yield, Return, S: Stack> Drop for Coroutine<Input, Yield, Return, S> {
     fn drop(&mut self) {
-        // When `finish` panics, the stack stays in its `ManuallyDrop`: leaked, so frames that may
-        // still be live on it are never overwritten.
-        self.finish();
-        // SAFETY: the coroutine is finished and is never used again.
-        unsafe { ManuallyDrop::drop(&mut self.stack) };
+        match self.finish() {
+            // SAFETY: the coroutine is finished and is never used again.
+            Ok(()) => unsafe { ManuallyDrop::drop(&mut self.stack) },
+            // Frames on the stack may still be live: the stack stays in its `ManuallyDrop`,
+            // leaked, so they are never overwritten or unmapped.
+            Err(reason) => leak_report(reason),
+        }
     }
+}
+
+/// Says on stderr that a coroutine's stack was leaked; a destructor must not panic for it.
+#[cold]
+fn leak_report(reason: &str) {
+    use std::io::Write;
+    let _ = writeln!(
+        std::io::stderr(),
+        "ctxswitch: {reason}; its stack is leaked"
+    );
 }
 
 impl<Input, Yield, Return, S: Stack> fmt::Debug for Coroutine<Input, Yield, Return, S> {
@@ -349,6 +588,7 @@ impl<Input, Yield, Return, S: Stack> fmt::Debug for Coroutine<Input, Yield, Retu
         let state = match self.state {
             State::NotStarted { .. } => "not started",
             State::Suspended { .. } => "suspended",
+            State::Unwinding { .. } => "unwinding",
             State::Finished => "finished",
         };
         f.debug_struct("Coroutine")

@@ -27,8 +27,10 @@
 //!
 //! - A panic in the body is caught at the coroutine's entry and re-raised by `resume`, with its
 //!   original payload.
-//! - Dropping a suspended coroutine unwinds its stack, so every destructor on it runs.
-//!   Dropping a finished or never-started one just frees it.
+//! - Dropping a suspended coroutine unwinds its stack, so every destructor on it runs
+//!   ([`Coroutine::unwind`] does the same step by step, for destructors that suspend).
+//!   Dropping a finished or never-started one just frees it. What cannot be unwound soundly
+//!   is leaked, never reused (see [`Coroutine`]'s "Dropping").
 //! - Resuming a finished coroutine panics with a clear message; a stack below
 //!   [`MIN_STACK_SIZE`] is refused with [`StackTooSmall`].
 //! - Backtraces taken inside a coroutine (`std::backtrace`, a debugger, `perf`) walk through its
@@ -47,7 +49,9 @@ mod arch;
 mod coroutine;
 mod stack;
 
-pub use coroutine::{Coroutine, CoroutineResult, SendCoroutine, Yielder, on_stack};
+pub use coroutine::{
+    Coroutine, CoroutineResult, SendCoroutine, Yielder, is_forced_unwind, on_stack,
+};
 pub use stack::{
     DEFAULT_STACK_SIZE, DefaultStack, MIN_STACK_SIZE, Stack, StackTooSmall, page_size,
 };

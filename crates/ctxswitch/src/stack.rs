@@ -42,18 +42,6 @@ pub unsafe trait Stack {
     }
 }
 
-// SAFETY: a mutable reference forwards to a stack that upholds the contract, and holding it
-// excludes every other use of that stack.
-unsafe impl<S: Stack + ?Sized> Stack for &mut S {
-    fn base(&self) -> usize {
-        (**self).base()
-    }
-
-    fn limit(&self) -> usize {
-        (**self).limit()
-    }
-}
-
 /// A stack of its own anonymous mapping with an inaccessible guard page below it, freed on drop.
 ///
 /// Pages are committed by the kernel only when first touched, so a large reservation costs

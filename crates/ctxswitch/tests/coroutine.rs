@@ -274,3 +274,135 @@ fn stacks_are_send_and_sync() {
     fn assert_send_sync<T: Send + Sync>() {}
     assert_send_sync::<DefaultStack>();
 }
+
+#[test]
+fn a_destructor_that_suspends_is_driven_by_unwind() {
+    let drops = Rc::new(Cell::new(0));
+    let seen = Rc::clone(&drops);
+    let mut co = Coroutine::<u32, u32, ()>::new(move |yielder, _| {
+        struct Handshake<'a>(&'a ctxswitch::Yielder<u32, u32>, Rc<Cell<u32>>);
+        impl Drop for Handshake<'_> {
+            fn drop(&mut self) {
+                let got = self.0.suspend(100);
+                self.1.set(self.1.get() + got);
+            }
+        }
+        let _outer = CountDrops(Rc::clone(&seen));
+        let _handshake = Handshake(yielder, Rc::clone(&seen));
+        loop {
+            yielder.suspend(1);
+        }
+    });
+    assert_eq!(co.resume(0), CoroutineResult::Yield(1));
+    assert_eq!(co.unwind(0), Some(100));
+    assert!(co.is_unwinding());
+    assert_eq!(co.unwind(5), None);
+    assert!(co.done());
+    assert_eq!(drops.get(), 6, "the handshake added 5, the outer guard 1");
+}
+
+#[test]
+fn a_coroutine_that_suspends_while_dropped_is_leaked_without_a_panic() {
+    let mut co = Coroutine::<(), (), ()>::new(|yielder, ()| {
+        loop {
+            let payload =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| yielder.suspend(())));
+            if let Err(payload) = payload {
+                assert!(ctxswitch::is_forced_unwind(&*payload));
+            }
+        }
+    });
+    co.resume(());
+    drop(co);
+    let mut stuck = Coroutine::<(), (), ()>::new(|yielder, ()| {
+        struct Waits<'a>(&'a ctxswitch::Yielder<(), ()>);
+        impl Drop for Waits<'_> {
+            fn drop(&mut self) {
+                self.0.suspend(());
+            }
+        }
+        let _waits = Waits(yielder);
+        yielder.suspend(());
+    });
+    stuck.resume(());
+    assert_eq!(stuck.unwind(()), Some(()));
+    drop(stuck);
+}
+
+const TLS_CHILD: &str = "CTXSWITCH_TLS_CHILD";
+
+/// A thread-local whose destructor records that it is gone.
+struct Data(u64);
+
+static DATA_DESTROYED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+impl Drop for Data {
+    fn drop(&mut self) {
+        DATA_DESTROYED.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// Reads the thread-local it borrows when dropped.
+struct Reader<'a>(&'a Data);
+
+impl Drop for Reader<'_> {
+    fn drop(&mut self) {
+        if DATA_DESTROYED.load(std::sync::atomic::Ordering::SeqCst) {
+            eprintln!("read a destroyed thread-local");
+            std::process::abort();
+        }
+        assert_eq!(self.0.0, 7);
+    }
+}
+
+thread_local! {
+    static HOLDER: std::cell::RefCell<Option<Coroutine<(), (), ()>>> =
+        const { std::cell::RefCell::new(None) };
+    static DATA: Data = const { Data(7) };
+}
+
+/// Child: a coroutine kept in a thread-local holds a `LocalKey::with` borrow of a thread-local
+/// first used after the holder, so it is destroyed first when the thread exits.
+#[test]
+#[ignore = "run as a child process by its parent test"]
+fn tls_child() {
+    if std::env::var_os(TLS_CHILD).is_none() {
+        return;
+    }
+    std::thread::spawn(|| {
+        HOLDER.with(|holder| {
+            let mut co = Coroutine::<(), (), ()>::new(|yielder, ()| {
+                DATA.with(|data| {
+                    let _reader = Reader(data);
+                    yielder.suspend(());
+                });
+            });
+            co.resume(());
+            *holder.borrow_mut() = Some(co);
+        });
+    })
+    .join()
+    .unwrap();
+    assert!(DATA_DESTROYED.load(std::sync::atomic::Ordering::SeqCst));
+    println!("thread exited cleanly");
+}
+
+#[test]
+fn a_coroutine_dropped_during_thread_exit_is_leaked_not_unwound() {
+    let output = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "tls_child", "--ignored", "--nocapture"])
+        .env(TLS_CHILD, "1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success() && stdout.contains("thread exited cleanly"),
+        "child failed: {}\nstdout: {stdout}\nstderr: {stderr}",
+        output.status
+    );
+    assert!(
+        stderr.contains("while its thread destroyed its thread-locals"),
+        "stderr: {stderr}"
+    );
+}
