@@ -7,6 +7,9 @@
 //!   side with OS threads and Go, as tables and plots (see `report.rs`).
 //! - `cargo xtask bench --criterion [FILTER]`: the criterion micro-benchmarks (only those
 //!   matching FILTER when given), then the stack-memory program.
+//! - `cargo xtask soak [--minutes N] [--seconds N] [--workers N] [--seed N]`: the soak program
+//!   (`benches/src/bin/soak.rs`), randomized rounds of goroutines checked for exact invariants,
+//!   for a minute unless told otherwise.
 
 mod plot;
 mod report;
@@ -77,6 +80,22 @@ fn test_steps() -> Vec<Step> {
         Step::cargo(
             "tests (release)",
             &["test", "--workspace", "--release", "--lib", "--tests"],
+        ),
+        Step::cargo(
+            "soak (60 s)",
+            &[
+                "run",
+                "--release",
+                "--package",
+                "benches",
+                "--bin",
+                "soak",
+                "--",
+                "--seconds",
+                "60",
+                "--workers",
+                "2",
+            ],
         ),
         // About 2 minutes on 2 cores: the build, then gsync's models (about a minute) and
         // gsched's (under a second).
@@ -173,7 +192,8 @@ fn project_root() -> PathBuf {
 
 const USAGE: &str = "usage: cargo xtask test
        cargo xtask bench [--quick] [--only memory|switch|locks|spawn|amdahl]
-       cargo xtask bench --criterion [FILTER...]";
+       cargo xtask bench --criterion [FILTER...]
+       cargo xtask soak [--minutes N] [--seconds N] [--workers N] [--seed N]";
 
 /// What `cargo xtask bench` was asked for.
 enum BenchCommand {
@@ -203,10 +223,71 @@ fn parse_bench(args: &[String]) -> Result<BenchCommand, String> {
     Ok(BenchCommand::Report(options))
 }
 
+/// The soak program's arguments, checked here so that a typo fails before the release build.
+fn parse_soak(args: &[String]) -> Result<Vec<String>, String> {
+    let mut args = args.iter();
+    let mut forwarded = Vec::new();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--minutes" | "--seconds" | "--workers" | "--seed" => {
+                let value = args.next().ok_or(format!("{arg} needs a number"))?;
+                if value.parse::<u64>().is_err() {
+                    return Err(format!("{arg} needs a number, not {value:?}"));
+                }
+                forwarded.extend([arg.clone(), value.clone()]);
+            }
+            other => return Err(format!("unknown soak option {other:?}")),
+        }
+    }
+    Ok(forwarded)
+}
+
+/// Runs the soak program in release mode; its exit status is the command's.
+fn soak(args: &[String], root: &Path) -> ExitCode {
+    let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+    let status = Command::new(&cargo)
+        .args([
+            "run",
+            "--release",
+            "--package",
+            "benches",
+            "--bin",
+            "soak",
+            "--",
+        ])
+        .args(args)
+        .current_dir(root)
+        .status();
+    match status {
+        Ok(status) => match status.code() {
+            Some(0) => ExitCode::SUCCESS,
+            Some(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
+            // Killed by a signal.
+            None => {
+                eprintln!("xtask: the soak ended with {status}");
+                ExitCode::FAILURE
+            }
+        },
+        Err(err) => {
+            eprintln!("xtask: could not start cargo: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = env::args().skip(1).collect();
     let steps = match args.first().map(String::as_str) {
         Some("test") if args.len() == 1 => test_steps(),
+        Some("soak") => {
+            return match parse_soak(&args[1..]) {
+                Ok(forwarded) => soak(&forwarded, &project_root()),
+                Err(message) => {
+                    eprintln!("xtask: {message}\n{USAGE}");
+                    ExitCode::from(2)
+                }
+            };
+        }
         Some("bench") => match parse_bench(&args[1..]) {
             Ok(BenchCommand::Criterion(filter)) => criterion_steps(&filter),
             Ok(BenchCommand::Report(options)) => {
@@ -242,14 +323,14 @@ fn main() -> ExitCode {
 
 #[cfg(test)]
 mod tests {
-    use super::{BenchCommand, parse_bench};
+    use super::{BenchCommand, parse_bench, parse_soak};
 
     fn args(text: &str) -> Vec<String> {
         text.split_whitespace().map(String::from).collect()
     }
 
     #[test]
-    fn bench_options_parse() {
+    fn options_parse() {
         match parse_bench(&args("--quick --only memory")).unwrap() {
             BenchCommand::Report(options) => {
                 assert!(options.quick);
@@ -263,5 +344,14 @@ mod tests {
         }
         assert!(parse_bench(&args("--only")).is_err());
         assert!(parse_bench(&args("--fast")).is_err());
+
+        assert_eq!(parse_soak(&[]).unwrap(), Vec::<String>::new());
+        assert_eq!(
+            parse_soak(&args("--minutes 5 --seconds 30 --workers 2 --seed 42")).unwrap(),
+            args("--minutes 5 --seconds 30 --workers 2 --seed 42")
+        );
+        assert!(parse_soak(&args("--seconds")).is_err());
+        assert!(parse_soak(&args("--seconds soon")).is_err());
+        assert!(parse_soak(&args("--hours 1")).is_err());
     }
 }

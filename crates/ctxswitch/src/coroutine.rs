@@ -120,7 +120,7 @@ mod thread_exit {
 pub struct Yielder<Input, Yield> {
     link: Cell<usize>,
     /// Invariant in both: a value handed across a suspension must keep exactly its lifetime.
-    marker: PhantomData<fn(Input, Yield) -> (Input, Yield)>,
+    marker: PhantomData<Invariant<(Input, Yield)>>,
 }
 
 impl<Input, Yield> Yielder<Input, Yield> {
@@ -276,8 +276,10 @@ pub struct Coroutine<Input, Yield, Return, S: Stack = DefaultStack> {
 
 /// Invariance in the value types, and `*mut ()` for neither `Send` nor `Sync` (see
 /// [`Coroutine`]'s docs).
-type CoroutineMarker<Input, Yield, Return> =
-    (fn(Input, Yield, Return) -> (Input, Yield, Return), *mut ());
+type CoroutineMarker<Input, Yield, Return> = (Invariant<(Input, Yield, Return)>, *mut ());
+
+/// A marker type invariant in `T` that is `Send` and `Sync` whatever `T` is.
+type Invariant<T> = fn(T) -> T;
 
 impl<Input, Yield, Return> Coroutine<Input, Yield, Return, DefaultStack> {
     /// Creates a coroutine on a fresh [`DefaultStack`] of the default size.

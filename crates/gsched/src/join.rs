@@ -76,21 +76,52 @@ impl<T> Packet<T> {
 
 impl<T> Drop for Packet<T> {
     fn drop(&mut self) {
-        if let Some(report) = &self.unjoined_panic
-            && let Some(Err(payload)) = self
-                .slot
-                .get_mut()
-                .unwrap_or_else(|poison| poison.into_inner())
-                .result
-                .take()
-        {
-            report(payload);
+        let result = self
+            .slot
+            .get_mut()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .result
+            .take();
+        match (result, &self.unjoined_panic) {
+            (Some(Err(payload)), Some(report)) => report(payload),
+            (Some(result), _) => {
+                // Nobody joined: the value or the payload is dropped here, on a worker. A
+                // destructor that panics must not unwind the worker loop; std aborts in the same
+                // place for a thread's result.
+                if panic::catch_unwind(AssertUnwindSafe(move || drop(result))).is_err() {
+                    abort_with(
+                        "a goroutine's result or panic payload panicked when dropped, with \
+                         nobody joining it",
+                    );
+                }
+            }
+            (None, _) => {}
         }
     }
 }
 
+/// Ends the process with a message, where std would abort too.
+#[cold]
+pub(crate) fn abort_with(message: &str) -> ! {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "gsched: fatal: {message}; aborting");
+    std::process::abort()
+}
+
 /// The message a joiner gets when the goroutine never ran to the end.
-const DROPPED_AT_SHUTDOWN: &str = "gsched: the goroutine was dropped at runtime shutdown";
+pub(crate) const DROPPED_AT_SHUTDOWN: &str =
+    "gsched: the goroutine was dropped at runtime shutdown";
+
+/// A goroutine's outcome as its joiner sees it: the forced unwind of shutdown reads as
+/// [`DROPPED_AT_SHUTDOWN`], not as ctxswitch's private payload.
+pub(crate) fn joinable_result<T>(result: std::thread::Result<T>) -> std::thread::Result<T> {
+    match result {
+        Err(payload) if ctxswitch::is_forced_unwind(&*payload) => {
+            Err(Box::new(DROPPED_AT_SHUTDOWN))
+        }
+        other => other,
+    }
+}
 
 /// A `go` goroutine's body: its function, then the packet its result goes to, inline in the
 /// task, so that spawning allocates once.
@@ -122,16 +153,22 @@ where
         let function = unsafe { (*self.function.get()).take() };
         let function = function.expect("a goroutine's body runs once");
         self.packet
-            .complete(panic::catch_unwind(AssertUnwindSafe(function)));
+            .complete(joinable_result(panic::catch_unwind(AssertUnwindSafe(
+                function,
+            ))));
     }
 
-    unsafe fn discard(&self) -> bool {
+    unsafe fn discard(&self, why: Panic) -> bool {
         // SAFETY: nobody runs the goroutine (the contract).
         let function = unsafe { (*self.function.get()).take() };
         let had_function = function.is_some();
-        drop(function);
+        // The closure's captures may panic when dropped: that too reaches the joiner.
+        let dropped = panic::catch_unwind(AssertUnwindSafe(move || drop(function)));
         if had_function {
-            self.packet.complete(Err(Box::new(DROPPED_AT_SHUTDOWN)));
+            self.packet.complete(Err(match dropped {
+                Ok(()) => why,
+                Err(payload) => payload,
+            }));
         }
         had_function
     }

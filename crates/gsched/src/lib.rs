@@ -58,9 +58,12 @@ mod runtime_api;
 #[cfg(not(goroutines_loom))]
 mod scope;
 #[cfg(not(goroutines_loom))]
+mod shutdown;
+#[cfg(not(goroutines_loom))]
 mod spawn;
 #[cfg(not(goroutines_loom))]
 mod task;
+mod timer_word;
 
 #[cfg(not(goroutines_loom))]
 pub use api::*;
@@ -76,7 +79,7 @@ mod api {
     pub use crate::runtime::num_goroutines;
     pub use crate::runtime_api::{BuildError, Runtime, RuntimeBuilder, ShutdownReport, run};
     pub use crate::scope::{Scope, ScopedJoinHandle, scope};
-    pub use crate::spawn::{Builder, go};
+    pub use crate::spawn::{Builder, MAX_STACK_SIZE, MIN_STACK_SIZE, SpawnError, go};
 
     /// The calling goroutine: its id and name.
     #[derive(Clone, Debug, PartialEq, Eq)]

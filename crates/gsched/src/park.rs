@@ -73,9 +73,10 @@ pub fn park_with_reason(reason: &'static str) {
 }
 
 /// Parks the calling goroutine (or thread) until unparked or until `timeout` has passed; may
-/// return spuriously.
+/// return spuriously. A timeout too long to be a point in time (`Duration::MAX`) means no
+/// timeout, as with `std::thread::park_timeout`.
 pub fn park_timeout(timeout: Duration) {
-    park_until(Some(Instant::now() + timeout), "");
+    park_until(Instant::now().checked_add(timeout), "");
 }
 
 /// Parks the calling goroutine (or thread) until unparked or, when `deadline` is given, until it
@@ -98,6 +99,9 @@ pub fn park_deadline(deadline: Option<Instant>, reason: &'static str) {
     park_until(deadline, reason);
 }
 
+/// What a goroutine parked with no reason reads as in the leak report.
+pub(crate) const PARKED_WITHOUT_REASON: &str = "park";
+
 /// The parking behind every public form; `reason` feeds the leak report.
 pub(crate) fn park_until(deadline: Option<Instant>, reason: &'static str) {
     let goroutine = WorkerLocal::with_current(|local| {
@@ -114,15 +118,21 @@ pub(crate) fn park_until(deadline: Option<Instant>, reason: &'static str) {
     match goroutine {
         Some(None) => {}
         Some(Some(task)) => {
-            // SAFETY: the goroutine runs on this thread, so it owns its local state, and its
-            // `Arc` in the worker's `live` map keeps it alive while it is parked.
+            // SAFETY: this is the goroutine itself, on its runner's thread, after it started;
+            // the worker's `live` map keeps its task alive while it is parked.
+            let task = unsafe { &*task };
+            // SAFETY: as above.
             unsafe {
-                let local = (*task).local();
-                local.parked_on = reason;
-                (*local.yielder).suspend(Switch::Park);
-                let local = (*task).local();
-                local.parked_on = "";
-                (*task).timer.store(0, Ordering::Relaxed);
+                task.set_parked_on(if reason.is_empty() {
+                    PARKED_WITHOUT_REASON
+                } else {
+                    reason
+                });
+                task.yielder().suspend(Switch::Park);
+                task.set_parked_on("");
+            }
+            if task.timer.cancel() {
+                task.runtime.pending_timers.fetch_sub(1, Ordering::SeqCst);
             }
         }
         None => match deadline {
@@ -141,17 +151,24 @@ pub fn yield_now() {
         WorkerLocal::with_current(|local| local.current_task().map(|task| task as *const Task))
             .flatten();
     match task {
-        // SAFETY: as in `park_until`.
+        // SAFETY: `current_task` is the goroutine calling this, kept alive while it runs; it is
+        // on its runner's thread, after it started.
         Some(task) => unsafe {
-            (*(*task).local().yielder).suspend(Switch::Yield);
+            (*task).yielder().suspend(Switch::Yield);
         },
         None => thread::yield_now(),
     }
 }
 
-/// Suspends the calling goroutine (or thread) for at least `duration`.
+/// Suspends the calling goroutine (or thread) for at least `duration`; `Duration::MAX` sleeps
+/// for good.
 pub fn sleep(duration: Duration) {
-    sleep_until(Instant::now() + duration);
+    match Instant::now().checked_add(duration) {
+        Some(deadline) => sleep_until(deadline),
+        None => loop {
+            park_with_reason("sleep");
+        },
+    }
 }
 
 /// Suspends the calling goroutine (or thread) until `deadline`.

@@ -21,10 +21,9 @@
 //!
 //! # Shutdown
 //!
-//! 1. `shutdown` is set and every worker is woken.
-//! 2. Each worker stops taking work, then drops the goroutines that started on it and are still
-//!    parked, on its own thread: their stacks unwind and their destructors run.
-//! 3. The runtime joins the worker threads and drops goroutines that never ran.
+//! See `shutdown.rs`: goroutines that never ran are dropped, started ones are unwound on their
+//! workers (a scope owner after its scoped goroutines), what cannot be unwound is leaked, and
+//! the runtime joins the worker threads.
 
 use std::cell::{Cell, RefCell};
 use std::cmp::Reverse;
@@ -38,6 +37,8 @@ use std::time::{Duration, Instant};
 use crossbeam_queue::{ArrayQueue, SegQueue};
 
 use crate::injector::Injector;
+use crate::join::{DROPPED_AT_SHUTDOWN, abort_with};
+use crate::spawn::{MAX_STACK_SIZE, MIN_STACK_SIZE, SpawnError};
 use ctxswitch::{Coroutine, CoroutineResult, Stack};
 use gstack::{DenseStack, DenseStacks, PooledStack, StackError, StackPool};
 
@@ -73,7 +74,7 @@ pub(crate) fn next_goroutine_id() -> u64 {
 
 /// Goroutines spawned minus goroutines finished, counted per thread so that a spawn on one
 /// worker and the finish on another touch different cache lines; only the sum means anything.
-mod live {
+pub(crate) mod live {
     use std::cell::Cell;
     use std::sync::atomic::{AtomicIsize, AtomicUsize, Ordering};
 
@@ -89,7 +90,7 @@ mod live {
         static SHARD: Cell<usize> = Cell::new(NEXT_SHARD.fetch_add(1, Ordering::Relaxed) % SHARDS);
     }
 
-    pub(super) fn add(delta: isize) {
+    pub(crate) fn add(delta: isize) {
         let shard = SHARD.with(Cell::get);
         COUNTS[shard].0.fetch_add(delta, Ordering::Relaxed);
     }
@@ -118,6 +119,31 @@ pub(crate) enum StackPolicy {
 }
 
 impl StackPolicy {
+    /// The stack size of a goroutine that asks for none.
+    pub(crate) fn default_size(&self) -> usize {
+        match self {
+            StackPolicy::Guarded { default_pool } => default_pool.stack_size(),
+            StackPolicy::Dense { stacks } => stacks.stack_size(),
+        }
+    }
+
+    /// The stack size a goroutine asking for `requested` bytes gets, or why it cannot.
+    pub(crate) fn check_goroutine_stack(&self, requested: usize) -> Result<usize, SpawnError> {
+        let (max, given) = match self {
+            StackPolicy::Guarded { .. } => (MAX_STACK_SIZE, requested),
+            StackPolicy::Dense { stacks } => (stacks.stack_size(), stacks.stack_size()),
+        };
+        if (MIN_STACK_SIZE..=max).contains(&requested) {
+            Ok(given)
+        } else {
+            Err(SpawnError::StackSize {
+                requested,
+                min: MIN_STACK_SIZE,
+                max,
+            })
+        }
+    }
+
     fn get(&self, size: usize) -> Result<GoroutineStack, StackError> {
         match self {
             StackPolicy::Guarded { default_pool } if default_pool.stack_size() == size => {
@@ -145,7 +171,7 @@ impl GoroutineStack {
     }
 
     /// Aborts with a report if a dense stack's canary was overwritten.
-    fn check(&self) {
+    pub(crate) fn check(&self) {
         if let GoroutineStack::Dense(stack) = self {
             stack.check_canary();
         }
@@ -170,31 +196,42 @@ unsafe impl Stack for GoroutineStack {
 }
 
 pub(crate) struct Config {
-    pub(crate) stack_size: usize,
     pub(crate) leak_report: bool,
 }
 
+/// Goroutines by id, hashed cheaply.
+pub(crate) type TaskMap = HashMap<u64, Arc<Task>, BuildHasherDefault<IdHasher>>;
+
 /// What every worker and every goroutine of one runtime share.
 pub(crate) struct RuntimeShared {
-    workers: Box<[WorkerShared]>,
-    injector: Injector<Arc<Task>>,
+    pub(crate) workers: Box<[WorkerShared]>,
+    pub(crate) injector: Injector<Arc<Task>>,
     /// Goroutines that could not get a stack, waiting for one to be returned.
-    waiting_for_stack: SegQueue<Arc<Task>>,
+    pub(crate) waiting_for_stack: SegQueue<Arc<Task>>,
     spinning: AtomicUsize,
     /// Workers whose `sleeping` flag is set.
-    sleepers: AtomicUsize,
-    shutdown: AtomicBool,
-    /// Timers armed in any worker's heap.
-    pending_timers: AtomicUsize,
+    pub(crate) sleepers: AtomicUsize,
+    pub(crate) shutdown: AtomicBool,
+    /// Set once shutdown has nothing left to do on any worker (see `shutdown.rs`).
+    pub(crate) quiesced: AtomicBool,
+    /// Timers armed in any worker's heap and not yet fired or cancelled.
+    pub(crate) pending_timers: AtomicUsize,
     pub(crate) stacks: StackPolicy,
     pub(crate) config: Config,
-    /// Goroutines unwound or dropped at shutdown, and their report lines.
+    /// Started, unfinished goroutines that may migrate: they have no one home worker whose
+    /// `live` map could hold them.
+    pub(crate) migratable_live: Mutex<TaskMap>,
+    /// Threads blocked in `block_on` on this runtime, which the stall report counts as ours.
+    blocked_in_block_on: AtomicUsize,
+    /// Whether the stall report was printed.
+    stall_reported: AtomicBool,
+    /// Goroutines unwound, dropped or leaked at shutdown, and their report lines.
     leaked: Mutex<Vec<String>>,
 }
 
-struct WorkerShared {
-    fresh: ArrayQueue<Arc<Task>>,
-    ready: SegQueue<Arc<Task>>,
+pub(crate) struct WorkerShared {
+    pub(crate) fresh: ArrayQueue<Arc<Task>>,
+    pub(crate) ready: SegQueue<Arc<Task>>,
     sleeping: AtomicBool,
     thread: OnceLock<Thread>,
     /// Bumped whenever a goroutine finishes here: the stall detector's sign of life, per worker
@@ -225,9 +262,13 @@ impl RuntimeShared {
             spinning: AtomicUsize::new(0),
             sleepers: AtomicUsize::new(0),
             shutdown: AtomicBool::new(false),
+            quiesced: AtomicBool::new(false),
             pending_timers: AtomicUsize::new(0),
             stacks,
             config,
+            migratable_live: Mutex::new(HashMap::default()),
+            blocked_in_block_on: AtomicUsize::new(0),
+            stall_reported: AtomicBool::new(false),
             leaked: Mutex::new(Vec::new()),
         })
     }
@@ -242,6 +283,44 @@ impl RuntimeShared {
 
     pub(crate) fn worker_count(&self) -> usize {
         self.workers.len()
+    }
+
+    /// Counts the calling thread as blocked in `block_on` until the guard drops.
+    pub(crate) fn block_on_started(&self) -> impl Drop + '_ {
+        struct Blocked<'a>(&'a AtomicUsize);
+        impl Drop for Blocked<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+        self.blocked_in_block_on.fetch_add(1, Ordering::Relaxed);
+        Blocked(&self.blocked_in_block_on)
+    }
+
+    /// The last scoped goroutine borrowing `owner`'s stack is gone: during shutdown, the worker
+    /// that may now unwind `owner` must look again.
+    pub(crate) fn borrowers_released(&self, owner: &Task) {
+        if !self.shutdown.load(Ordering::SeqCst) {
+            return;
+        }
+        fence(Ordering::SeqCst);
+        let home = owner.home.load(Ordering::Relaxed);
+        if home < self.workers.len() && !owner.migratable {
+            self.wake_worker(home);
+        } else {
+            for index in 0..self.workers.len() {
+                self.wake_worker(index);
+            }
+        }
+    }
+
+    /// The goroutines a worker runs are tracked in its own `live` map when pinned, here when
+    /// migratable; removes a finished one.
+    fn forget_migratable(&self, task: &Task) {
+        self.migratable_live
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .remove(&task.id);
     }
 
     /// Queues a new goroutine: on the spawning worker's own queue when spawned from a goroutine
@@ -318,7 +397,7 @@ impl RuntimeShared {
     }
 
     /// Wakes worker `index` if it sleeps; true if it did.
-    fn wake_worker(&self, index: usize) -> bool {
+    pub(crate) fn wake_worker(&self, index: usize) -> bool {
         let worker = &self.workers[index];
         if worker.sleeping.load(Ordering::SeqCst) && self.end_sleep(index) {
             if let Some(thread) = worker.thread.get() {
@@ -330,14 +409,14 @@ impl RuntimeShared {
     }
 
     /// Sets worker `index`'s `sleeping` flag; the caller then looks for work once more.
-    fn announce_sleep(&self, index: usize) {
+    pub(crate) fn announce_sleep(&self, index: usize) {
         self.workers[index].sleeping.store(true, Ordering::SeqCst);
         self.sleepers.fetch_add(1, Ordering::SeqCst);
         fence(Ordering::SeqCst);
     }
 
     /// Clears worker `index`'s `sleeping` flag; true if this call cleared it.
-    fn end_sleep(&self, index: usize) -> bool {
+    pub(crate) fn end_sleep(&self, index: usize) -> bool {
         let was_sleeping = self.workers[index].sleeping.swap(false, Ordering::SeqCst);
         if was_sleeping {
             self.sleepers.fetch_sub(1, Ordering::SeqCst);
@@ -355,7 +434,8 @@ impl RuntimeShared {
         }
     }
 
-    /// Drops every goroutine still queued (after the workers stopped); returns the report.
+    /// Shutdown step 4, after the workers stopped: drops every goroutine still queued, leaks
+    /// the migratable ones that could not be unwound, and returns the report.
     pub(crate) fn finish_shutdown(&self) -> Vec<String> {
         // Finished goroutines waiting to be freed hold the runtime: let them go.
         for worker in self.workers.iter() {
@@ -372,11 +452,18 @@ impl RuntimeShared {
             .chain(std::iter::from_fn(|| self.waiting_for_stack.pop()))
             .collect::<Vec<_>>();
         for task in queues {
-            // SAFETY: every worker has stopped, so no thread runs or touches this goroutine.
-            if unsafe { task.body.discard() } {
-                self.record_leak(&task, "never ran");
-                live::add(-1);
-            }
+            self.discard_unstarted(&task);
+        }
+        let stranded: Vec<Arc<Task>> = self
+            .migratable_live
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .drain()
+            .map(|(_, task)| task)
+            .collect();
+        for task in stranded {
+            // SAFETY: every worker has stopped: nobody runs the goroutine or ever will.
+            unsafe { crate::shutdown::leak(&task, self) };
         }
         std::mem::take(
             &mut *self
@@ -386,7 +473,17 @@ impl RuntimeShared {
         )
     }
 
-    fn record_leak(&self, task: &Task, what: &str) {
+    /// Drops a goroutine that never ran (its joiner learns why); a started one is left alone.
+    pub(crate) fn discard_unstarted(&self, task: &Task) {
+        // SAFETY: the goroutine never ran (a started one has lost its function, and `discard`
+        // then does nothing), and it was taken off its queue, so nobody runs it.
+        if unsafe { task.body.discard(Box::new(DROPPED_AT_SHUTDOWN)) } {
+            self.record_leak(task, "never ran");
+            live::add(-1);
+        }
+    }
+
+    pub(crate) fn record_leak(&self, task: &Task, what: &str) {
         let name = task
             .name
             .as_deref()
@@ -405,7 +502,7 @@ impl RuntimeShared {
 
 /// Hashes goroutine ids, which are already unique sequence numbers, by a multiplication.
 #[derive(Default)]
-struct IdHasher(u64);
+pub(crate) struct IdHasher(u64);
 
 impl Hasher for IdHasher {
     fn finish(&self) -> u64 {
@@ -451,16 +548,18 @@ impl Ord for Timer {
 pub(crate) struct WorkerLocal {
     pub(crate) index: usize,
     pub(crate) shared: Arc<RuntimeShared>,
-    runnext: RefCell<Option<Arc<Task>>>,
+    pub(crate) runnext: RefCell<Option<Arc<Task>>>,
     runnext_streak: Cell<u32>,
     tick: Cell<u32>,
     timers: RefCell<BinaryHeap<Reverse<Timer>>>,
-    /// Goroutines that started here and have not finished.
-    live: RefCell<HashMap<u64, Arc<Task>, BuildHasherDefault<IdHasher>>>,
+    /// The heap size at which stale timers are next swept out (see `add_timer`).
+    timer_sweep_at: Cell<usize>,
+    /// Pinned goroutines that started here and have not finished.
+    pub(crate) live: RefCell<TaskMap>,
     /// Goroutines that yielded, in order; they stay `RUNNING` (only this worker runs them).
-    yielded: RefCell<VecDeque<Arc<Task>>>,
+    pub(crate) yielded: RefCell<VecDeque<Arc<Task>>>,
     /// The goroutine running now.
-    current: Cell<Option<*const Task>>,
+    pub(crate) current: Cell<Option<*const Task>>,
     /// Per spawning worker, finished goroutines waiting to be sent back to it.
     burials: RefCell<Vec<Vec<Arc<Task>>>>,
     /// Finished goroutines this worker spawned, sent back, freed a few per spawn.
@@ -503,27 +602,57 @@ impl WorkerLocal {
         })
     }
 
-    pub(crate) fn add_timer(&self, deadline: Instant, task: Arc<Task>) -> u64 {
+    /// Arms a timer that wakes `task` at `deadline`.
+    ///
+    /// A goroutine woken before its deadline retires its timer itself (`TimerWord::cancel`),
+    /// leaving a stale entry here; stale entries are swept out whenever the heap has doubled
+    /// since the last sweep, so the heap (and the goroutines its entries keep alive) stays
+    /// within twice the timers that are really pending, plus a small floor.
+    pub(crate) fn add_timer(&self, deadline: Instant, task: Arc<Task>) {
+        const SWEEP_FLOOR: usize = 64;
         let seq = NEXT_TIMER_SEQ.fetch_add(1, Ordering::Relaxed);
-        task.timer.store(seq, Ordering::Relaxed);
+        task.timer.arm(seq);
         self.shared.pending_timers.fetch_add(1, Ordering::SeqCst);
-        self.timers.borrow_mut().push(Reverse(Timer {
+        let mut timers = self.timers.borrow_mut();
+        timers.push(Reverse(Timer {
             deadline,
             seq,
             task,
         }));
-        seq
+        if timers.len() >= self.timer_sweep_at.get().max(SWEEP_FLOOR) {
+            timers.retain(|Reverse(timer)| timer.task.timer.is_armed(timer.seq));
+            if timers.capacity() > 4 * timers.len().max(SWEEP_FLOOR) {
+                let keep = 2 * timers.len().max(SWEEP_FLOOR);
+                timers.shrink_to(keep);
+            }
+            self.timer_sweep_at.set(2 * timers.len());
+        }
+    }
+
+    /// Timer entries in this worker's heap, stale ones included.
+    #[cfg(test)]
+    pub(crate) fn timer_entries(&self) -> usize {
+        self.timers.borrow().len()
+    }
+
+    /// Drops every timer at shutdown, accounting for those still pending.
+    pub(crate) fn drop_timers(&self) {
+        let timers = std::mem::take(&mut *self.timers.borrow_mut());
+        for Reverse(timer) in timers {
+            if timer.task.timer.fire(timer.seq) {
+                self.shared.pending_timers.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
     }
 
     /// Wakes the goroutines whose timers are due; returns the next deadline.
-    fn fire_timers(&self) -> Option<Instant> {
+    pub(crate) fn fire_timers(&self) -> Option<Instant> {
         let now = Instant::now();
         loop {
             let due = {
                 let mut timers = self.timers.borrow_mut();
                 match timers.peek() {
                     Some(Reverse(timer)) if timer.deadline <= now => {
-                        self.shared.pending_timers.fetch_sub(1, Ordering::SeqCst);
                         timers.pop().map(|Reverse(timer)| timer)
                     }
                     Some(Reverse(timer)) => return Some(timer.deadline),
@@ -531,10 +660,12 @@ impl WorkerLocal {
                 }
             };
             if let Some(timer) = due
-                && timer.task.timer.load(Ordering::Relaxed) == timer.seq
-                && timer.task.state.notify()
+                && timer.task.timer.fire(timer.seq)
             {
-                self.shared.schedule_woken(timer.task);
+                self.shared.pending_timers.fetch_sub(1, Ordering::SeqCst);
+                if timer.task.state.notify() {
+                    self.shared.schedule_woken(timer.task);
+                }
             }
         }
     }
@@ -681,14 +812,21 @@ impl WorkerLocal {
             (None, false) => thread::park(),
         }
         shared.end_sleep(self.index);
-        if stalled && next_timer.is_none() && self.nothing_can_progress(progress) {
+        if stalled
+            && next_timer.is_none()
+            && self.nothing_can_progress(progress)
+            && !shared.stall_reported.swap(true, Ordering::Relaxed)
+        {
             report_stack_exhaustion(&shared.stacks);
         }
     }
 
     /// Whether, one stall period after seeing `progress`, goroutines still wait for stacks while
-    /// no goroutine finished, none is runnable, no timer is pending and every other worker
-    /// sleeps: every stack is held by a parked goroutine, and nothing will wake one.
+    /// no goroutine finished, none is runnable, no timer is pending, every other worker sleeps,
+    /// and no thread outside the runtime exists that could release a stack: every stack is held
+    /// by a parked goroutine, and nothing will wake one. Only a report follows (the runtime
+    /// keeps waiting): a thread the runtime cannot see, such as a blocking call's, may still
+    /// make progress.
     fn nothing_can_progress(&self, progress: u64) -> bool {
         let shared = &*self.shared;
         !shared.waiting_for_stack.is_empty()
@@ -699,6 +837,9 @@ impl WorkerLocal {
             && shared.workers.iter().enumerate().all(|(index, worker)| {
                 index == self.index || worker.sleeping.load(Ordering::SeqCst)
             })
+            && process_threads().is_some_and(|threads| {
+                threads <= shared.workers.len() + shared.blocked_in_block_on.load(Ordering::Relaxed)
+            })
     }
 
     /// Runs `task` until it switches out, and deals with why it did.
@@ -706,104 +847,120 @@ impl WorkerLocal {
         if !running && !task.state.try_start_run() {
             return;
         }
-        // SAFETY: winning `try_start_run` makes this thread the goroutine's only runner.
-        let local = unsafe { task.local() };
-        if local.coroutine.is_none() {
+        // SAFETY: winning `try_start_run` (or holding a yielded goroutine, which stays
+        // `RUNNING`) makes this thread the goroutine's runner, outside its code.
+        let coroutine = unsafe { task.coroutine() };
+        if coroutine.is_none() {
             match self.start(&task) {
-                Ok(coroutine) => local.coroutine = Some(coroutine),
-                Err(StackError::MapLimit { .. } | StackError::RegionFull { .. }) => {
+                Ok(started) => *coroutine = Some(started),
+                Err(StartError::NoStackYet) => {
                     task.state.finish_yield();
                     self.shared.waiting_for_stack.push(task);
                     return;
                 }
-                Err(err) => panic!("gsched: cannot get a goroutine stack: {err}"),
+                Err(StartError::Failed(reason)) => {
+                    self.fail_to_start(&task, reason);
+                    return;
+                }
             }
         }
-        loop {
-            let outcome = self.resume(&task);
-            match outcome {
-                Some(Switch::Yield) => {
-                    if std::thread::panicking() {
-                        // Unwinding: keep running it here (see `Switch::Park` below).
-                        continue;
-                    }
-                    self.yielded.borrow_mut().push_back(task);
-                    return;
+        match self.resume(&task, false) {
+            // A goroutine may park or yield in the middle of unwinding a panic (a destructor
+            // that waits): other goroutines run meanwhile, and read `thread::panicking()` as
+            // true until it finishes (std counts panics per thread; see the crate docs).
+            Some(Switch::Yield) => self.yielded.borrow_mut().push_back(task),
+            Some(Switch::Park) => {
+                if !task.state.finish_park()
+                    && let Some(previous) = self.runnext.replace(Some(task))
+                {
+                    self.shared.workers[self.index].ready.push(previous);
                 }
-                Some(Switch::Park) => {
-                    if std::thread::panicking() {
-                        // The goroutine parked while unwinding: this thread's panic count says
-                        // "panicking" until it finishes, so nothing else may run here.
-                        self.wait_exclusively(&task);
-                        if !task.state.try_start_run() {
-                            unreachable!("an exclusively awaited goroutine was started elsewhere");
-                        }
-                        continue;
-                    }
-                    if !task.state.finish_park()
-                        && let Some(previous) = self.runnext.replace(Some(task))
-                    {
-                        self.shared.workers[self.index].ready.push(previous);
-                    }
-                    return;
-                }
-                None => {
-                    self.finish(&task);
-                    self.bury(task);
-                    return;
-                }
+            }
+            None => {
+                self.finish(&task);
+                self.bury(task);
             }
         }
     }
 
-    /// Resumes the goroutine; `None` when it finished.
-    fn resume(&self, task: &Arc<Task>) -> Option<Switch> {
-        // SAFETY: this thread won `try_start_run` for the goroutine.
-        let local = unsafe { task.local() };
-        let coroutine = local
-            .coroutine
+    /// Resumes the goroutine (or, `unwind`, goes on unwinding it); `None` when it finished.
+    pub(crate) fn resume(&self, task: &Arc<Task>, unwind: bool) -> Option<Switch> {
+        // SAFETY: the caller made this thread the goroutine's runner.
+        let coroutine = unsafe { task.coroutine() }
             .as_mut()
             .expect("a started goroutine has a coroutine");
         gstack::set_current_stack(coroutine.stack().limit(), coroutine.stack().base());
         self.current.set(Some(Arc::as_ptr(task)));
-        let result = coroutine.resume(());
+        let result = if unwind {
+            coroutine.unwind(()).map(CoroutineResult::Yield)
+        } else {
+            Some(coroutine.resume(()))
+        };
         self.current.set(None);
         coroutine.stack().check();
         match result {
-            CoroutineResult::Yield(switch) => Some(switch),
-            CoroutineResult::Return(()) => None,
+            Some(CoroutineResult::Yield(switch)) => Some(switch),
+            Some(CoroutineResult::Return(())) | None => None,
         }
     }
 
     /// Gives a goroutine its stack and coroutine as it runs for the first time.
-    fn start(&self, task: &Arc<Task>) -> Result<crate::task::GoroutineCoroutine, StackError> {
-        let stack = self.shared.stacks.get(task.stack_size)?;
+    fn start(&self, task: &Arc<Task>) -> Result<crate::task::GoroutineCoroutine, StartError> {
+        let stack = match self.shared.stacks.get(task.stack_size) {
+            Ok(stack) => stack,
+            Err(StackError::MapLimit { .. } | StackError::RegionFull { .. }) => {
+                return Err(StartError::NoStackYet);
+            }
+            Err(err) => {
+                return Err(StartError::Failed(format!(
+                    "gsched: cannot get a goroutine stack: {err}"
+                )));
+            }
+        };
         stack.set_label(task.id, task.name.as_deref().unwrap_or(""));
         let task_ptr = Arc::as_ptr(task);
-        let coroutine = match Coroutine::with_stack(stack, move |yielder, ()| {
-            // SAFETY: the goroutine runs only on the thread that owns its local state and won
-            // `try_start_run`, once, and the `Arc` in `live` keeps the task alive for as long as
-            // the coroutine exists.
+        let coroutine = Coroutine::with_stack(stack, move |yielder, ()| {
+            // SAFETY: the goroutine runs only on the thread of its runner, once, and the task
+            // is kept alive by the `live` map for as long as the coroutine exists.
             unsafe {
-                (*task_ptr).local().yielder = yielder;
+                (*task_ptr).set_yielder(yielder);
                 (*task_ptr).body.run();
             }
-        }) {
-            Ok(coroutine) => coroutine,
-            Err(err) => panic!("gsched: goroutine stacks of this runtime are too small: {err}"),
-        };
+        })
+        .map_err(|err| {
+            StartError::Failed(format!("gsched: the goroutine's stack is too small: {err}"))
+        })?;
         task.home.store(self.index, Ordering::Relaxed);
-        self.live.borrow_mut().insert(task.id, Arc::clone(task));
+        if task.migratable {
+            self.shared
+                .migratable_live
+                .lock()
+                .unwrap_or_else(|poison| poison.into_inner())
+                .insert(task.id, Arc::clone(task));
+        } else {
+            self.live.borrow_mut().insert(task.id, Arc::clone(task));
+        }
         Ok(coroutine)
+    }
+
+    /// A goroutine that could not start: its joiner gets `reason`, nothing unwinds the worker.
+    fn fail_to_start(&self, task: &Arc<Task>, reason: String) {
+        task.state.finish_done();
+        // SAFETY: the goroutine never ran, and this thread holds it alone (`RUNNING`).
+        if unsafe { task.body.discard(Box::new(reason)) } {
+            live::add(-1);
+        }
     }
 
     fn finish(&self, task: &Arc<Task>) {
         task.state.finish_done();
-        // SAFETY: this thread ran the goroutine to completion.
-        let local = unsafe { task.local() };
-        local.coroutine = None;
-        local.yielder = std::ptr::null();
-        self.live.borrow_mut().remove(&task.id);
+        // SAFETY: this thread ran the goroutine to completion and is its runner.
+        *unsafe { task.coroutine() } = None;
+        if task.migratable {
+            self.shared.forget_migratable(task);
+        } else {
+            self.live.borrow_mut().remove(&task.id);
+        }
         live::add(-1);
         self.shared.workers[self.index]
             .progress
@@ -869,77 +1026,46 @@ impl WorkerLocal {
         returned.pop();
         returned.pop();
     }
+}
 
-    /// Blocks this worker until `task`, parked mid-unwind, is woken; serves this worker's
-    /// timers meanwhile.
-    fn wait_exclusively(&self, task: &Arc<Task>) {
-        if !task.state.finish_park() {
-            return;
-        }
-        loop {
-            let next = self.fire_timers();
-            self.shared.announce_sleep(self.index);
-            if task.state.is_scheduled() {
-                self.shared.end_sleep(self.index);
-                return;
-            }
-            match next {
-                Some(deadline) => {
-                    thread::park_timeout(deadline.saturating_duration_since(Instant::now()))
-                }
-                None => thread::park(),
-            }
-            self.shared.end_sleep(self.index);
-        }
-    }
+/// Why a goroutine did not start.
+enum StartError {
+    /// Every stack the budget allows is in use: it waits for one.
+    NoStackYet,
+    /// It never will; its joiner gets this message.
+    Failed(String),
+}
 
-    /// Unwinds the goroutines still parked on this worker (shutdown step 2).
-    fn unwind_parked(&self) {
-        let live: Vec<_> = self
-            .live
-            .borrow_mut()
-            .drain()
-            .map(|(_, task)| task)
-            .collect();
-        for task in live {
-            // SAFETY: the worker loop has ended; the goroutine is parked (not running) and
-            // started on this thread.
-            let local = unsafe { task.local() };
-            let reason = if local.parked_on.is_empty() {
-                "parked"
-            } else {
-                local.parked_on
-            };
-            self.shared
-                .record_leak(&task, &format!("parked on {reason}, unwound at shutdown"));
-            self.current.set(Some(Arc::as_ptr(&task)));
-            local.coroutine = None;
-            self.current.set(None);
-            task.state.finish_done();
-            live::add(-1);
-        }
-    }
+/// Threads in this process, from `/proc/self/status`.
+fn process_threads() -> Option<usize> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("Threads:"))?
+        .trim()
+        .parse()
+        .ok()
 }
 
 #[cold]
-fn report_stack_exhaustion(policy: &StackPolicy) -> ! {
+fn report_stack_exhaustion(policy: &StackPolicy) {
     match policy {
         StackPolicy::Guarded { .. } => eprintln!(
             "gsched: no goroutine can make progress: every goroutine stack is held by a parked \
              goroutine, and {} stacks is the most the kernel's map limit allows \
              (vm.max_map_count = {}). Raise it with `sysctl -w vm.max_map_count=N`, use smaller \
-             or dense stacks, or let fewer goroutines block at once.",
+             or dense stacks, or let fewer goroutines block at once. The runtime keeps waiting.",
             gstack::stack_limit(),
             gstack::max_map_count()
         ),
         StackPolicy::Dense { stacks } => eprintln!(
             "gsched: no goroutine can make progress: every goroutine stack is held by a parked \
              goroutine, and the runtime's dense region holds {} stacks. Build the runtime with \
-             more dense stacks, or let fewer goroutines block at once.",
+             more dense stacks, or let fewer goroutines block at once. The runtime keeps \
+             waiting.",
             stacks.capacity()
         ),
     }
-    std::process::exit(2);
 }
 
 /// The body of worker thread `index`.
@@ -953,6 +1079,7 @@ pub(crate) fn worker_main(shared: Arc<RuntimeShared>, index: usize) {
         runnext_streak: Cell::new(0),
         tick: Cell::new(index as u32),
         timers: RefCell::new(BinaryHeap::new()),
+        timer_sweep_at: Cell::new(0),
         live: RefCell::new(HashMap::default()),
         yielded: RefCell::new(VecDeque::new()),
         current: Cell::new(None),
@@ -960,23 +1087,65 @@ pub(crate) fn worker_main(shared: Arc<RuntimeShared>, index: usize) {
         returned: RefCell::new(Vec::new()),
     };
     WORKER.with(|worker| worker.set(&local));
-    while !shared.shutdown.load(Ordering::Acquire) {
-        match local.pop_runnable() {
-            Some((task, running)) => local.run(task, running),
-            None => {
-                local.fire_timers();
-                local.idle();
+    // Nothing a goroutine does unwinds this loop (bodies catch their panics, failures reach the
+    // joiner); a panic here is a bug of the runtime, and a dead worker would silently strand
+    // every goroutine pinned to it, so it ends the process loudly instead.
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        while !shared.shutdown.load(Ordering::Acquire) {
+            match local.pop_runnable() {
+                Some((task, running)) => local.run(task, running),
+                None => {
+                    local.fire_timers();
+                    local.idle();
+                }
             }
         }
-    }
-    local.yielded.borrow_mut().clear();
-    local.unwind_parked();
-    let timers = std::mem::take(&mut *local.timers.borrow_mut());
-    shared
-        .pending_timers
-        .fetch_sub(timers.len(), Ordering::SeqCst);
-    if let Some(task) = local.runnext.borrow_mut().take() {
-        shared.workers[index].ready.push(task);
+        local.shut_down();
+    }));
+    if outcome.is_err() {
+        abort_with(&format!("worker {index} of a runtime panicked"));
     }
     WORKER.with(|worker| worker.set(std::ptr::null()));
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering;
+    use std::time::Duration;
+
+    use super::WorkerLocal;
+
+    /// 20,000 parks with a one-hour timeout, each woken by another goroutine long before: the
+    /// stale timers are swept out as they pile up, so the heap stays small and nothing counts
+    /// as pending once the parks are over.
+    #[test]
+    fn timers_of_goroutines_woken_early_do_not_pile_up() {
+        let runtime = crate::Runtime::builder().workers(1).build().unwrap();
+        let (entries, pending) = runtime.block_on(|| {
+            let parked = crate::current_unparker();
+            let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let stop = std::sync::Arc::clone(&done);
+            let waker = crate::go(move || {
+                while !stop.load(Ordering::Acquire) {
+                    parked.unpark();
+                    crate::yield_now();
+                }
+            });
+            let mut most = 0;
+            for _ in 0..20_000 {
+                crate::park_timeout(Duration::from_secs(3600));
+                let entries =
+                    WorkerLocal::with_current(WorkerLocal::timer_entries).unwrap_or_default();
+                most = most.max(entries);
+            }
+            done.store(true, Ordering::Release);
+            waker.join().unwrap();
+            let pending = WorkerLocal::with_current(|local| {
+                local.shared.pending_timers.load(Ordering::SeqCst)
+            });
+            (most, pending)
+        });
+        assert!(entries <= 256, "the timer heap grew to {entries} entries");
+        assert_eq!(pending, Some(0));
+    }
 }

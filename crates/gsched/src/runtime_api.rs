@@ -8,7 +8,7 @@ use gstack::{DenseStacks, StackError, StackPool};
 
 use crate::procs::{ProcsError, default_workers};
 use crate::runtime::{Config, RuntimeShared, StackPolicy, WorkerLocal, worker_main};
-use crate::spawn::Builder;
+use crate::spawn::{Builder, MAX_STACK_SIZE, MIN_STACK_SIZE, SpawnError};
 
 /// A runtime: a set of worker threads that run goroutines.
 ///
@@ -34,6 +34,16 @@ pub enum BuildError {
     Procs(ProcsError),
     /// A worker count of zero was asked for.
     NoWorkers,
+    /// `stack_size` is outside the range the runtime can give.
+    StackSize {
+        /// The size asked for, in bytes.
+        requested: usize,
+        /// The smallest size accepted ([`MIN_STACK_SIZE`](crate::MIN_STACK_SIZE)).
+        min: usize,
+        /// The largest size accepted: [`MAX_STACK_SIZE`](crate::MAX_STACK_SIZE), or a dense
+        /// runtime's slot.
+        max: usize,
+    },
     /// The dense stack region could not be mapped.
     Stacks(StackError),
     /// A worker thread could not be started.
@@ -45,6 +55,15 @@ impl fmt::Display for BuildError {
         match self {
             BuildError::Procs(err) => err.fmt(f),
             BuildError::NoWorkers => f.write_str("a runtime needs at least one worker"),
+            BuildError::StackSize {
+                requested,
+                min,
+                max,
+            } => write!(
+                f,
+                "stack_size: {requested} bytes is outside the range this runtime can give \
+                 ({min}..={max} bytes)"
+            ),
             BuildError::Stacks(err) => write!(f, "cannot reserve goroutine stacks: {err}"),
             BuildError::Thread(err) => write!(f, "cannot start a worker thread: {err}"),
         }
@@ -57,7 +76,7 @@ impl std::error::Error for BuildError {}
 #[derive(Debug)]
 pub struct RuntimeBuilder {
     workers: Option<usize>,
-    stack_size: usize,
+    stack_size: Option<usize>,
     dense: Option<(usize, usize)>,
     thread_name: String,
     leak_report: bool,
@@ -77,7 +96,7 @@ impl Runtime {
     pub fn builder() -> RuntimeBuilder {
         RuntimeBuilder {
             workers: None,
-            stack_size: gstack::DEFAULT_STACK_SIZE,
+            stack_size: None,
             dense: None,
             thread_name: "gsched-worker".to_string(),
             leak_report: false,
@@ -86,28 +105,43 @@ impl Runtime {
 
     /// Runs `f` as this runtime's main goroutine and returns its value; the calling thread
     /// blocks meanwhile. A panic in `f` is re-raised here.
+    ///
+    /// Called from a goroutine (of this runtime or another), `f` still runs on this runtime, and
+    /// the calling goroutine parks until it returns.
     #[track_caller]
     pub fn block_on<F, T>(&self, f: F) -> T
     where
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        let handle = self.spawn(Builder::new().name("main"), f);
+        let handle = match Builder::new().name("main").spawn_on(
+            &self.shared,
+            f,
+            std::panic::Location::caller(),
+        ) {
+            Ok(handle) => handle,
+            Err(err) => panic!("gsched: {err}"),
+        };
+        let _blocked = self.shared.block_on_started();
         match handle.join() {
             Ok(value) => value,
             Err(payload) => std::panic::resume_unwind(payload),
         }
     }
 
-    /// Starts a goroutine on this runtime from outside it.
+    /// Starts a goroutine on this runtime, from anywhere (a plain thread, or a goroutine of
+    /// another runtime).
+    ///
+    /// # Errors
+    ///
+    /// As [`Builder::spawn`]: a stack size this runtime cannot give.
     #[track_caller]
-    pub fn spawn<F, T>(&self, builder: Builder, f: F) -> crate::JoinHandle<T>
+    pub fn spawn<F, T>(&self, builder: Builder, f: F) -> Result<crate::JoinHandle<T>, SpawnError>
     where
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        let _enter = EnterRuntime::new(&self.shared);
-        builder.spawn(f)
+        builder.spawn_on(&self.shared, f, std::panic::Location::caller())
     }
 
     /// The number of worker threads.
@@ -115,31 +149,63 @@ impl Runtime {
         self.shared.worker_count()
     }
 
-    /// Stops the runtime: goroutines still parked are unwound on their workers (their
-    /// destructors run), goroutines that never ran are dropped, and the worker threads are
-    /// joined. Returns what was left; with `leak_report(true)` it is also printed to stderr.
+    /// Stops the runtime: goroutines that never ran are dropped, goroutines still parked are
+    /// unwound on their workers (their destructors run; a goroutine waiting in [`scope`]
+    /// unwinds only after its scoped goroutines), and the worker threads are joined. Returns
+    /// what was left; with `leak_report(true)` it is also printed to stderr.
+    ///
+    /// A destructor that waits during the unwind is resumed when something wakes it (another
+    /// goroutine's unwinding, a due timer); one that nothing wakes, or a goroutine that catches
+    /// the unwind and carries on, is leaked: its stack is never freed or reused, and the report
+    /// says so. Every other goroutine is still unwound.
+    ///
+    /// Called from one of this runtime's own goroutines, shutdown cannot wait for that
+    /// goroutine's worker: it is finished on a new thread (which prints the report when
+    /// `leak_report` is on), and the returned report is empty.
+    ///
+    /// [`scope`]: crate::scope
     pub fn shutdown(self) -> ShutdownReport {
         self.stop()
     }
 
     fn stop(&self) -> ShutdownReport {
-        self.shared.begin_shutdown();
         let threads = std::mem::take(
             &mut *self
                 .threads
                 .lock()
                 .unwrap_or_else(|poison| poison.into_inner()),
         );
-        for thread in threads {
-            let _ = thread.join();
+        if threads.is_empty() {
+            return ShutdownReport::default();
         }
-        let leaked = self.shared.finish_shutdown();
-        if self.shared.config.leak_report {
-            for line in &leaked {
-                eprintln!("gsched: leaked {line}");
+        let on_own_worker =
+            WorkerLocal::with_current(|local| Arc::ptr_eq(&local.shared, &self.shared))
+                .unwrap_or(false);
+        let shared = Arc::clone(&self.shared);
+        let finish = move || {
+            shared.begin_shutdown();
+            for thread in threads {
+                let _ = thread.join();
             }
+            let leaked = shared.finish_shutdown();
+            if shared.config.leak_report {
+                for line in &leaked {
+                    eprintln!("gsched: leaked {line}");
+                }
+            }
+            ShutdownReport { leaked }
+        };
+        if on_own_worker {
+            // Joining our own thread would fail; a detached thread finishes the job.
+            if let Err(err) = thread::Builder::new()
+                .name("gsched-shutdown".to_string())
+                .spawn(finish)
+            {
+                eprintln!("gsched: cannot start the shutdown thread ({err}); runtime leaked");
+            }
+            return ShutdownReport::default();
         }
-        ShutdownReport { leaked }
+        finish()
     }
 }
 
@@ -164,9 +230,12 @@ impl RuntimeBuilder {
         self
     }
 
-    /// The default stack size of goroutines, in bytes (guarded stacks).
+    /// The default stack size of goroutines, in bytes: at least
+    /// [`MIN_STACK_SIZE`](crate::MIN_STACK_SIZE), at most
+    /// [`MAX_STACK_SIZE`](crate::MAX_STACK_SIZE) (or a dense runtime's slot), checked by
+    /// [`build`](Self::build) and rounded up to whole pages.
     pub fn stack_size(mut self, bytes: usize) -> Self {
-        self.stack_size = bytes;
+        self.stack_size = Some(bytes);
         self
     }
 
@@ -201,8 +270,8 @@ impl RuntimeBuilder {
     ///
     /// # Errors
     ///
-    /// [`BuildError`] for a bad `GSCHED_PROCS`, zero workers, a dense region that cannot be
-    /// mapped, or a worker thread that cannot start.
+    /// [`BuildError`] for a bad `GSCHED_PROCS`, zero workers, a stack size out of range, a
+    /// dense region that cannot be mapped, or a worker thread that cannot start.
     pub fn build(self) -> Result<Runtime, BuildError> {
         let workers = match self.workers {
             Some(count) => count,
@@ -211,16 +280,35 @@ impl RuntimeBuilder {
         if workers == 0 {
             return Err(BuildError::NoWorkers);
         }
+        let stack_size_error = |requested, max| BuildError::StackSize {
+            requested,
+            min: MIN_STACK_SIZE,
+            max,
+        };
+        if let Some(requested) = self.stack_size
+            && !(MIN_STACK_SIZE..=MAX_STACK_SIZE).contains(&requested)
+        {
+            return Err(stack_size_error(requested, MAX_STACK_SIZE));
+        }
         let stacks = match self.dense {
             Some((slot_size, count)) => {
                 // SAFETY: the caller of the `unsafe` `dense_stacks` took on its contract.
                 let stacks = unsafe { DenseStacks::new(slot_size, count) };
-                StackPolicy::Dense {
-                    stacks: stacks.map_err(BuildError::Stacks)?,
+                let stacks = stacks.map_err(BuildError::Stacks)?;
+                if stacks.stack_size() < MIN_STACK_SIZE {
+                    return Err(stack_size_error(stacks.stack_size(), MAX_STACK_SIZE));
                 }
+                if let Some(requested) = self.stack_size
+                    && requested > stacks.stack_size()
+                {
+                    return Err(stack_size_error(requested, stacks.stack_size()));
+                }
+                StackPolicy::Dense { stacks }
             }
             None => StackPolicy::Guarded {
-                default_pool: StackPool::shared(self.stack_size),
+                default_pool: StackPool::shared(
+                    self.stack_size.unwrap_or(gstack::DEFAULT_STACK_SIZE),
+                ),
             },
         };
         install_panic_hook();
@@ -228,7 +316,6 @@ impl RuntimeBuilder {
             workers,
             stacks,
             Config {
-                stack_size: self.stack_size,
                 leak_report: self.leak_report,
             },
         );
@@ -252,51 +339,26 @@ impl RuntimeBuilder {
     }
 }
 
-/// Marks the calling (non-worker) thread as spawning into `runtime` for the duration.
-struct EnterRuntime {
-    previous: Option<Arc<RuntimeShared>>,
-}
-
-thread_local! {
-    static ENTERED: std::cell::RefCell<Option<Arc<RuntimeShared>>> = const { std::cell::RefCell::new(None) };
-}
-
-impl EnterRuntime {
-    fn new(runtime: &Arc<RuntimeShared>) -> Self {
-        let previous = ENTERED.with(|entered| entered.replace(Some(Arc::clone(runtime))));
-        EnterRuntime { previous }
+/// The runtime a spawn from this thread goes to: the worker's own, or the process-wide default.
+pub(crate) fn spawn_target() -> Result<Arc<RuntimeShared>, SpawnError> {
+    match WorkerLocal::with_current(|local| Arc::clone(&local.shared)) {
+        Some(runtime) => Ok(runtime),
+        None => default_runtime().map(|runtime| Arc::clone(&runtime.shared)),
     }
-}
-
-impl Drop for EnterRuntime {
-    fn drop(&mut self) {
-        let previous = self.previous.take();
-        let _ = ENTERED.try_with(|entered| entered.replace(previous));
-    }
-}
-
-/// The runtime a spawn from this thread goes to: the worker's own, one entered with
-/// `Runtime::spawn`, or the process-wide default.
-pub(crate) fn spawn_target() -> Arc<RuntimeShared> {
-    WorkerLocal::with_current(|local| Arc::clone(&local.shared))
-        .or_else(|| {
-            ENTERED
-                .try_with(|entered| entered.borrow().clone())
-                .ok()
-                .flatten()
-        })
-        .unwrap_or_else(|| Arc::clone(&default_runtime().shared))
 }
 
 /// The process-wide runtime that `go` uses outside any runtime.
-pub(crate) fn default_runtime() -> &'static Runtime {
-    static DEFAULT: OnceLock<Runtime> = OnceLock::new();
-    DEFAULT.get_or_init(|| {
-        Runtime::builder()
-            .thread_name("gsched-default")
-            .build()
-            .unwrap_or_else(|err| panic!("gsched: cannot start the default runtime: {err}"))
-    })
+fn default_runtime() -> Result<&'static Runtime, SpawnError> {
+    static DEFAULT: OnceLock<Result<Runtime, String>> = OnceLock::new();
+    DEFAULT
+        .get_or_init(|| {
+            Runtime::builder()
+                .thread_name("gsched-default")
+                .build()
+                .map_err(|err| err.to_string())
+        })
+        .as_ref()
+        .map_err(|reason| SpawnError::DefaultRuntime(reason.clone()))
 }
 
 /// Runs `f` as the main goroutine of a new runtime with the default configuration, returns its
@@ -327,9 +389,10 @@ where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
-    let runtime = Runtime::builder()
-        .build()
-        .unwrap_or_else(|err| panic!("gsched: {err}"));
+    let runtime = match Runtime::builder().build() {
+        Ok(runtime) => runtime,
+        Err(err) => panic!("gsched: {err}"),
+    };
     runtime.block_on(f)
 }
 

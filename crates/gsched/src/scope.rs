@@ -1,5 +1,13 @@
 //! Fork-join with borrowing: goroutines that may use the caller's stack, all joined before
 //! `scope` returns.
+//!
+//! # Borrowed frames at shutdown
+//!
+//! A scoped goroutine may borrow anything on the stack of the goroutine that called `scope` (the
+//! owner). Each one, started or not, holds a [`ScopeMember`] that counts it in the owner's
+//! `Task::borrowers` until it has finished or its closure was dropped. Shutdown unwinds an owner
+//! only once that count is zero, so the frame others borrow unwinds after its borrowers, never
+//! before; an owner whose scoped goroutines never finish is leaked, not unwound.
 
 use std::fmt;
 use std::marker::PhantomData;
@@ -7,16 +15,58 @@ use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use crate::join::{Completer, JoinHandle, Packet, PacketRef};
+use crate::join::{Completer, JoinHandle, Packet, PacketRef, joinable_result};
 use crate::park::{Unparker, current_unparker, park_with_reason};
+use crate::runtime::WorkerLocal;
 use crate::spawn::{Builder, spawn_boxed};
-use crate::task::{BoxedFn, Panic};
+use crate::task::{BoxedFn, Panic, Task};
 
 struct ScopeState {
     running: AtomicUsize,
     waiter: Mutex<Option<Unparker>>,
     /// The first panic of a goroutine nobody joined.
     unjoined_panic: Mutex<Option<Panic>>,
+    /// The goroutine whose stack holds the scope; `None` on a plain thread.
+    owner: Option<Arc<Task>>,
+}
+
+/// One scoped goroutine's claim on the scope and its owner's frame, from `Scope::go` until its
+/// body has finished or was dropped.
+struct ScopeMember {
+    state: Arc<ScopeState>,
+}
+
+impl ScopeMember {
+    fn new(state: &Arc<ScopeState>) -> Self {
+        if let Some(owner) = &state.owner {
+            owner.borrowers.fetch_add(1, Ordering::AcqRel);
+        }
+        state.running.fetch_add(1, Ordering::AcqRel);
+        ScopeMember {
+            state: Arc::clone(state),
+        }
+    }
+}
+
+impl Drop for ScopeMember {
+    fn drop(&mut self) {
+        if let Some(owner) = &self.state.owner
+            && owner.borrowers.fetch_sub(1, Ordering::AcqRel) == 1
+        {
+            owner.runtime.borrowers_released(owner);
+        }
+        if self.state.running.fetch_sub(1, Ordering::AcqRel) == 1 {
+            let waiter = self
+                .state
+                .waiter
+                .lock()
+                .unwrap_or_else(|poison| poison.into_inner())
+                .take();
+            if let Some(waiter) = waiter {
+                waiter.unpark();
+            }
+        }
+    }
 }
 
 /// A scope for goroutines that borrow from the caller; see [`scope`].
@@ -39,6 +89,11 @@ pub struct Scope<'scope, 'env: 'scope> {
 /// assert_eq!(counts, [0, 10, 20, 30]);
 /// ```
 ///
+/// When the runtime shuts down while a goroutine waits in `scope`, its scoped goroutines are
+/// unwound first; the waiting goroutine's own frames unwind only after every one of them has
+/// finished, and if one never does (it catches the unwind), both are leaked and listed in the
+/// shutdown report.
+///
 /// # Panics
 ///
 /// When `f` panics, after every goroutine finished, with `f`'s payload; otherwise, when a
@@ -47,11 +102,13 @@ pub fn scope<'env, F, T>(f: F) -> T
 where
     F: for<'scope> FnOnce(&'scope Scope<'scope, 'env>) -> T,
 {
+    let owner = WorkerLocal::with_current(WorkerLocal::current_arc).flatten();
     let scope = Scope {
         state: Arc::new(ScopeState {
             running: AtomicUsize::new(0),
             waiter: Mutex::new(None),
             unjoined_panic: Mutex::new(None),
+            owner,
         }),
         scope: PhantomData,
         env: PhantomData,
@@ -87,6 +144,10 @@ where
 
 impl<'scope> Scope<'scope, '_> {
     /// Starts a goroutine that may borrow from outside the scope.
+    ///
+    /// # Panics
+    ///
+    /// When the goroutine cannot be started (see [`Builder::spawn`]); the scope stays usable.
     #[track_caller]
     pub fn go<F, T>(&'scope self, f: F) -> ScopedJoinHandle<'scope, T>
     where
@@ -105,29 +166,30 @@ impl<'scope> Scope<'scope, '_> {
         let completer = Completer {
             packet: Arc::clone(&packet),
         };
-        let state = Arc::clone(&self.state);
-        state.running.fetch_add(1, Ordering::AcqRel);
-        let body: Box<dyn FnOnce() + Send + 'scope> = Box::new(move || {
-            let result = panic::catch_unwind(AssertUnwindSafe(f));
+        let member = ScopeMember::new(&self.state);
+        let body: Box<dyn FnOnce(Result<(), Panic>) + Send + 'scope> = Box::new(move |run| {
+            let result = match run {
+                Ok(()) => joinable_result(panic::catch_unwind(AssertUnwindSafe(f))),
+                Err(why) => match panic::catch_unwind(AssertUnwindSafe(move || drop(f))) {
+                    Ok(()) => Err(why),
+                    Err(payload) => Err(payload),
+                },
+            };
             let completer = completer;
             completer.packet.complete(result);
             drop(completer);
-            if state.running.fetch_sub(1, Ordering::AcqRel) == 1 {
-                let waiter = state
-                    .waiter
-                    .lock()
-                    .unwrap_or_else(|poison| poison.into_inner())
-                    .take();
-                if let Some(waiter) = waiter {
-                    waiter.unpark();
-                }
-            }
+            // Last: once the member is gone the scope may return and its borrows end.
+            drop(member);
         });
-        type ScopedBody<'a> = Box<dyn FnOnce() + Send + 'a>;
-        // SAFETY: `scope` neither returns nor unwinds before `running` is back to zero, that is
-        // after this body ended or was dropped: nothing it borrows outlives `'scope`.
+        type ScopedBody<'a> = Box<dyn FnOnce(Result<(), Panic>) + Send + 'a>;
+        // SAFETY: `scope` neither returns nor unwinds before `running` is back to zero, and
+        // shutdown does not unwind the owner's frame before its `borrowers` are: both happen
+        // only once this body has ended or was dropped, so nothing it borrows outlives `'scope`.
         let body: BoxedFn = unsafe { std::mem::transmute::<ScopedBody<'scope>, BoxedFn>(body) };
-        let (id, name) = spawn_boxed(Builder::new(), body, location);
+        let (id, name) = match spawn_boxed(Builder::new(), body, location) {
+            Ok(spawned) => spawned,
+            Err(err) => panic!("gsched: {err}"),
+        };
         ScopedJoinHandle {
             inner: JoinHandle {
                 packet: PacketRef::Shared(packet),

@@ -1,5 +1,6 @@
 //! Starting goroutines: `go` and its builder, and the runtime they land on.
 
+use std::fmt;
 use std::marker::PhantomData;
 use std::panic::Location;
 use std::sync::Arc;
@@ -7,6 +8,52 @@ use std::sync::Arc;
 use crate::join::{JoinHandle, JoinSlot, PacketRef};
 use crate::runtime::{RuntimeShared, next_goroutine_id};
 use crate::task::{Body, BoxedBody, BoxedFn, Task};
+
+/// The smallest goroutine stack a runtime or a goroutine accepts, in bytes: ctxswitch's minimum
+/// (room for the unwinder) plus a page for the goroutine's entry frames.
+pub const MIN_STACK_SIZE: usize = ctxswitch::MIN_STACK_SIZE + 4096;
+
+/// The largest goroutine stack a runtime or a goroutine accepts, in bytes (Go's limit on 64-bit
+/// targets). Stacks are reserved address space, committed as they are touched.
+pub const MAX_STACK_SIZE: usize = 1 << 30;
+
+/// Why a goroutine could not be started.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum SpawnError {
+    /// The requested stack size is outside what the runtime can give.
+    StackSize {
+        /// The size asked for, in bytes.
+        requested: usize,
+        /// The smallest size accepted.
+        min: usize,
+        /// The largest size accepted (a dense runtime's slot).
+        max: usize,
+    },
+    /// The process-wide default runtime, which `go` starts outside any runtime, could not start.
+    DefaultRuntime(String),
+}
+
+impl fmt::Display for SpawnError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SpawnError::StackSize {
+                requested,
+                min,
+                max,
+            } => write!(
+                f,
+                "a goroutine stack of {requested} bytes is outside this runtime's range \
+                 ({min}..={max} bytes)"
+            ),
+            SpawnError::DefaultRuntime(reason) => {
+                write!(f, "cannot start the default runtime: {reason}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for SpawnError {}
 
 /// Starts `f` as a new goroutine and returns a handle to join it.
 ///
@@ -22,14 +69,18 @@ use crate::task::{Body, BoxedBody, BoxedFn, Task};
 ///
 /// # Panics
 ///
-/// When the default runtime must start and cannot (for example `GSCHED_PROCS` is not a number).
+/// At the caller's line, when the default runtime must start and cannot (for example
+/// `GSCHED_PROCS` is not a number). [`Builder::spawn`] returns that as an error instead.
 #[track_caller]
 pub fn go<F, T>(f: F) -> JoinHandle<T>
 where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
-    Builder::new().spawn(f)
+    match Builder::new().spawn(f) {
+        Ok(handle) => handle,
+        Err(err) => panic!("gsched: {err}"),
+    }
 }
 
 /// Configures one goroutine: its name, its stack size, and whether it may migrate.
@@ -52,7 +103,9 @@ impl Builder {
         self
     }
 
-    /// The goroutine's stack size in bytes (guarded stacks; a dense runtime uses its slot size).
+    /// The goroutine's stack size in bytes, checked by [`spawn`](Self::spawn): at least
+    /// [`MIN_STACK_SIZE`], at most [`MAX_STACK_SIZE`], rounded up to whole pages. A dense
+    /// runtime gives every goroutine its slot, so there the size may not exceed the slot.
     pub fn stack_size(mut self, bytes: usize) -> Self {
         self.stack_size = Some(bytes);
         self
@@ -74,44 +127,68 @@ impl Builder {
         self
     }
 
-    /// Starts `f` as a goroutine configured by this builder (see [`go`]).
+    /// Starts `f` as a goroutine configured by this builder: on the runtime of the calling
+    /// goroutine, or else on the process-wide default runtime (see [`go`]).
+    ///
+    /// # Errors
+    ///
+    /// [`SpawnError::StackSize`] for a stack size the runtime cannot give, and
+    /// [`SpawnError::DefaultRuntime`] when the default runtime is needed and cannot start.
+    /// Nothing runs then, and `f` is dropped.
     #[track_caller]
-    pub fn spawn<F, T>(self, f: F) -> JoinHandle<T>
+    pub fn spawn<F, T>(self, f: F) -> Result<JoinHandle<T>, SpawnError>
     where
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        let (runtime, task) = new_task(self, JoinSlot::new(f), Location::caller());
+        let runtime = crate::runtime_api::spawn_target()?;
+        self.spawn_on(&runtime, f, Location::caller())
+    }
+
+    /// Starts `f` on `runtime`, whichever runtime the caller runs on.
+    pub(crate) fn spawn_on<F, T>(
+        self,
+        runtime: &Arc<RuntimeShared>,
+        f: F,
+        location: &'static Location<'static>,
+    ) -> Result<JoinHandle<T>, SpawnError>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        let task = new_task(runtime, self, JoinSlot::new(f), location)?;
         let (id, name) = (task.id, task.name.clone());
         let joinable: Arc<Task<dyn crate::join::Joinable<T>>> = Arc::clone(&task) as _;
         runtime.spawn(task);
-        JoinHandle {
+        Ok(JoinHandle {
             packet: PacketRef::InTask(joinable),
             id,
             name,
             marker: PhantomData,
-        }
+        })
     }
 }
 
-/// A task for `body` on the current runtime (or the default one), not yet queued.
+/// A task for `body` on `runtime`, not yet queued; its stack size checked.
 fn new_task<B: Body>(
+    runtime: &Arc<RuntimeShared>,
     builder: Builder,
     body: B,
     location: &'static Location<'static>,
-) -> (Arc<RuntimeShared>, Arc<Task<B>>) {
-    let runtime: Arc<RuntimeShared> = crate::runtime_api::spawn_target();
-    let stack_size = builder.stack_size.unwrap_or(runtime.config.stack_size);
-    let task = Task::new(
+) -> Result<Arc<Task<B>>, SpawnError> {
+    let stack_size = match builder.stack_size {
+        Some(requested) => runtime.stacks.check_goroutine_stack(requested)?,
+        None => runtime.stacks.default_size(),
+    };
+    Ok(Arc::new(Task::new(
         next_goroutine_id(),
         builder.name,
         location,
         builder.migratable,
         stack_size,
-        Arc::clone(&runtime),
+        Arc::clone(runtime),
         body,
-    );
-    (runtime, Arc::new(task))
+    )))
 }
 
 /// Queues a boxed closure as a goroutine on the current runtime (or the default one).
@@ -119,9 +196,10 @@ pub(crate) fn spawn_boxed(
     builder: Builder,
     function: BoxedFn,
     location: &'static Location<'static>,
-) -> (u64, Option<Arc<str>>) {
-    let (runtime, task) = new_task(builder, BoxedBody::new(function), location);
+) -> Result<(u64, Option<Arc<str>>), SpawnError> {
+    let runtime = crate::runtime_api::spawn_target()?;
+    let task = new_task(&runtime, builder, BoxedBody::new(function), location)?;
     let (id, name) = (task.id, task.name.clone());
     runtime.spawn(task);
-    (id, name)
+    Ok((id, name))
 }

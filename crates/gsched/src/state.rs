@@ -57,6 +57,29 @@ impl TaskState {
             .is_ok()
     }
 
+    /// Shutdown takes a goroutine that is not running: `PARKED` or `SCHEDULED` -> `RUNNING`,
+    /// keeping a notification. A queue entry it leaves behind is stale (`try_start_run` refuses
+    /// it while the goroutine runs or is parked).
+    pub(crate) fn try_claim(&self) -> bool {
+        self.state
+            .fetch_update(Ordering::Acquire, Ordering::Relaxed, |state| {
+                matches!(state & PHASE, PARKED | SCHEDULED).then_some((state & !PHASE) | RUNNING)
+            })
+            .is_ok()
+    }
+
+    /// Whether `try_claim` would succeed now.
+    pub(crate) fn is_claimable(&self) -> bool {
+        matches!(
+            self.state.load(Ordering::Acquire) & PHASE,
+            PARKED | SCHEDULED
+        )
+    }
+
+    pub(crate) fn is_done(&self) -> bool {
+        self.state.load(Ordering::Acquire) & PHASE == DONE
+    }
+
     /// The goroutine's own `park`: consumes a notification if there is one.
     pub(crate) fn take_notification(&self) -> bool {
         self.state.fetch_and(!NOTIFIED, Ordering::Acquire) & NOTIFIED != 0
@@ -81,10 +104,6 @@ impl TaskState {
 
     pub(crate) fn finish_done(&self) {
         self.state.store(DONE, Ordering::Release);
-    }
-
-    pub(crate) fn is_scheduled(&self) -> bool {
-        self.state.load(Ordering::Acquire) & PHASE == SCHEDULED
     }
 
     /// Wakes the goroutine; true when the caller must now enqueue it (it was parked).

@@ -2,6 +2,6 @@
 //! `--cfg goroutines_loom`, the modeled algorithms run on loom's.
 
 #[cfg(goroutines_loom)]
-pub(crate) use loom::sync::atomic::{AtomicU8, Ordering};
+pub(crate) use loom::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 #[cfg(not(goroutines_loom))]
-pub(crate) use std::sync::atomic::{AtomicU8, Ordering};
+pub(crate) use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};

@@ -1,15 +1,16 @@
 //! A goroutine's shared header; its scheduling state machine is `state::TaskState`.
 
 use std::any::Any;
-use std::cell::UnsafeCell;
+use std::cell::{Cell, UnsafeCell};
 use std::panic::Location;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use ctxswitch::{Coroutine, Yielder};
 
 use crate::runtime::{GoroutineStack, RuntimeShared};
 use crate::state::TaskState;
+use crate::timer_word::TimerWord;
 
 /// No worker yet: the goroutine has not run.
 pub(crate) const NO_HOME: usize = usize::MAX;
@@ -22,7 +23,6 @@ pub(crate) enum Switch {
 }
 
 pub(crate) type GoroutineCoroutine = Coroutine<(), Switch, (), GoroutineStack>;
-pub(crate) type BoxedFn = Box<dyn FnOnce() + Send + 'static>;
 
 /// What a goroutine runs, stored inline in its task so that a spawn makes one allocation.
 pub(crate) trait Body: Send + Sync + 'static {
@@ -33,16 +33,20 @@ pub(crate) trait Body: Send + Sync + 'static {
     /// Called once, by the thread running the goroutine.
     unsafe fn run(&self);
 
-    /// Drops the function without running it (the runtime shuts down first); true if it had
-    /// not run.
+    /// Drops the function without running it, handing `why` to whoever joins the goroutine
+    /// (the runtime shut down first, or no stack could be had); true if it had not run.
     ///
     /// # Safety
     ///
     /// No thread runs the goroutine, or ever will.
-    unsafe fn discard(&self) -> bool;
+    unsafe fn discard(&self, why: Panic) -> bool;
 }
 
-/// A boxed closure as a body, for goroutines whose result travels elsewhere (`scope`).
+/// A boxed body for goroutines whose result travels elsewhere (`scope`): called with `Ok(())` to
+/// run, or with the reason it never will.
+pub(crate) type BoxedFn = Box<dyn FnOnce(Result<(), Panic>) + Send + 'static>;
+
+/// A boxed closure as a body.
 pub(crate) struct BoxedBody(UnsafeCell<Option<BoxedFn>>);
 
 impl BoxedBody {
@@ -59,22 +63,19 @@ impl Body for BoxedBody {
     unsafe fn run(&self) {
         // SAFETY: only the runner touches the closure (the contract).
         let function = unsafe { (*self.0.get()).take() };
-        (function.expect("a goroutine's body runs once"))();
+        (function.expect("a goroutine's body runs once"))(Ok(()));
     }
 
-    unsafe fn discard(&self) -> bool {
+    unsafe fn discard(&self, why: Panic) -> bool {
         // SAFETY: nobody runs the goroutine (the contract).
-        unsafe { (*self.0.get()).take() }.is_some()
+        match unsafe { (*self.0.get()).take() } {
+            Some(function) => {
+                function(Err(why));
+                true
+            }
+            None => false,
+        }
     }
-}
-
-/// What only the thread running the goroutine touches.
-pub(crate) struct TaskLocal {
-    pub(crate) coroutine: Option<GoroutineCoroutine>,
-    /// The coroutine's yielder, valid while `coroutine` is alive and started.
-    pub(crate) yielder: *const Yielder<(), Switch>,
-    /// What it is parked on, for the leak report.
-    pub(crate) parked_on: &'static str,
 }
 
 /// A goroutine: its header, then its body, in one allocation.
@@ -91,15 +92,30 @@ pub(crate) struct Task<B: ?Sized = dyn Body> {
     /// The worker whose goroutine spawned it (`NO_HOME` when spawned from outside), which is
     /// where its memory is best freed.
     pub(crate) spawned_on: AtomicUsize,
-    /// The sequence number of the timer that may wake it, 0 for none.
-    pub(crate) timer: AtomicU64,
-    local: UnsafeCell<TaskLocal>,
+    /// The timer that may wake it (see `timer_word.rs`).
+    pub(crate) timer: TimerWord,
+    /// Scoped goroutines (started or not) that may borrow this goroutine's stack: while any
+    /// exists, shutdown must not unwind it (see `scope.rs`).
+    pub(crate) borrowers: AtomicUsize,
+    /// The coroutine: touched only by the worker that runs the goroutine (the runner), never
+    /// by the goroutine itself, so the runner's `&mut` across `resume` aliases nothing.
+    coroutine: UnsafeCell<Option<GoroutineCoroutine>>,
+    /// The coroutine's yielder, valid while the coroutine is alive and started: written and
+    /// read by the goroutine itself.
+    yielder: Cell<*const Yielder<(), Switch>>,
+    /// What it is parked on, for the leak report: written by the goroutine, read by its runner.
+    parked_on: Cell<&'static str>,
+    /// Shutdown has started unwinding it. Atomic because any worker may look at a migratable
+    /// goroutine's flag while deciding whether to claim it.
+    unwinding: AtomicBool,
     pub(crate) body: B,
 }
 
-// SAFETY: `local` is touched only by the thread that won `SCHEDULED -> RUNNING` (the
-// compare-exchange hands it over with acquire/release ordering), or by the runtime at shutdown
-// after every worker stopped; everything else is atomic or immutable.
+// SAFETY: `coroutine`, `yielder` and `parked_on` are touched only by the thread
+// running the goroutine: the runner, which won `SCHEDULED -> RUNNING` (the read-modify-write
+// hands them over with acquire/release ordering), and the goroutine, which runs on the
+// runner's thread inside `resume`; or by shutdown after the goroutine's worker stopped.
+// Everything else is atomic or immutable.
 unsafe impl<B: ?Sized + Sync> Sync for Task<B> {}
 // SAFETY: as above; the body is `Send`, and the coroutine moves only between the workers
 // the safety model allows (see `Builder::migratable`).
@@ -125,26 +141,75 @@ impl<B: Body> Task<B> {
             state: TaskState::new(),
             home: AtomicUsize::new(NO_HOME),
             spawned_on: AtomicUsize::new(NO_HOME),
-            timer: AtomicU64::new(0),
-            local: UnsafeCell::new(TaskLocal {
-                coroutine: None,
-                yielder: std::ptr::null(),
-                parked_on: "",
-            }),
+            timer: TimerWord::new(),
+            borrowers: AtomicUsize::new(0),
+            coroutine: UnsafeCell::new(None),
+            yielder: Cell::new(std::ptr::null()),
+            parked_on: Cell::new(""),
+            unwinding: AtomicBool::new(false),
             body,
         }
     }
 }
 
 impl<B: ?Sized> Task<B> {
+    /// The goroutine's coroutine, for its runner.
+    ///
     /// # Safety
     ///
-    /// The caller is the thread running this goroutine (it won `try_start_run`), or the runtime
-    /// tearing down after every worker stopped, and no other reference from this call is live.
+    /// The caller is the runner: the thread that won `try_start_run` (or claimed the goroutine
+    /// at shutdown), outside the goroutine's own code, and no other reference from this call
+    /// is live.
     #[allow(clippy::mut_from_ref)]
-    pub(crate) unsafe fn local(&self) -> &mut TaskLocal {
-        // SAFETY: as the caller guarantees.
-        unsafe { &mut *self.local.get() }
+    pub(crate) unsafe fn coroutine(&self) -> &mut Option<GoroutineCoroutine> {
+        // SAFETY: as the caller guarantees; the goroutine never touches this cell.
+        unsafe { &mut *self.coroutine.get() }
+    }
+
+    /// The goroutine's yielder.
+    ///
+    /// # Safety
+    ///
+    /// Called by the goroutine itself, on its runner's thread, after it started.
+    pub(crate) unsafe fn yielder(&self) -> &Yielder<(), Switch> {
+        // SAFETY: set at the goroutine's start to its coroutine's yielder, which lives on the
+        // goroutine's stack for as long as the goroutine runs, and the caller is that goroutine.
+        unsafe { &*self.yielder.get() }
+    }
+
+    /// Records the yielder at the goroutine's start.
+    ///
+    /// # Safety
+    ///
+    /// Called by the goroutine itself, with its own yielder.
+    pub(crate) unsafe fn set_yielder(&self, yielder: *const Yielder<(), Switch>) {
+        self.yielder.set(yielder);
+    }
+
+    /// What the goroutine is parked on ("" for nothing).
+    ///
+    /// # Safety
+    ///
+    /// Called on the thread running the goroutine (the goroutine or its runner).
+    pub(crate) unsafe fn parked_on(&self) -> &'static str {
+        self.parked_on.get()
+    }
+
+    /// # Safety
+    ///
+    /// As for [`Task::parked_on`].
+    pub(crate) unsafe fn set_parked_on(&self, reason: &'static str) {
+        self.parked_on.set(reason);
+    }
+
+    /// Whether shutdown started unwinding the goroutine.
+    pub(crate) fn is_unwinding(&self) -> bool {
+        self.unwinding.load(Ordering::Acquire)
+    }
+
+    /// Marks the goroutine as being unwound, by its runner.
+    pub(crate) fn set_unwinding(&self) {
+        self.unwinding.store(true, Ordering::Release);
     }
 }
 

@@ -80,7 +80,8 @@ fn a_panic_reaches_join_with_its_payload() {
     rt.block_on(|| {
         let handle = gsched::Builder::new()
             .name("doomed")
-            .spawn(|| -> u8 { std::panic::panic_any(17u32) });
+            .spawn(|| -> u8 { std::panic::panic_any(17u32) })
+            .unwrap();
         assert_eq!(handle.name(), Some("doomed"));
         let payload = handle.join().unwrap_err();
         assert_eq!(payload.downcast_ref::<u32>(), Some(&17));
@@ -116,13 +117,13 @@ fn a_leaked_goroutine_is_unwound_at_shutdown() {
     let guard = SetOnDrop(Arc::clone(&dropped));
     let started = Arc::new(Barrier::new(2));
     let started_in = Arc::clone(&started);
-    rt.spawn(gsched::Builder::new().name("forever"), move || {
+    drop(rt.spawn(gsched::Builder::new().name("forever"), move || {
         let _guard = guard;
         started_in.wait();
         loop {
             gsched::park_with_reason("a test that never wakes it");
         }
-    });
+    }));
     started.wait();
     // Let it reach its park.
     std::thread::sleep(Duration::from_millis(50));
@@ -163,19 +164,21 @@ fn unpark_from_threads_loses_no_wakeup() {
     let counter = Arc::new(AtomicUsize::new(0));
     let (tx, rx) = std::sync::mpsc::channel();
     let seen = Arc::clone(&counter);
-    let waiter = rt.spawn(gsched::Builder::new(), move || {
-        tx.send(gsched::current_unparker()).unwrap();
-        let mut observed = 0;
-        while observed < rounds {
-            let now = seen.load(Ordering::Acquire);
-            if now > observed {
-                observed = now;
-            } else {
-                gsched::park();
+    let waiter = rt
+        .spawn(gsched::Builder::new(), move || {
+            tx.send(gsched::current_unparker()).unwrap();
+            let mut observed = 0;
+            while observed < rounds {
+                let now = seen.load(Ordering::Acquire);
+                if now > observed {
+                    observed = now;
+                } else {
+                    gsched::park();
+                }
             }
-        }
-        observed
-    });
+            observed
+        })
+        .unwrap();
     let unparker = rx.recv().unwrap();
     let threads: Vec<_> = (0..2)
         .map(|_| {
@@ -252,12 +255,14 @@ fn a_migratable_goroutine_runs_and_joins() {
         let handles: Vec<_> = (0..100u32)
             .map(|i| {
                 // SAFETY: the body holds nothing thread-bound across its yields.
-                unsafe { gsched::Builder::new().migratable() }.spawn(move || {
-                    for _ in 0..10 {
-                        gsched::yield_now();
-                    }
-                    i
-                })
+                unsafe { gsched::Builder::new().migratable() }
+                    .spawn(move || {
+                        for _ in 0..10 {
+                            gsched::yield_now();
+                        }
+                        i
+                    })
+                    .unwrap()
             })
             .collect();
         handles.into_iter().map(|h| h.join().unwrap()).sum::<u32>()

@@ -117,9 +117,16 @@ macro_rules! select {
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __select_parse {
-    // recv, with a block body or an expression body.
+    // recv, with a block body or an expression body. A block's optional comma has a rule of its
+    // own: `$(,)?` followed by `$($rest:tt)*` is ambiguous to the macro parser.
     (@cases [$($cases:tt)*] @mode $mode:tt @names [$name:ident $($names:ident)*]
-        recv($receiver:expr) -> $result:pat => $body:block $(,)? $($rest:tt)*) => {
+        recv($receiver:expr) -> $result:pat => $body:block, $($rest:tt)*) => {
+        $crate::__select_parse!(
+            @cases [$($cases)* ($name { (&$receiver).select_case() } $result => $body)]
+            @mode $mode @names [$($names)*] $($rest)*)
+    };
+    (@cases [$($cases:tt)*] @mode $mode:tt @names [$name:ident $($names:ident)*]
+        recv($receiver:expr) -> $result:pat => $body:block $($rest:tt)*) => {
         $crate::__select_parse!(
             @cases [$($cases)* ($name { (&$receiver).select_case() } $result => $body)]
             @mode $mode @names [$($names)*] $($rest)*)
@@ -132,7 +139,13 @@ macro_rules! __select_parse {
     };
     // send, likewise.
     (@cases [$($cases:tt)*] @mode $mode:tt @names [$name:ident $($names:ident)*]
-        send($sender:expr, $value:expr) -> $result:pat => $body:block $(,)? $($rest:tt)*) => {
+        send($sender:expr, $value:expr) -> $result:pat => $body:block, $($rest:tt)*) => {
+        $crate::__select_parse!(
+            @cases [$($cases)* ($name { (&$sender).select_case($value) } $result => $body)]
+            @mode $mode @names [$($names)*] $($rest)*)
+    };
+    (@cases [$($cases:tt)*] @mode $mode:tt @names [$name:ident $($names:ident)*]
+        send($sender:expr, $value:expr) -> $result:pat => $body:block $($rest:tt)*) => {
         $crate::__select_parse!(
             @cases [$($cases)* ($name { (&$sender).select_case($value) } $result => $body)]
             @mode $mode @names [$($names)*] $($rest)*)
@@ -144,14 +157,21 @@ macro_rules! __select_parse {
             @mode $mode @names [$($names)*] $($($rest)*)?)
     };
     // default and timeout: at most one of them.
-    (@cases $cases:tt @mode [] @names $names:tt default => $body:block $(,)? $($rest:tt)*) => {
+    (@cases $cases:tt @mode [] @names $names:tt default => $body:block, $($rest:tt)*) => {
+        $crate::__select_parse!(@cases $cases @mode [default $body] @names $names $($rest)*)
+    };
+    (@cases $cases:tt @mode [] @names $names:tt default => $body:block $($rest:tt)*) => {
         $crate::__select_parse!(@cases $cases @mode [default $body] @names $names $($rest)*)
     };
     (@cases $cases:tt @mode [] @names $names:tt default => $body:expr $(, $($rest:tt)*)?) => {
         $crate::__select_parse!(@cases $cases @mode [default { $body }] @names $names $($($rest)*)?)
     };
     (@cases $cases:tt @mode [] @names $names:tt
-        timeout($duration:expr) => $body:block $(,)? $($rest:tt)*) => {
+        timeout($duration:expr) => $body:block, $($rest:tt)*) => {
+        $crate::__select_parse!(@cases $cases @mode [timeout ($duration) $body] @names $names $($rest)*)
+    };
+    (@cases $cases:tt @mode [] @names $names:tt
+        timeout($duration:expr) => $body:block $($rest:tt)*) => {
         $crate::__select_parse!(@cases $cases @mode [timeout ($duration) $body] @names $names $($rest)*)
     };
     (@cases $cases:tt @mode [] @names $names:tt
@@ -200,7 +220,7 @@ macro_rules! __select_parse {
     (@mode_value []) => { $crate::chan::SelectMode::Block };
     (@mode_value [default $body:block]) => { $crate::chan::SelectMode::NonBlocking };
     (@mode_value [timeout ($duration:expr) $body:block]) => {
-        $crate::chan::SelectMode::Deadline(::std::time::Instant::now() + $duration)
+        $crate::chan::SelectMode::after($duration)
     };
     (@fallback []) => { ::core::unreachable!("a blocking select returns only with a case") };
     (@fallback [default $body:block]) => { $body };

@@ -354,3 +354,133 @@ fn tick_delivers_until_its_receiver_is_dropped() {
         Some(&"non-positive interval for NewTicker")
     );
 }
+
+#[test]
+fn an_unrepresentable_timeout_waits_without_a_deadline() {
+    let (tx, rx) = chan::<u32>(1);
+    tx.send(1).unwrap();
+    assert_eq!(rx.recv_timeout(Duration::MAX), Ok(1));
+    assert_eq!(tx.send_timeout(2, Duration::MAX), Ok(()));
+    assert_eq!(rx.try_recv(), Ok(2));
+
+    let (tx, rx) = chan::<u32>(0);
+    let sender = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(20));
+        tx.send(3).unwrap();
+        tx
+    });
+    assert_eq!(rx.recv_timeout(Duration::MAX), Ok(3));
+    let tx = sender.join().unwrap();
+
+    let receiver = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(20));
+        rx.recv().unwrap()
+    });
+    assert_eq!(tx.send_timeout(4, Duration::MAX), Ok(()));
+    assert_eq!(receiver.join().unwrap(), 4);
+    assert_eq!(
+        tx.send_timeout(5, Duration::MAX),
+        Err(SendTimeoutError::Closed(5))
+    );
+
+    // The same from goroutines, which park rather than block their thread.
+    let rt = runtime(2);
+    rt.block_on(|| {
+        let (tx, rx) = chan::<u32>(0);
+        let sender = go(move || {
+            gsched::sleep(Duration::from_millis(20));
+            tx.send(6).unwrap();
+            tx.send_timeout(7, Duration::MAX)
+        });
+        assert_eq!(rx.recv_timeout(Duration::MAX), Ok(6));
+        gsched::sleep(Duration::from_millis(20));
+        assert_eq!(rx.recv(), Ok(7));
+        assert_eq!(sender.join().unwrap(), Ok(()));
+        assert_eq!(
+            rx.recv_timeout(Duration::MAX),
+            Err(RecvTimeoutError::Closed)
+        );
+    });
+}
+
+#[test]
+fn select_with_an_unrepresentable_timeout_waits_for_a_case() {
+    let (tx, rx) = chan::<u32>(1);
+    tx.send(1).unwrap();
+    let got = select! {
+        recv(rx) -> value => value,
+        timeout(Duration::MAX) => unreachable!("a case was ready"),
+    };
+    assert_eq!(got, Ok(1));
+
+    let (tx, rx) = chan::<u32>(0);
+    let sender = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(20));
+        tx.send(2).unwrap();
+    });
+    let got = select! {
+        recv(rx) -> value => value,
+        timeout(Duration::MAX) => unreachable!("no deadline to pass"),
+    };
+    assert_eq!(got, Ok(2));
+    sender.join().unwrap();
+}
+
+#[test]
+fn after_and_tick_with_an_unrepresentable_duration_never_fire() {
+    let once = gsync::after(Duration::MAX);
+    let ticks = gsync::tick(Duration::MAX);
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(once.try_recv(), Err(TryRecvError::Empty));
+    assert_eq!(ticks.try_recv(), Err(TryRecvError::Empty));
+    assert!(!once.is_closed());
+    // The timer thread keeps serving the others.
+    assert!(gsync::after(Duration::from_millis(1)).recv().is_ok());
+}
+
+#[test]
+fn select_accepts_a_comma_after_every_kind_of_block_body() {
+    let (tx, rx) = chan::<u32>(1);
+    let mut log = Vec::new();
+    select! {
+        send(tx, 1) -> result => { result.unwrap(); log.push("send"); },
+        recv(rx) -> _value => { unreachable!("empty"); },
+    }
+    select! {
+        recv(rx) -> value => { log.push("recv"); assert_eq!(value, Ok(1)); },
+        default => { unreachable!("a value was ready"); },
+    }
+    select! {
+        recv(rx) -> _value => { unreachable!("empty"); },
+        default => { log.push("default"); },
+    }
+    select! {
+        default => { log.push("default first"); },
+        recv(rx) -> _value => { unreachable!("empty"); },
+    }
+    select! {
+        timeout(Duration::from_millis(1)) => { log.push("timeout first"); },
+        recv(rx) -> _value => { unreachable!("empty"); },
+        send(tx, 2) -> result => { result.unwrap(); log.push("send again"); },
+    }
+    select! {
+        recv(rx) -> value => { log.push("recv again"); assert_eq!(value, Ok(2)); },
+        timeout(Duration::from_secs(10)) => { unreachable!("a value was ready"); },
+    }
+    select! {
+        recv(rx) -> _value => { unreachable!("empty"); },
+        timeout(Duration::from_millis(1)) => { log.push("timeout"); },
+    }
+    assert_eq!(
+        log,
+        [
+            "send",
+            "recv",
+            "default",
+            "default first",
+            "send again",
+            "recv again",
+            "timeout"
+        ]
+    );
+}

@@ -342,13 +342,19 @@ impl<T> Sender<T> {
         }
     }
 
-    /// Sends `value`, waiting at most `timeout`.
+    /// Sends `value`, waiting at most `timeout`. A `timeout` too long for an [`Instant`] to
+    /// represent means no deadline, as [`std::thread::park_timeout`] has it.
     ///
     /// # Errors
     ///
     /// [`SendTimeoutError::Timeout`] or [`SendTimeoutError::Closed`], with the value.
     pub fn send_timeout(&self, value: T, timeout: Duration) -> Result<(), SendTimeoutError<T>> {
-        self.send_deadline(value, Instant::now() + timeout)
+        match Instant::now().checked_add(timeout) {
+            Some(deadline) => self.send_deadline(value, deadline),
+            None => self
+                .send(value)
+                .map_err(|SendError(value)| SendTimeoutError::Closed(value)),
+        }
     }
 
     /// Sends `value`, waiting until `deadline` at the latest.
@@ -428,13 +434,17 @@ impl<T> Receiver<T> {
         }
     }
 
-    /// Receives a value, waiting at most `timeout`.
+    /// Receives a value, waiting at most `timeout`. A `timeout` too long for an [`Instant`] to
+    /// represent means no deadline, as [`std::thread::park_timeout`] has it.
     ///
     /// # Errors
     ///
     /// [`RecvTimeoutError::Timeout`] or [`RecvTimeoutError::Closed`].
     pub fn recv_timeout(&self, timeout: Duration) -> Result<T, RecvTimeoutError> {
-        self.recv_deadline(Instant::now() + timeout)
+        match Instant::now().checked_add(timeout) {
+            Some(deadline) => self.recv_deadline(deadline),
+            None => self.recv().map_err(|RecvError| RecvTimeoutError::Closed),
+        }
     }
 
     /// Receives a value, waiting until `deadline` at the latest.

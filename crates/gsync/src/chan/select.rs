@@ -4,7 +4,7 @@
 //! all of them; the first channel to complete a case claims the waiter, so exactly one case
 //! happens.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::{Channel, Entry, RecvAttempt, RecvError, SendAttempt, SendError};
 use crate::shim;
@@ -22,6 +22,17 @@ pub enum SelectMode {
     NonBlocking,
     /// Until the deadline: then the `timeout` case runs.
     Deadline(Instant),
+}
+
+impl SelectMode {
+    /// The mode of a `timeout(duration)` case: wait until `duration` from now, or forever when
+    /// that instant cannot be represented, as `std::thread::park_timeout` saturates.
+    pub fn after(duration: Duration) -> Self {
+        match Instant::now().checked_add(duration) {
+            Some(deadline) => SelectMode::Deadline(deadline),
+            None => SelectMode::Block,
+        }
+    }
 }
 
 /// One case of a `select!`, type-erased for the engine.

@@ -14,8 +14,9 @@ use super::{Receiver, Sender, TrySendError, chan};
 
 /// A channel that receives the time once, after `duration`.
 ///
-/// Once the value is taken the channel reads as closed. For a timeout inside `select!`, the
-/// `timeout(d)` case needs no channel at all.
+/// Once the value is taken the channel reads as closed. A `duration` too long for an [`Instant`]
+/// to represent never fires. For a timeout inside `select!`, the `timeout(d)` case needs no
+/// channel at all.
 ///
 /// ```
 /// use std::time::{Duration, Instant};
@@ -26,11 +27,12 @@ use super::{Receiver, Sender, TrySendError, chan};
 /// ```
 pub fn after(duration: Duration) -> Receiver<Instant> {
     let (sender, receiver) = chan(1);
-    timers().add(Instant::now() + duration, None, sender);
+    timers().add(deadline_after(Instant::now(), duration), None, sender);
     receiver
 }
 
-/// A channel that receives the time every `period`, until the receiver is dropped.
+/// A channel that receives the time every `period`, until the receiver is dropped. A `period`
+/// too long for an [`Instant`] to represent never fires.
 ///
 /// # Panics
 ///
@@ -47,8 +49,28 @@ pub fn after(duration: Duration) -> Receiver<Instant> {
 pub fn tick(period: Duration) -> Receiver<Instant> {
     assert!(!period.is_zero(), "non-positive interval for NewTicker");
     let (sender, receiver) = chan(1);
-    timers().add(Instant::now() + period, Some(period), sender);
+    timers().add(deadline_after(Instant::now(), period), Some(period), sender);
     receiver
+}
+
+/// Far enough ahead to mean "never" for a process, near enough that every platform's
+/// [`Instant`] represents it.
+const NEVER: Duration = Duration::from_secs(30 * 365 * 24 * 60 * 60);
+
+/// `from + duration`, or a deadline that never comes when that overflows: the timer must stay
+/// queued, because dropping its sender would make the channel read as closed.
+fn deadline_after(from: Instant, duration: Duration) -> Instant {
+    if let Some(deadline) = from.checked_add(duration) {
+        return deadline;
+    }
+    // The furthest of NEVER, NEVER / 2, ... that this clock represents.
+    let mut ahead = NEVER;
+    loop {
+        if let Some(deadline) = from.checked_add(ahead) {
+            return deadline;
+        }
+        ahead /= 2;
+    }
 }
 
 struct Timer {
@@ -146,9 +168,9 @@ impl Timers {
                         (Err(TrySendError::Closed(_)), _) | (_, None) => {}
                         (_, Some(period)) => {
                             // Ticks keep their phase; if the thread fell behind, missed ones drop.
-                            timer.deadline += period;
+                            timer.deadline = deadline_after(timer.deadline, period);
                             if timer.deadline <= now {
-                                timer.deadline = now + period;
+                                timer.deadline = deadline_after(now, period);
                             }
                             guard.0.push(Reverse(timer));
                         }

@@ -1,0 +1,278 @@
+//! Shutting a runtime down without unwinding a frame that others borrow, and without letting
+//! one misbehaving goroutine stop the rest.
+//!
+//! # Steps
+//!
+//! 1. `Runtime::stop` sets `shutdown` and wakes every worker (`RuntimeShared::begin_shutdown`).
+//! 2. Each worker leaves its scheduling loop after the goroutine it runs switches out, and
+//!    enters [`WorkerLocal::shut_down`], which loops until the whole runtime is quiet:
+//!    - goroutines that never ran, on its queues and the shared ones, are dropped unrun (their
+//!      joiners get "dropped at runtime shutdown");
+//!    - a started goroutine whose stack nobody borrows (`Task::borrowers` is zero: no scoped
+//!      goroutine of its is left, see `scope.rs`) is claimed and unwound with
+//!      `Coroutine::unwind`, on the worker it is pinned to (any worker for a migratable one);
+//!    - a goroutine that waits again while unwinding (a destructor that parks) is parked like any
+//!      other, and unwinding goes on when something wakes it: another goroutine's unwinding, or a
+//!      timer that is due. One that keeps yielding is given `MAX_UNWIND_STEPS` turns;
+//!    - a scope owner is claimed only once its borrowers are gone: the last scoped goroutine to
+//!      finish wakes the owner's worker (`RuntimeShared::borrowers_released`).
+//! 3. A worker with nothing left to do sleeps with the usual `sleeping` flag; whoever gives it
+//!    work clears the flag and wakes it. The worker that finds every worker's flag set after its
+//!    own last look declares the runtime quiet (`quiesced`) and wakes the others. Every
+//!    goroutine still unfinished then is leaked: its coroutine is forgotten, so its stack is
+//!    never freed or reused, and the report says why (it caught the unwind, it waits on
+//!    something that will not come, or its scoped goroutines are such goroutines).
+//! 4. `Runtime::stop` joins the workers, drops what was queued after they stopped, leaks the
+//!    migratable goroutines left, and returns the report (`RuntimeShared::finish_shutdown`).
+//!
+//! # Why nobody declares quiet while there is work
+//!
+//! Work only appears through a push followed by `wake_worker` on the owner of the queue (or a
+//! spawn's `wake_for_new_work`), made by a goroutine that a worker is running: that worker's
+//! flag is clear while it runs. A worker sets its flag, then (after a `SeqCst` fence) looks at
+//! its queues once more; the pusher pushes, fences, and clears the flag if set. So when the last
+//! worker sees every flag set, each one had looked after its flag went up and found nothing, and
+//! every push since then would have cleared a flag. Wake-ups from outside the runtime (a plain
+//! thread, gsync's timer thread) after that point find the workers gone, and their goroutines
+//! are leaked with the rest.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::thread;
+
+use crate::park::PARKED_WITHOUT_REASON;
+use crate::runtime::{RuntimeShared, WorkerLocal, live};
+use crate::task::{NO_HOME, Switch, Task};
+
+/// Turns a goroutine gets to finish unwinding when it keeps yielding instead.
+const MAX_UNWIND_STEPS: u32 = 10_000;
+
+/// What one worker knows about the goroutines it unwinds.
+#[derive(Default)]
+struct Unwinding {
+    /// Pinned goroutines of this worker not yet claimed for unwinding.
+    pending: Vec<Arc<Task>>,
+    /// Turns taken per goroutine, and what it waited on when its unwinding began.
+    started: HashMap<u64, (u32, String)>,
+}
+
+impl WorkerLocal {
+    /// Shutdown step 2 and 3 on this worker (see the module docs).
+    pub(crate) fn shut_down(&self) {
+        let shared = &*self.shared;
+        let me = &shared.workers[self.index];
+        // Yielded goroutines are `RUNNING` and ours: schedule them like the others.
+        for task in self.yielded.borrow_mut().drain(..) {
+            task.state.finish_yield();
+            me.ready.push(task);
+        }
+        let mut unwinding = Unwinding {
+            pending: self.live.borrow().values().cloned().collect(),
+            ..Unwinding::default()
+        };
+        loop {
+            if self.shutdown_pass(&mut unwinding) {
+                continue;
+            }
+            self.fire_timers();
+            shared.announce_sleep(self.index);
+            if self.has_shutdown_work(&unwinding) {
+                shared.end_sleep(self.index);
+                continue;
+            }
+            if shared.quiesced.load(Ordering::SeqCst)
+                || shared.sleepers.load(Ordering::SeqCst) == shared.workers.len()
+            {
+                shared.quiesced.store(true, Ordering::SeqCst);
+                shared.end_sleep(self.index);
+                for index in 0..shared.workers.len() {
+                    shared.wake_worker(index);
+                }
+                break;
+            }
+            thread::park();
+            shared.end_sleep(self.index);
+            if shared.quiesced.load(Ordering::SeqCst) {
+                break;
+            }
+        }
+        let left: Vec<Arc<Task>> = self
+            .live
+            .borrow_mut()
+            .drain()
+            .map(|(_, task)| task)
+            .collect();
+        for task in left {
+            // SAFETY: the goroutine is pinned here and this worker runs nothing any more.
+            unsafe { leak(&task, shared) };
+        }
+        self.drop_timers();
+        if let Some(task) = self.runnext.borrow_mut().take() {
+            me.ready.push(task);
+        }
+    }
+
+    /// One round over everything this worker can do for shutdown; true if it did anything.
+    fn shutdown_pass(&self, unwinding: &mut Unwinding) -> bool {
+        let shared = &*self.shared;
+        let me = &shared.workers[self.index];
+        let mut progress = false;
+        let queued = std::iter::from_fn(|| self.runnext.borrow_mut().take())
+            .chain(std::iter::from_fn(|| me.ready.pop()))
+            .chain(std::iter::from_fn(|| me.fresh.pop()))
+            .chain(std::iter::from_fn(|| shared.injector.pop()))
+            .chain(std::iter::from_fn(|| shared.waiting_for_stack.pop()));
+        for task in queued {
+            progress = true;
+            if task.home.load(Ordering::Relaxed) == NO_HOME {
+                shared.discard_unstarted(&task);
+            } else if task.state.try_start_run() {
+                self.drive(task, unwinding);
+            }
+        }
+        let mut claimed = Vec::new();
+        unwinding.pending.retain(|task| {
+            if task.state.is_done() || task.is_unwinding() {
+                return false;
+            }
+            if task.borrowers.load(Ordering::Acquire) > 0 || !task.state.try_claim() {
+                return true;
+            }
+            claimed.push(Arc::clone(task));
+            false
+        });
+        claimed.extend(
+            shared
+                .migratable_live
+                .lock()
+                .unwrap_or_else(|poison| poison.into_inner())
+                .values()
+                .filter(|task| {
+                    !task.is_unwinding()
+                        && task.borrowers.load(Ordering::Acquire) == 0
+                        && task.state.try_claim()
+                })
+                .cloned()
+                .collect::<Vec<_>>(),
+        );
+        for task in claimed {
+            progress = true;
+            self.drive(task, unwinding);
+        }
+        progress
+    }
+
+    /// Whether a shutdown pass would find anything to do now.
+    fn has_shutdown_work(&self, unwinding: &Unwinding) -> bool {
+        let shared = &*self.shared;
+        let me = &shared.workers[self.index];
+        let claimable = |task: &Arc<Task>| {
+            !task.is_unwinding()
+                && task.borrowers.load(Ordering::Acquire) == 0
+                && task.state.is_claimable()
+        };
+        self.runnext.borrow().is_some()
+            || !me.ready.is_empty()
+            || !me.fresh.is_empty()
+            || !shared.injector.is_empty()
+            || !shared.waiting_for_stack.is_empty()
+            || unwinding.pending.iter().any(claimable)
+            || shared
+                .migratable_live
+                .lock()
+                .unwrap_or_else(|poison| poison.into_inner())
+                .values()
+                .any(claimable)
+    }
+
+    /// Takes one unwinding step of `task`, which this thread holds (`RUNNING`).
+    fn drive(&self, task: Arc<Task>, unwinding: &mut Unwinding) {
+        let shared = &*self.shared;
+        if !task.is_unwinding() {
+            if task.borrowers.load(Ordering::Acquire) > 0 {
+                // Scoped goroutines still borrow its stack. A notification leaves it
+                // `SCHEDULED` without a queue entry: the pending scan claims it later.
+                task.state.finish_park();
+                return;
+            }
+            // SAFETY: this thread is the goroutine's runner.
+            let reason = unsafe { task.parked_on() };
+            let what = match reason {
+                "" => "runnable, unwound at shutdown".to_string(),
+                PARKED_WITHOUT_REASON => "parked, unwound at shutdown".to_string(),
+                reason => format!("parked on {reason}, unwound at shutdown"),
+            };
+            unwinding.started.insert(task.id, (0, what));
+            task.set_unwinding();
+        }
+        let turns = {
+            let entry = unwinding
+                .started
+                .entry(task.id)
+                .or_insert_with(|| (0, "unwound at shutdown".to_string()));
+            entry.0 += 1;
+            entry.0
+        };
+        if turns > MAX_UNWIND_STEPS {
+            // It keeps running instead of unwinding: left `RUNNING`, never resumed again, and
+            // leaked at the end with the rest.
+            return;
+        }
+        match self.resume(&task, true) {
+            None => {
+                task.state.finish_done();
+                // SAFETY: this thread is the runner, and the coroutine has finished.
+                *unsafe { task.coroutine() } = None;
+                if task.migratable {
+                    shared
+                        .migratable_live
+                        .lock()
+                        .unwrap_or_else(|poison| poison.into_inner())
+                        .remove(&task.id);
+                } else {
+                    self.live.borrow_mut().remove(&task.id);
+                }
+                live::add(-1);
+                let what = unwinding
+                    .started
+                    .remove(&task.id)
+                    .map(|(_, what)| what)
+                    .unwrap_or_default();
+                shared.record_leak(&task, &what);
+            }
+            Some(Switch::Park) => {
+                if !task.state.finish_park() {
+                    shared.workers[self.index].ready.push(task);
+                }
+            }
+            Some(Switch::Yield) => {
+                task.state.finish_yield();
+                shared.workers[self.index].ready.push(task);
+            }
+        }
+    }
+}
+
+/// Leaks a goroutine that could not be unwound: its coroutine is forgotten, so frames that may
+/// still be live on its stack are never overwritten or unmapped.
+///
+/// # Safety
+///
+/// No thread runs the goroutine, or ever will: its worker has left its loops, or every worker
+/// has stopped.
+pub(crate) unsafe fn leak(task: &Task, shared: &RuntimeShared) {
+    let why = if task.is_unwinding() {
+        "it did not finish unwinding at shutdown (it caught the unwind, or waited for something \
+         that never came)"
+    } else if task.borrowers.load(Ordering::Acquire) > 0 {
+        "scoped goroutines that borrow its stack did not finish, so it was not unwound at shutdown"
+    } else {
+        "it was not unwound at shutdown"
+    };
+    // SAFETY: as the caller guarantees, nobody else touches the coroutine.
+    std::mem::forget(unsafe { task.coroutine() }.take());
+    task.state.finish_done();
+    shared.record_leak(task, &format!("{why}; its stack is leaked"));
+    live::add(-1);
+}
