@@ -1,0 +1,589 @@
+//! Regression tests for the soundness and fault-tolerance promises: no freed memory reached
+//! from safe code, and no fault that kills a worker, hangs a join or ends the process. Crashes
+//! and hangs run in child processes (this binary re-run on one test), bounded by a timeout.
+
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, mpsc};
+use std::time::{Duration, Instant};
+
+use gsched::{BuildError, Builder, Runtime, SpawnError, go};
+
+const CHILD: &str = "GSCHED_SOUNDNESS_CHILD";
+
+/// Runs test `name` of this binary in a child process with `env`, killing it after `limit`.
+fn run_child(name: &str, env: &[(&str, &str)], limit: Duration) -> Output {
+    let mut command = Command::new(std::env::current_exe().unwrap());
+    command
+        .args([name, "--exact", "--nocapture", "--test-threads=1"])
+        .env(CHILD, name)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let mut child = command.spawn().unwrap();
+    let started = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            let output = child.wait_with_output().unwrap();
+            panic!(
+                "child {name} hung for {limit:?}; stderr: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+fn in_child(name: &str) -> bool {
+    std::env::var(CHILD).is_ok_and(|value| value == name)
+}
+
+/// The child printed `marker` on stdout and exited cleanly.
+fn assert_child_ok(output: &Output, marker: &str) {
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success() && stdout.contains(marker),
+        "child: {}\nstdout: {stdout}\nstderr: {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// Runs `scenario` on a thread and fails if it does not finish in time.
+fn within<T: Send + 'static>(limit: Duration, scenario: impl FnOnce() -> T + Send + 'static) -> T {
+    let (done, outcome) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = done.send(std::panic::catch_unwind(std::panic::AssertUnwindSafe(
+            scenario,
+        )));
+    });
+    match outcome.recv_timeout(limit) {
+        Ok(Ok(value)) => value,
+        Ok(Err(payload)) => std::panic::resume_unwind(payload),
+        Err(_) => panic!("the scenario hung for {limit:?}"),
+    }
+}
+
+/// Reads the vector it borrows when dropped, and checks it is still intact.
+struct Reader<'a>(&'a [u64], Arc<AtomicUsize>);
+
+impl Drop for Reader<'_> {
+    fn drop(&mut self) {
+        assert!(
+            self.0.iter().enumerate().all(|(i, &v)| v == i as u64 * 7),
+            "a scoped goroutine read its owner's freed frame"
+        );
+        self.1.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// A goroutine blocked in `scope` at shutdown, whose scoped goroutines still borrow its
+/// frame (parked, some on the other worker): they are unwound first, then the owner.
+#[test]
+fn a_scope_owner_unwinds_after_its_scoped_goroutines_at_shutdown() {
+    const NAME: &str = "a_scope_owner_unwinds_after_its_scoped_goroutines_at_shutdown";
+    if in_child(NAME) {
+        for workers in [1, 2] {
+            let readers = Arc::new(AtomicUsize::new(0));
+            let rt = Runtime::builder().workers(workers).build().unwrap();
+            let counted = Arc::clone(&readers);
+            let started = Arc::new(AtomicUsize::new(0));
+            let seen = Arc::clone(&started);
+            rt.block_on(move || {
+                let members = Arc::clone(&seen);
+                go(move || {
+                    let seen = members;
+                    let data: Vec<u64> = (0..1024).map(|i| i * 7).collect();
+                    gsched::scope(|s| {
+                        for _ in 0..8 {
+                            let (counted, seen) = (Arc::clone(&counted), Arc::clone(&seen));
+                            let data = &data;
+                            s.go(move || {
+                                let _reader = Reader(data, counted);
+                                seen.fetch_add(1, Ordering::SeqCst);
+                                loop {
+                                    gsched::park();
+                                }
+                            });
+                        }
+                    });
+                });
+                while seen.load(Ordering::SeqCst) < 8 {
+                    gsched::sleep(Duration::from_millis(1));
+                }
+            });
+            let report = rt.shutdown();
+            assert_eq!(readers.load(Ordering::SeqCst), 8);
+            assert_eq!(report.leaked.len(), 9, "{:?}", report.leaked);
+        }
+        println!("scopes unwound in order");
+        return;
+    }
+    let output = run_child(NAME, &[], Duration::from_secs(60));
+    assert_child_ok(&output, "scopes unwound in order");
+}
+
+/// A scoped goroutine that catches the forced unwind and keeps parking cannot be finished:
+/// its scope's owner is leaked, not unwound under it, and the report lists both.
+#[test]
+fn an_unfinishable_scoped_goroutine_leaks_its_owner() {
+    let rt = Runtime::builder().workers(2).build().unwrap();
+    let reached = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&reached);
+    rt.block_on(move || {
+        gsched::Builder::new()
+            .name("owner")
+            .spawn(move || {
+                let data = vec![1u8; 64];
+                gsched::scope(|s| {
+                    let data = &data;
+                    let flag = &flag;
+                    s.go(move || {
+                        flag.store(true, Ordering::SeqCst);
+                        loop {
+                            let _ = std::panic::catch_unwind(|| gsched::park());
+                            assert_eq!(data.len(), 64);
+                        }
+                    });
+                });
+            })
+            .unwrap();
+        while !reached.load(Ordering::SeqCst) {
+            gsched::sleep(Duration::from_millis(1));
+        }
+    });
+    let report = within(Duration::from_secs(30), move || rt.shutdown());
+    assert_eq!(report.leaked.len(), 2, "{:?}", report.leaked);
+    assert!(
+        report
+            .leaked
+            .iter()
+            .any(|line| line.contains("\"owner\"") && line.contains("scoped goroutines")),
+        "{:?}",
+        report.leaked
+    );
+    assert!(
+        report
+            .leaked
+            .iter()
+            .any(|line| line.contains("did not finish unwinding") && line.contains("leaked")),
+        "{:?}",
+        report.leaked
+    );
+}
+
+/// Migratable goroutines (the `unsafe` opt-in, used within its contract): those that finished
+/// on another worker are not reported, those parked at shutdown are unwound once, and nothing
+/// crashes.
+#[test]
+fn migratable_goroutines_shut_down_cleanly() {
+    const NAME: &str = "migratable_goroutines_shut_down_cleanly";
+    if in_child(NAME) {
+        let dropped = Arc::new(AtomicUsize::new(0));
+        let rt = Runtime::builder().workers(2).build().unwrap();
+        let before = gsched::num_goroutines();
+        let counter = Arc::clone(&dropped);
+        rt.block_on(move || {
+            let finished: Vec<_> = (0..50)
+                .map(|_| {
+                    // SAFETY: nothing thread-bound is held across the yields.
+                    unsafe { Builder::new().migratable() }
+                        .spawn(|| {
+                            for _ in 0..20 {
+                                gsched::yield_now();
+                            }
+                        })
+                        .unwrap()
+                })
+                .collect();
+            for handle in finished {
+                handle.join().unwrap();
+            }
+            for _ in 0..10 {
+                let counter = Arc::clone(&counter);
+                // SAFETY: the guard is an `Arc`, which any thread may drop.
+                let spawned = unsafe { Builder::new().migratable() }.spawn(move || {
+                    let _guard = CountOnDrop(counter);
+                    loop {
+                        gsched::yield_now();
+                        gsched::park_timeout(Duration::from_micros(50));
+                    }
+                });
+                drop(spawned.unwrap());
+            }
+            gsched::sleep(Duration::from_millis(20));
+        });
+        let report = rt.shutdown();
+        assert_eq!(dropped.load(Ordering::SeqCst), 10);
+        assert_eq!(report.leaked.len(), 10, "{:?}", report.leaked);
+        assert_eq!(gsched::num_goroutines(), before);
+        println!("migratable shutdown ok");
+        return;
+    }
+    let output = run_child(NAME, &[], Duration::from_secs(60));
+    assert_child_ok(&output, "migratable shutdown ok");
+}
+
+struct CountOnDrop(Arc<AtomicUsize>);
+
+impl Drop for CountOnDrop {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// Parks in its destructor, and nothing ever wakes it.
+struct ParkOnDrop;
+
+impl Drop for ParkOnDrop {
+    fn drop(&mut self) {
+        gsched::park_with_reason("a destructor that waits for good");
+    }
+}
+
+/// A destructor that parks during the shutdown unwind, a goroutine that catches the unwind and
+/// parks again, and one that catches it and keeps yielding: every other goroutine is still
+/// unwound, and every goroutine is listed.
+#[test]
+fn misbehaving_goroutines_do_not_stop_shutdown() {
+    let dropped = Arc::new(AtomicUsize::new(0));
+    let rt = Runtime::builder().workers(2).build().unwrap();
+    let counter = Arc::clone(&dropped);
+    let ready = Arc::new(AtomicUsize::new(0));
+    let seen = Arc::clone(&ready);
+    rt.block_on(move || {
+        let ready = |seen: &Arc<AtomicUsize>| seen.fetch_add(1, Ordering::SeqCst);
+        let s = Arc::clone(&seen);
+        go(move || {
+            let _waits = ParkOnDrop;
+            ready(&s);
+            loop {
+                gsched::park();
+            }
+        });
+        let s = Arc::clone(&seen);
+        go(move || {
+            ready(&s);
+            loop {
+                let _ = std::panic::catch_unwind(|| gsched::park());
+            }
+        });
+        let s = Arc::clone(&seen);
+        go(move || {
+            ready(&s);
+            loop {
+                let _ = std::panic::catch_unwind(|| gsched::park());
+                gsched::yield_now();
+            }
+        });
+        for _ in 0..10 {
+            let counter = Arc::clone(&counter);
+            let s = Arc::clone(&seen);
+            go(move || {
+                let _guard = CountOnDrop(counter);
+                ready(&s);
+                loop {
+                    gsched::park_with_reason("test");
+                }
+            });
+        }
+        while seen.load(Ordering::SeqCst) < 13 {
+            gsched::sleep(Duration::from_millis(1));
+        }
+    });
+    let report = within(Duration::from_secs(30), move || rt.shutdown());
+    assert_eq!(dropped.load(Ordering::SeqCst), 10);
+    assert_eq!(report.leaked.len(), 13, "{:?}", report.leaked);
+    let leaked_stacks = report
+        .leaked
+        .iter()
+        .filter(|line| line.contains("its stack is leaked"))
+        .count();
+    assert_eq!(leaked_stacks, 3, "{:?}", report.leaked);
+    assert!(
+        report
+            .leaked
+            .iter()
+            .all(|line| !line.contains("parked on parked")),
+        "{:?}",
+        report.leaked
+    );
+}
+
+/// The join of a goroutine unwound at shutdown says so, rather than handing out a private
+/// unwinding payload.
+#[test]
+fn join_of_a_goroutine_unwound_at_shutdown_says_so() {
+    let rt = Runtime::builder().workers(1).build().unwrap();
+    let (handles, parked) = rt.block_on(|| {
+        let parked = go(|| {
+            loop {
+                gsched::park();
+            }
+        });
+        gsched::sleep(Duration::from_millis(5));
+        (vec![parked], ())
+    });
+    let _ = parked;
+    let report = rt.shutdown();
+    assert_eq!(report.leaked.len(), 1, "{:?}", report.leaked);
+    assert!(report.leaked[0].contains("parked, unwound at shutdown"));
+    for handle in handles {
+        let payload = handle.join().unwrap_err();
+        assert_eq!(
+            payload.downcast_ref::<&str>(),
+            Some(&"gsched: the goroutine was dropped at runtime shutdown")
+        );
+    }
+}
+
+/// Stack sizes are refused where they are given, with the setting named; nothing reaches a
+/// worker.
+#[test]
+fn stack_sizes_are_checked_where_they_are_given() {
+    match Runtime::builder().workers(1).stack_size(4096).build() {
+        Err(BuildError::StackSize { requested, min, .. }) => {
+            assert_eq!(requested, 4096);
+            assert_eq!(min, gsched::MIN_STACK_SIZE);
+        }
+        other => panic!("expected a stack size error, got {other:?}"),
+    }
+    let err = Runtime::builder()
+        .workers(1)
+        .stack_size(usize::MAX)
+        .build()
+        .unwrap_err();
+    assert!(err.to_string().contains("stack_size"), "{err}");
+    let rt = Runtime::builder().workers(1).build().unwrap();
+    rt.block_on(|| {
+        match Builder::new().stack_size(4096).spawn(|| ()) {
+            Err(SpawnError::StackSize { requested, .. }) => assert_eq!(requested, 4096),
+            other => panic!("expected a stack size error, got {other:?}"),
+        }
+        let smallest = Builder::new()
+            .stack_size(gsched::MIN_STACK_SIZE)
+            .spawn(|| 5)
+            .unwrap();
+        assert_eq!(smallest.join().unwrap(), 5);
+    });
+}
+
+/// A detached goroutine whose panic payload panics when dropped: the process aborts with a
+/// clear message, as std does for a thread, rather than losing a worker.
+#[test]
+fn a_payload_that_panics_on_drop_aborts_with_a_message() {
+    const NAME: &str = "a_payload_that_panics_on_drop_aborts_with_a_message";
+    if in_child(NAME) {
+        struct Bomb;
+        impl Drop for Bomb {
+            fn drop(&mut self) {
+                panic!("the payload exploded");
+            }
+        }
+        let rt = Runtime::builder().workers(1).build().unwrap();
+        rt.block_on(|| {
+            drop(go(|| std::panic::panic_any(Bomb)));
+            for _ in 0..100 {
+                gsched::sleep(Duration::from_millis(5));
+            }
+        });
+        println!("not aborted");
+        return;
+    }
+    let output = run_child(NAME, &[], Duration::from_secs(60));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("panicked when dropped, with nobody joining it"),
+        "{stderr}"
+    );
+}
+
+/// The kernel refusing a stack (a budget set beyond its map limit) reaches the goroutines that
+/// could not start, through their joins; the workers live on.
+#[test]
+fn a_stack_the_kernel_refuses_reaches_join() {
+    const NAME: &str = "a_stack_the_kernel_refuses_reaches_join";
+    if in_child(NAME) {
+        gstack::set_stack_limit(1_000_000);
+        // Leave the kernel room for about 2,000 more stacks (and the threads and heap).
+        let mut hogs = Vec::new();
+        while let Ok(stack) = gstack::GuardedStack::new(64 * 1024) {
+            hogs.push(stack);
+        }
+        hogs.truncate(hogs.len() - 2_000);
+        let rt = Runtime::builder().workers(2).build().unwrap();
+        let (failed, finished) = rt.block_on(|| {
+            let release = Arc::new(AtomicBool::new(false));
+            let handles: Vec<_> = (0..5_000)
+                .map(|_| {
+                    let release = Arc::clone(&release);
+                    go(move || {
+                        while !release.load(Ordering::SeqCst) {
+                            gsched::park_timeout(Duration::from_millis(20));
+                        }
+                    })
+                })
+                .collect();
+            gsched::sleep(Duration::from_millis(200));
+            release.store(true, Ordering::SeqCst);
+            let mut failed = 0;
+            let mut finished = 0;
+            for handle in handles {
+                match handle.join() {
+                    Ok(()) => finished += 1,
+                    Err(payload) => {
+                        let message = payload
+                            .downcast_ref::<String>()
+                            .cloned()
+                            .unwrap_or_default();
+                        assert!(
+                            message.contains("cannot get a goroutine stack"),
+                            "{message}"
+                        );
+                        failed += 1;
+                    }
+                }
+            }
+            (failed, finished)
+        });
+        drop(hogs);
+        assert_eq!(failed + finished, 5_000);
+        assert!(failed > 0, "the map limit was not reached");
+        println!("refused stacks reached join: {failed} failed, {finished} finished");
+        return;
+    }
+    let output = run_child(NAME, &[], Duration::from_secs(300));
+    assert_child_ok(&output, "refused stacks reached join");
+}
+
+/// `Scope::go` that panics (the default runtime cannot start) leaves the scope able to return.
+#[test]
+fn a_failing_scope_go_does_not_hang_the_scope() {
+    const NAME: &str = "a_failing_scope_go_does_not_hang_the_scope";
+    if in_child(NAME) {
+        let outcome = std::panic::catch_unwind(|| {
+            gsched::scope(|s| {
+                s.go(|| ());
+            })
+        });
+        let message = outcome
+            .unwrap_err()
+            .downcast_ref::<String>()
+            .cloned()
+            .unwrap_or_default();
+        assert!(message.contains("GSCHED_PROCS"), "{message}");
+        println!("scope returned");
+        return;
+    }
+    let output = run_child(NAME, &[("GSCHED_PROCS", "abc")], Duration::from_secs(30));
+    assert_child_ok(&output, "scope returned");
+}
+
+/// `go` with settings it cannot honour panics at the caller's line, not inside the library.
+#[test]
+fn go_panics_at_the_callers_line() {
+    const NAME: &str = "go_panics_at_the_callers_line";
+    if in_child(NAME) {
+        let _ = go(|| ());
+        return;
+    }
+    let output = run_child(NAME, &[("GSCHED_PROCS", "abc")], Duration::from_secs(30));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(stderr.contains("tests/soundness.rs:"), "{stderr}");
+    assert!(
+        stderr.contains("cannot start the default runtime"),
+        "{stderr}"
+    );
+}
+
+/// Dropping the last handle to a runtime inside one of its own goroutines finishes the
+/// shutdown elsewhere, instead of failing to join its own thread.
+#[test]
+fn the_last_runtime_handle_may_drop_inside_its_goroutine() {
+    let rt = Arc::new(Runtime::builder().workers(2).build().unwrap());
+    let (done, finished) = mpsc::channel();
+    let inner = Arc::clone(&rt);
+    let other = rt
+        .spawn(Builder::new(), || {
+            loop {
+                gsched::park();
+            }
+        })
+        .unwrap();
+    drop(
+        rt.spawn(Builder::new(), move || {
+            gsched::sleep(Duration::from_millis(10));
+            drop(inner);
+            done.send(()).unwrap();
+        })
+        .unwrap(),
+    );
+    drop(rt);
+    finished
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the goroutine that dropped the runtime went on");
+    let payload = within(Duration::from_secs(20), move || other.join().unwrap_err());
+    assert_eq!(
+        payload.downcast_ref::<&str>(),
+        Some(&"gsched: the goroutine was dropped at runtime shutdown")
+    );
+}
+
+/// A runtime built and used inside a goroutine of another runs on its own workers.
+#[test]
+fn a_runtime_used_inside_another_runs_its_own_goroutines() {
+    let outer = Runtime::builder()
+        .workers(1)
+        .thread_name("outer")
+        .build()
+        .unwrap();
+    let names = outer.block_on(|| {
+        let inner = Runtime::builder()
+            .workers(2)
+            .thread_name("inner")
+            .build()
+            .unwrap();
+        let main = inner.block_on(|| {
+            let child = go(|| std::thread::current().name().map(String::from));
+            (
+                std::thread::current().name().map(String::from),
+                child.join().unwrap(),
+            )
+        });
+        let spawned = inner
+            .spawn(Builder::new(), || {
+                std::thread::current().name().map(String::from)
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+        (main, spawned)
+    });
+    let ((main, child), spawned) = names;
+    for name in [main, child, spawned] {
+        assert!(
+            name.as_deref().unwrap_or("").starts_with("inner"),
+            "{name:?}"
+        );
+    }
+}
+
+/// Timeouts too long to be a point in time mean "no timeout", as std's `park_timeout`.
+#[test]
+fn duration_max_means_forever() {
+    let rt = Runtime::builder().workers(2).build().unwrap();
+    rt.block_on(|| {
+        let parked = gsched::current_unparker();
+        go(move || parked.unpark());
+        gsched::park_timeout(Duration::MAX);
+        let sleeper = go(|| gsched::sleep(Duration::MAX));
+        gsched::sleep(Duration::from_millis(5));
+        assert!(!sleeper.is_finished());
+    });
+}
