@@ -37,6 +37,7 @@
 //! outside a goroutine. [`current_unparker`] gives the handle that wakes the caller.
 
 // Under `--cfg goroutines_loom` only the modeled protocols are built, on loom's types.
+mod idle;
 #[cfg(all(test, goroutines_loom))]
 mod loom_models;
 mod state;

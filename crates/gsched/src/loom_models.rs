@@ -13,9 +13,11 @@ use loom::sync::atomic::{AtomicBool, AtomicUsize};
 use loom::sync::{Arc, Mutex};
 use loom::thread;
 
+use crate::idle::IdleFlags;
 use crate::state::TaskState;
 use crate::steal::{RunQueue, steal_half};
 use crate::sync::Ordering;
+use crate::timer_word::TimerWord;
 
 /// A stand-in for crossbeam's `ArrayQueue`, which loom cannot see into: a bounded queue behind
 /// loom's mutex, so that what is modeled is the logic around the queue.
@@ -201,5 +203,135 @@ fn ping_pong_rounds_lose_no_wakeup() {
             }
         }
         partner.join().unwrap();
+    });
+}
+
+/// A goroutine parked with a deadline while its timer expires and a waker wakes it, at once:
+/// exactly one of the timer and the goroutine's own cancellation retires the timer (the
+/// runtime's pending count ends at zero), and the goroutine runs again.
+#[test]
+fn a_deadline_racing_a_wake_retires_the_timer_once() {
+    loom::model(|| {
+        let state = Arc::new(TaskState::new());
+        let timer = Arc::new(TimerWord::new());
+        let pending = Arc::new(AtomicUsize::new(0));
+        let queued = Arc::new(AtomicUsize::new(0));
+        let woken = Arc::new(AtomicBool::new(false));
+        assert!(state.try_start_run());
+        timer.arm(1);
+        pending.fetch_add(1, Ordering::Relaxed);
+        let expiry = {
+            let (state, timer, pending, queued) = (
+                Arc::clone(&state),
+                Arc::clone(&timer),
+                Arc::clone(&pending),
+                Arc::clone(&queued),
+            );
+            thread::spawn(move || {
+                if timer.fire(1) {
+                    pending.fetch_sub(1, Ordering::Relaxed);
+                    if state.notify() {
+                        queued.fetch_add(1, Ordering::Release);
+                    }
+                }
+            })
+        };
+        let waker = {
+            let (state, woken, queued) =
+                (Arc::clone(&state), Arc::clone(&woken), Arc::clone(&queued));
+            thread::spawn(move || {
+                woken.store(true, Ordering::Release);
+                if state.notify() {
+                    queued.fetch_add(1, Ordering::Release);
+                }
+            })
+        };
+        // The goroutine parks once (the deadline or the waker brings it back), then retires
+        // its timer as `park_until` does; it parks again until the waker's flag is visible.
+        park_once(&state, &queued);
+        if timer.cancel() {
+            pending.fetch_sub(1, Ordering::Relaxed);
+        }
+        while !woken.load(Ordering::Acquire) {
+            park_once(&state, &queued);
+        }
+        expiry.join().unwrap();
+        waker.join().unwrap();
+        assert_eq!(
+            pending.load(Ordering::Relaxed),
+            0,
+            "the timer was retired once"
+        );
+        assert!(!timer.fire(1), "a retired timer never fires");
+    });
+}
+
+/// Shutdown on two workers, each running the shape of `WorkerLocal::shut_down` on the real
+/// `IdleFlags`: worker 0 has an item whose handling pushes one to worker 1, which is going to
+/// sleep meanwhile. Nobody declares the runtime quiet while an item is queued, and both end.
+#[test]
+fn shutdown_quiesces_only_when_no_work_is_left() {
+    loom::model(|| {
+        const WORKERS: usize = 2;
+        let flags = Arc::new(IdleFlags::new(WORKERS));
+        let queues: Arc<Vec<AtomicUsize>> =
+            Arc::new((0..WORKERS).map(|_| AtomicUsize::new(0)).collect());
+        let handled = Arc::new(AtomicUsize::new(0));
+        queues[0].store(1, Ordering::Relaxed);
+        let threads: Arc<Mutex<Vec<Option<thread::Thread>>>> =
+            Arc::new(Mutex::new(vec![None; WORKERS]));
+        let workers: Vec<_> = (0..WORKERS)
+            .map(|me| {
+                let (flags, queues, handled, threads) = (
+                    Arc::clone(&flags),
+                    Arc::clone(&queues),
+                    Arc::clone(&handled),
+                    Arc::clone(&threads),
+                );
+                thread::spawn(move || {
+                    threads.lock().unwrap()[me] = Some(thread::current());
+                    let wake = |index: usize| {
+                        if flags.wake(index)
+                            && let Some(thread) = &threads.lock().unwrap()[index]
+                        {
+                            thread.unpark();
+                        }
+                    };
+                    loop {
+                        if queues[me].load(Ordering::SeqCst) > 0 {
+                            queues[me].fetch_sub(1, Ordering::SeqCst);
+                            handled.fetch_add(1, Ordering::SeqCst);
+                            if me == 0 {
+                                queues[1].fetch_add(1, Ordering::SeqCst);
+                                crate::sync::fence(Ordering::SeqCst);
+                                wake(1);
+                            }
+                            continue;
+                        }
+                        flags.announce(me);
+                        if queues[me].load(Ordering::SeqCst) > 0 {
+                            flags.end(me);
+                            continue;
+                        }
+                        if flags.try_quiesce() {
+                            flags.end(me);
+                            for index in 0..WORKERS {
+                                wake(index);
+                            }
+                            break;
+                        }
+                        thread::park();
+                        flags.end(me);
+                        if flags.is_quiesced() {
+                            break;
+                        }
+                    }
+                })
+            })
+            .collect();
+        for worker in workers {
+            worker.join().unwrap();
+        }
+        assert_eq!(handled.load(Ordering::SeqCst), 2, "an item was left behind");
     });
 }

@@ -12,12 +12,9 @@
 //!
 //! # Sleeping and waking without lost wake-ups
 //!
-//! A worker with nothing to do spins briefly (counted in `spinning`), then announces
-//! `sleeping = true`, issues a `SeqCst` fence, looks at every queue once more, and only then
-//! parks its thread. Whoever makes work pushes it, issues a `SeqCst` fence, then wakes a
-//! sleeping worker (unless one is spinning). Either the pusher sees the flag, or the worker's
-//! last look sees the work: the two fences order the store and the load on both sides. Thread
-//! parking keeps a token, so an unpark that lands before the park is not lost either.
+//! A worker with nothing to do spins briefly (counted in `spinning`), then sleeps by the
+//! protocol of `idle.rs`: announce, fence, look at every queue once more, park. Whoever makes
+//! work pushes it, fences, then wakes a sleeping worker (unless one is spinning).
 //!
 //! # Shutdown
 //!
@@ -36,6 +33,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_queue::{ArrayQueue, SegQueue};
 
+use crate::idle::IdleFlags;
 use crate::injector::Injector;
 use crate::join::{DROPPED_AT_SHUTDOWN, abort_with};
 use crate::spawn::{MAX_STACK_SIZE, MIN_STACK_SIZE, SpawnError};
@@ -209,11 +207,9 @@ pub(crate) struct RuntimeShared {
     /// Goroutines that could not get a stack, waiting for one to be returned.
     pub(crate) waiting_for_stack: SegQueue<Arc<Task>>,
     spinning: AtomicUsize,
-    /// Workers whose `sleeping` flag is set.
-    pub(crate) sleepers: AtomicUsize,
+    /// Which workers sleep (see `idle.rs`).
+    pub(crate) idle: IdleFlags,
     pub(crate) shutdown: AtomicBool,
-    /// Set once shutdown has nothing left to do on any worker (see `shutdown.rs`).
-    pub(crate) quiesced: AtomicBool,
     /// Timers armed in any worker's heap and not yet fired or cancelled.
     pub(crate) pending_timers: AtomicUsize,
     pub(crate) stacks: StackPolicy,
@@ -232,7 +228,6 @@ pub(crate) struct RuntimeShared {
 pub(crate) struct WorkerShared {
     pub(crate) fresh: ArrayQueue<Arc<Task>>,
     pub(crate) ready: SegQueue<Arc<Task>>,
-    sleeping: AtomicBool,
     thread: OnceLock<Thread>,
     /// Bumped whenever a goroutine finishes here: the stall detector's sign of life, per worker
     /// so that finishing goroutines do not contend on one counter.
@@ -251,7 +246,6 @@ impl RuntimeShared {
                 .map(|_| WorkerShared {
                     fresh: ArrayQueue::new(FRESH_CAPACITY),
                     ready: SegQueue::new(),
-                    sleeping: AtomicBool::new(false),
                     thread: OnceLock::new(),
                     progress: AtomicU64::new(0),
                     graveyard: ArrayQueue::new(GRAVEYARD_CAPACITY),
@@ -260,9 +254,8 @@ impl RuntimeShared {
             injector: Injector::new(INJECTOR_RING),
             waiting_for_stack: SegQueue::new(),
             spinning: AtomicUsize::new(0),
-            sleepers: AtomicUsize::new(0),
+            idle: IdleFlags::new(workers),
             shutdown: AtomicBool::new(false),
-            quiesced: AtomicBool::new(false),
             pending_timers: AtomicUsize::new(0),
             stacks,
             config,
@@ -386,7 +379,7 @@ impl RuntimeShared {
     /// After pushing work any worker may take: wakes a sleeping worker unless one is spinning.
     fn wake_for_new_work(&self) {
         fence(Ordering::SeqCst);
-        if self.spinning.load(Ordering::SeqCst) > 0 || self.sleepers.load(Ordering::SeqCst) == 0 {
+        if self.spinning.load(Ordering::SeqCst) > 0 || self.idle.sleepers() == 0 {
             return;
         }
         for index in 0..self.workers.len() {
@@ -399,7 +392,7 @@ impl RuntimeShared {
     /// Wakes worker `index` if it sleeps; true if it did.
     pub(crate) fn wake_worker(&self, index: usize) -> bool {
         let worker = &self.workers[index];
-        if worker.sleeping.load(Ordering::SeqCst) && self.end_sleep(index) {
+        if self.idle.wake(index) {
             if let Some(thread) = worker.thread.get() {
                 thread.unpark();
             }
@@ -410,18 +403,12 @@ impl RuntimeShared {
 
     /// Sets worker `index`'s `sleeping` flag; the caller then looks for work once more.
     pub(crate) fn announce_sleep(&self, index: usize) {
-        self.workers[index].sleeping.store(true, Ordering::SeqCst);
-        self.sleepers.fetch_add(1, Ordering::SeqCst);
-        fence(Ordering::SeqCst);
+        self.idle.announce(index);
     }
 
-    /// Clears worker `index`'s `sleeping` flag; true if this call cleared it.
-    pub(crate) fn end_sleep(&self, index: usize) -> bool {
-        let was_sleeping = self.workers[index].sleeping.swap(false, Ordering::SeqCst);
-        if was_sleeping {
-            self.sleepers.fetch_sub(1, Ordering::SeqCst);
-        }
-        was_sleeping
+    /// Clears worker `index`'s `sleeping` flag.
+    pub(crate) fn end_sleep(&self, index: usize) {
+        self.idle.end(index);
     }
 
     pub(crate) fn begin_shutdown(&self) {
@@ -834,9 +821,8 @@ impl WorkerLocal {
             && shared.pending_timers.load(Ordering::SeqCst) == 0
             && self.runnext.borrow().is_none()
             && !self.has_visible_work()
-            && shared.workers.iter().enumerate().all(|(index, worker)| {
-                index == self.index || worker.sleeping.load(Ordering::SeqCst)
-            })
+            && (0..shared.workers.len())
+                .all(|index| index == self.index || shared.idle.is_sleeping(index))
             && process_threads().is_some_and(|threads| {
                 threads <= shared.workers.len() + shared.blocked_in_block_on.load(Ordering::Relaxed)
             })

@@ -18,7 +18,7 @@
 //!      finish wakes the owner's worker (`RuntimeShared::borrowers_released`).
 //! 3. A worker with nothing left to do sleeps with the usual `sleeping` flag; whoever gives it
 //!    work clears the flag and wakes it. The worker that finds every worker's flag set after its
-//!    own last look declares the runtime quiet (`quiesced`) and wakes the others. Every
+//!    own last look declares the runtime quiet (`IdleFlags::try_quiesce`) and wakes the others. Every
 //!    goroutine still unfinished then is leaked: its coroutine is forgotten, so its stack is
 //!    never freed or reused, and the report says why (it caught the unwind, it waits on
 //!    something that will not come, or its scoped goroutines are such goroutines).
@@ -81,10 +81,7 @@ impl WorkerLocal {
                 shared.end_sleep(self.index);
                 continue;
             }
-            if shared.quiesced.load(Ordering::SeqCst)
-                || shared.sleepers.load(Ordering::SeqCst) == shared.workers.len()
-            {
-                shared.quiesced.store(true, Ordering::SeqCst);
+            if shared.idle.try_quiesce() {
                 shared.end_sleep(self.index);
                 for index in 0..shared.workers.len() {
                     shared.wake_worker(index);
@@ -93,7 +90,7 @@ impl WorkerLocal {
             }
             thread::park();
             shared.end_sleep(self.index);
-            if shared.quiesced.load(Ordering::SeqCst) {
+            if shared.idle.is_quiesced() {
                 break;
             }
         }
