@@ -30,6 +30,41 @@
 //! worker only before it first runs; once it has run, it always resumes on the same worker
 //! thread. [`Builder::migratable`] is the `unsafe` opt-in to Go's full migration.
 //!
+//! # Panics
+//!
+//! A panic in a goroutine is caught at its entry and handed to whoever joins it, as
+//! `std::thread` does. Nothing a goroutine does, and no setting it asks for, unwinds a worker:
+//! a stack that cannot be had reaches the goroutine's [`JoinHandle::join`] as an error, bad
+//! settings are refused where they are given ([`BuildError`] from
+//! [`RuntimeBuilder::build`], [`SpawnError`] from [`Builder::spawn`]; [`go`] panics at the
+//! caller's line), and a result or panic payload that panics when dropped unjoined aborts the
+//! process with a message, where std aborts for a thread.
+//!
+//! A goroutine may wait in the middle of unwinding a panic (a destructor that locks a mutex or
+//! sends on a channel); the other goroutines of its worker keep running meanwhile. std counts
+//! panics per thread, and stable Rust offers no way to count them per goroutine, so while such
+//! a goroutine is parked, the others on its worker read `std::thread::panicking() == true`,
+//! and a `std::sync::MutexGuard` taken before and dropped then poisons its mutex (gsync's locks
+//! do not poison). This lasts only while a goroutine is parked mid-unwind.
+//!
+//! # Shutdown
+//!
+//! Dropping a [`Runtime`] (or [`Runtime::shutdown`]) drops goroutines that never ran and
+//! unwinds the parked ones on their workers, so their destructors run; their joiners get
+//! "dropped at runtime shutdown". A goroutine waiting in [`scope`] is unwound only after every
+//! goroutine of its scope has finished, because they borrow its frame. What cannot be unwound
+//! (a goroutine that catches the unwind and carries on, a destructor that waits for something
+//! that never comes, and the scope owners of such goroutines) is leaked, never freed under a
+//! borrower, and listed in the [`ShutdownReport`].
+//!
+//! # Nesting runtimes
+//!
+//! A runtime may be built and used inside a goroutine of another: [`Runtime::block_on`] and
+//! [`Runtime::spawn`] always run on the runtime they are called on, and the calling goroutine
+//! parks while it waits. [`go`] inside a goroutine spawns on that goroutine's own runtime.
+//! Dropping the last handle to a runtime inside one of its own goroutines finishes the shutdown
+//! on a new thread.
+//!
 //! # Parking
 //!
 //! Everything that blocks parks the goroutine and lets its worker run others: [`park`],
