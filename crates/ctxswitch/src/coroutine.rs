@@ -171,8 +171,10 @@ unsafe fn take_value<T>(word: usize) -> T {
 enum State {
     /// Never resumed; the closure still sits at `closure` on the stack.
     NotStarted { sp: usize },
-    /// Suspended in `Yielder::suspend`.
-    Suspended { sp: usize },
+    /// Suspended in `Yielder::suspend`; `panicking` when the thread counted a panic at the
+    /// switch, which may be the coroutine's own: it may have suspended inside a destructor
+    /// that runs during that panic's unwind, where a second unwind would abort the process.
+    Suspended { sp: usize, panicking: bool },
     /// Being unwound by [`Coroutine::unwind`], and suspended again by code that ran during the
     /// unwind (a destructor that waits).
     Unwinding { sp: usize },
@@ -233,6 +235,17 @@ enum State {
 /// }
 /// ```
 ///
+/// Its values and its stack are `'static`: a coroutine may be forgotten (`mem::forget` is
+/// safe) while its frames still share what they borrowed with other threads (a
+/// `std::thread::scope` started inside it never joins then), so nothing it holds may borrow
+/// from its creator.
+///
+/// ```compile_fail
+/// fn borrows<'a>() -> ctxswitch::Coroutine<&'a str, (), ()> {
+///     ctxswitch::Coroutine::new(|_, _input: &'a str| ())
+/// }
+/// ```
+///
 /// The stack is owned: a borrowed stack would end its borrow when the coroutine is forgotten
 /// (`mem::forget` is safe) while frames on it are still referenced, so `&mut S` is not a
 /// [`Stack`].
@@ -271,6 +284,9 @@ pub struct Coroutine<Input, Yield, Return, S: Stack = DefaultStack> {
     closure: usize,
     /// Drops the closure of a coroutine that never started.
     drop_closure: unsafe fn(*mut u8),
+    /// Frames on the stack may still be live and never will be unwound: the stack is never
+    /// freed or handed back.
+    leaked: bool,
     marker: PhantomData<CoroutineMarker<Input, Yield, Return>>,
 }
 
@@ -291,6 +307,9 @@ impl<Input, Yield, Return> Coroutine<Input, Yield, Return, DefaultStack> {
     pub fn new<F>(body: F) -> Self
     where
         F: FnOnce(&Yielder<Input, Yield>, Input) -> Return + 'static,
+        Input: 'static,
+        Yield: 'static,
+        Return: 'static,
     {
         let stack = DefaultStack::with_default_size()
             .unwrap_or_else(|err| panic!("ctxswitch: failed to allocate a coroutine stack: {err}"));
@@ -314,6 +333,10 @@ impl<Input, Yield, Return, S: Stack> Coroutine<Input, Yield, Return, S> {
     pub fn with_stack<F>(stack: S, body: F) -> Result<Self, StackTooSmall<S>>
     where
         F: FnOnce(&Yielder<Input, Yield>, Input) -> Return + 'static,
+        Input: 'static,
+        Yield: 'static,
+        Return: 'static,
+        S: 'static,
     {
         let align = mem::align_of::<F>().max(16);
         let required = MIN_STACK_SIZE + arch::HEADER_SIZE + mem::size_of::<F>() + align;
@@ -338,6 +361,7 @@ impl<Input, Yield, Return, S: Stack> Coroutine<Input, Yield, Return, S> {
             state: State::NotStarted { sp },
             closure,
             drop_closure: drop_in_place_erased::<F>,
+            leaked: false,
             marker: PhantomData,
         })
     }
@@ -352,7 +376,7 @@ impl<Input, Yield, Return, S: Stack> Coroutine<Input, Yield, Return, S> {
     #[inline]
     pub fn resume(&mut self, input: Input) -> CoroutineResult<Yield, Return> {
         let sp = match self.state {
-            State::Suspended { sp } => sp,
+            State::Suspended { sp, .. } => sp,
             State::NotStarted { sp } => {
                 let input = ManuallyDrop::new(input);
                 let outcome = self.switch_in(ptr::from_ref(&input) as usize, sp);
@@ -412,15 +436,28 @@ impl<Input, Yield, Return, S: Stack> Coroutine<Input, Yield, Return, S> {
     ///
     /// When the body, having caught the unwind, panics with another payload: that payload is
     /// re-raised here, as [`resume`](Self::resume) does, and the coroutine is finished.
+    ///
+    /// A coroutine that cannot be unwound soundly (see [`can_unwind`](Self::can_unwind)) is
+    /// leaked instead, with a message on stderr, and this returns `None`: it is finished, and
+    /// its stack is never freed.
     pub fn unwind(&mut self, input: Input) -> Option<Yield> {
         let outcome = match self.state {
             State::Finished => return None,
+            State::NotStarted { .. } | State::Suspended { .. } if !self.can_unwind() => {
+                drop(input);
+                match self.finish() {
+                    Ok(()) => {}
+                    Err(Unfinished::Leak(reason)) => self.leak(reason),
+                    Err(Unfinished::Panic(payload)) => panic::resume_unwind(payload),
+                }
+                return None;
+            }
             State::NotStarted { .. } => {
                 drop(input);
                 let _ = self.finish();
                 return None;
             }
-            State::Suspended { sp } => {
+            State::Suspended { sp, .. } => {
                 drop(input);
                 self.switch_in(0, sp)
             }
@@ -431,7 +468,7 @@ impl<Input, Yield, Return, S: Stack> Coroutine<Input, Yield, Return, S> {
         };
         match outcome {
             Outcome::Yield(value) => {
-                if let State::Suspended { sp } = self.state {
+                if let State::Suspended { sp, .. } = self.state {
                     self.state = State::Unwinding { sp };
                 }
                 Some(value)
@@ -448,6 +485,30 @@ impl<Input, Yield, Return, S: Stack> Coroutine<Input, Yield, Return, S> {
     /// Whether the coroutine suspended again while [`unwind`](Self::unwind) was unwinding it.
     pub fn is_unwinding(&self) -> bool {
         matches!(self.state, State::Unwinding { .. })
+    }
+
+    /// Whether dropping or [`unwind`](Self::unwind)ing the coroutine would unwind it (or drop
+    /// its unstarted closure) rather than leak it. A suspended coroutine cannot be unwound when
+    /// it suspended while its thread counted a panic (it may be inside a destructor run by that
+    /// panic, where a second unwind aborts the process), or while its thread destroys its
+    /// thread-locals; one already being unwound is driven on by `unwind`, never dropped.
+    pub fn can_unwind(&self) -> bool {
+        match self.state {
+            State::NotStarted { .. } | State::Finished | State::Unwinding { .. } => true,
+            State::Suspended { panicking, .. } => !panicking && !thread_exit::in_progress(),
+        }
+    }
+
+    /// Whether the coroutine's stack was leaked because it could not be unwound.
+    pub fn is_leaked(&self) -> bool {
+        self.leaked
+    }
+
+    #[cold]
+    fn leak(&mut self, reason: &str) {
+        self.state = State::Finished;
+        self.leaked = true;
+        leak_report(reason);
     }
 
     /// Whether the coroutine has finished: it returned, panicked, or was unwound.
@@ -474,8 +535,11 @@ impl<Input, Yield, Return, S: Stack> Coroutine<Input, Yield, Return, S> {
     /// by [`unwind`](Self::unwind): its frames are live, so the stack is leaked, not returned.
     pub fn into_stack(self) -> S {
         let mut this = ManuallyDrop::new(self);
-        if let Err(reason) = this.finish() {
-            panic!("ctxswitch: {reason}; its stack is leaked");
+        match this.finish() {
+            Ok(()) if !this.leaked => {}
+            Ok(()) => panic!("ctxswitch: the coroutine's stack was leaked"),
+            Err(Unfinished::Leak(reason)) => panic!("ctxswitch: {reason}; its stack is leaked"),
+            Err(Unfinished::Panic(payload)) => panic::resume_unwind(payload),
         }
         // SAFETY: `this` is never used or dropped again, and the finished coroutine holds
         // nothing on the stack any more.
@@ -507,7 +571,10 @@ impl<Input, Yield, Return, S: Stack> Coroutine<Input, Yield, Return, S> {
         // suspended (`Yielder::suspend`) or finished (`coroutine_entry`).
         match next {
             Some(sp) => {
-                self.state = State::Suspended { sp };
+                self.state = State::Suspended {
+                    sp,
+                    panicking: std::thread::panicking(),
+                };
                 // SAFETY: a suspended coroutine handed over a `Yield`, as above.
                 Outcome::Yield(unsafe { take_value::<Yield>(word) })
             }
@@ -523,9 +590,11 @@ impl<Input, Yield, Return, S: Stack> Coroutine<Input, Yield, Return, S> {
     }
 
     /// Brings the coroutine to `Finished` without running any more of its body than the
-    /// destructors that unwinding runs. `Err` (why) when frames on the stack are still live, so
-    /// the stack must never be reused or freed.
-    fn finish(&mut self) -> Result<(), &'static str> {
+    /// destructors that unwinding runs. `Err` when frames on the stack are still live, so the
+    /// stack must never be reused or freed, or when the body, having caught the unwind,
+    /// panicked with another payload.
+    fn finish(&mut self) -> Result<(), Unfinished> {
+        let leak = |reason: &'static str| Err(Unfinished::Leak(reason));
         match self.state {
             State::Finished => Ok(()),
             State::NotStarted { .. } => {
@@ -536,43 +605,73 @@ impl<Input, Yield, Return, S: Stack> Coroutine<Input, Yield, Return, S> {
                 Ok(())
             }
             State::Unwinding { .. } => {
-                self.state = State::Finished;
-                Err("a coroutine was dropped in the middle of being unwound")
+                leak("a coroutine was dropped in the middle of being unwound")
             }
-            State::Suspended { .. } if thread_exit::in_progress() => {
-                self.state = State::Finished;
-                Err(
-                    "a suspended coroutine was dropped while its thread destroyed its \
-                     thread-locals, which its frames may borrow; it is not unwound",
-                )
-            }
-            State::Suspended { sp } => match self.switch_in(0, sp) {
+            State::Suspended {
+                panicking: true, ..
+            } => leak(
+                "a coroutine that suspended while its thread was panicking was dropped; \
+                 it may be inside a destructor of that panic, where unwinding it again would \
+                 abort, so it is not unwound",
+            ),
+            State::Suspended { .. } if thread_exit::in_progress() => leak(
+                "a suspended coroutine was dropped while its thread destroyed its \
+                 thread-locals, which its frames may borrow; it is not unwound",
+            ),
+            State::Suspended { sp, .. } => match self.switch_in(0, sp) {
                 Outcome::Return(value) => {
                     drop(value);
                     Ok(())
                 }
                 Outcome::Panic(payload) if payload.is::<ForcedUnwind>() => Ok(()),
-                Outcome::Panic(payload) => panic::resume_unwind(payload),
+                Outcome::Panic(payload) => Err(Unfinished::Panic(payload)),
                 Outcome::Yield(value) => {
                     drop(value);
-                    self.state = State::Finished;
-                    Err("a coroutine suspended again while being unwound")
+                    leak("a coroutine suspended again while being unwound")
                 }
             },
         }
     }
 }
 
+/// Why `finish` could not simply free the stack.
+enum Unfinished {
+    /// Frames may be live: leak the stack.
+    Leak(&'static str),
+    /// The body caught the unwind, then panicked with this; the stack is free.
+    Panic(Box<dyn Any + Send>),
+}
+
 impl<Input, Yield, Return, S: Stack> Drop for Coroutine<Input, Yield, Return, S> {
     fn drop(&mut self) {
         match self.finish() {
+            Ok(()) if self.leaked => {}
             // SAFETY: the coroutine is finished and is never used again.
             Ok(()) => unsafe { ManuallyDrop::drop(&mut self.stack) },
             // Frames on the stack may still be live: the stack stays in its `ManuallyDrop`,
             // leaked, so they are never overwritten or unmapped.
-            Err(reason) => leak_report(reason),
+            Err(Unfinished::Leak(reason)) => self.leak(reason),
+            Err(Unfinished::Panic(payload)) => {
+                // SAFETY: the body has finished; its stack holds nothing live.
+                unsafe { ManuallyDrop::drop(&mut self.stack) };
+                // A destructor must not unwind for it (it may run during another unwind).
+                if panic::catch_unwind(AssertUnwindSafe(move || drop(payload))).is_err() {
+                    leak_report("a coroutine's panic payload panicked when dropped");
+                }
+                leak_report_payload();
+            }
         }
     }
+}
+
+/// Says that a body panicked while being unwound on drop; its payload is dropped.
+#[cold]
+fn leak_report_payload() {
+    use std::io::Write;
+    let _ = writeln!(
+        std::io::stderr(),
+        "ctxswitch: a coroutine caught its unwind on drop and panicked; the payload is dropped"
+    );
 }
 
 /// Says on stderr that a coroutine's stack was leaked; a destructor must not panic for it.

@@ -406,3 +406,60 @@ fn a_coroutine_dropped_during_thread_exit_is_leaked_not_unwound() {
         "stderr: {stderr}"
     );
 }
+
+const PANIC_CHILD: &str = "CTXSWITCH_PANIC_CHILD";
+
+/// Child: a coroutine suspends inside a destructor that its own panic runs, and is then
+/// dropped and unwound step by step: a second unwind there would abort the process.
+#[test]
+#[ignore = "run as a child process by its parent test"]
+fn suspended_mid_panic_child() {
+    if std::env::var_os(PANIC_CHILD).is_none() {
+        return;
+    }
+    struct SuspendOnDrop<'a>(&'a ctxswitch::Yielder<(), ()>);
+    impl Drop for SuspendOnDrop<'_> {
+        fn drop(&mut self) {
+            self.0.suspend(());
+        }
+    }
+    let body = |yielder: &ctxswitch::Yielder<(), ()>, ()| {
+        let _guard = SuspendOnDrop(yielder);
+        panic!("a panic whose cleanup suspends");
+    };
+    let mut dropped = Coroutine::<(), (), ()>::new(body);
+    assert_eq!(dropped.resume(()), CoroutineResult::Yield(()));
+    assert!(!dropped.can_unwind());
+    drop(dropped);
+    let mut unwound = Coroutine::<(), (), ()>::new(body);
+    assert_eq!(unwound.resume(()), CoroutineResult::Yield(()));
+    assert_eq!(unwound.unwind(()), None);
+    assert!(unwound.is_leaked());
+    drop(unwound);
+    println!("leaked, not aborted");
+}
+
+#[test]
+fn a_coroutine_suspended_inside_its_own_panic_is_leaked_not_unwound_again() {
+    let output = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "suspended_mid_panic_child",
+            "--ignored",
+            "--nocapture",
+        ])
+        .env(PANIC_CHILD, "1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success() && stdout.contains("leaked, not aborted"),
+        "child failed: {}\nstdout: {stdout}\nstderr: {stderr}",
+        output.status
+    );
+    assert!(
+        stderr.contains("while its thread was panicking"),
+        "{stderr}"
+    );
+}

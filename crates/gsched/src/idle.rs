@@ -20,6 +20,9 @@ pub(crate) struct IdleFlags {
     sleepers: AtomicUsize,
     /// Set once shutdown found every worker asleep with nothing left to do.
     quiesced: AtomicBool,
+    /// Workers in their shutdown loop, plus workers whose thread never started: quiet can only
+    /// be declared once every worker is past its scheduling loop.
+    shut_down: AtomicUsize,
 }
 
 impl IdleFlags {
@@ -28,7 +31,17 @@ impl IdleFlags {
             sleeping: (0..workers).map(|_| AtomicBool::new(false)).collect(),
             sleepers: AtomicUsize::new(0),
             quiesced: AtomicBool::new(false),
+            shut_down: AtomicUsize::new(0),
         }
+    }
+
+    /// Worker `index` entered its shutdown loop, or (`absent`) its thread never started: it
+    /// counts as asleep for good.
+    pub(crate) fn enter_shutdown(&self, index: usize, absent: bool) {
+        if absent {
+            self.announce(index);
+        }
+        self.shut_down.fetch_add(1, Ordering::SeqCst);
     }
 
     /// Sets worker `index`'s flag; the caller then looks for work once more before it parks.
@@ -65,7 +78,10 @@ impl IdleFlags {
     /// Shutdown, after worker `announce`d and found nothing in its last look: true once the
     /// runtime is quiet (every worker is asleep, or another worker said so first).
     pub(crate) fn try_quiesce(&self) -> bool {
-        if self.quiesced.load(Ordering::SeqCst) || self.sleepers() == self.sleeping.len() {
+        let workers = self.sleeping.len();
+        if self.quiesced.load(Ordering::SeqCst)
+            || (self.shut_down.load(Ordering::SeqCst) == workers && self.sleepers() == workers)
+        {
             self.quiesced.store(true, Ordering::SeqCst);
             return true;
         }

@@ -21,6 +21,8 @@ pub(crate) struct Packet<T> {
 struct Slot<T> {
     result: Option<std::thread::Result<T>>,
     waiter: Option<Unparker>,
+    /// The join handle is gone: nobody will take the result.
+    detached: bool,
 }
 
 impl<T> Packet<T> {
@@ -29,6 +31,7 @@ impl<T> Packet<T> {
             slot: Mutex::new(Slot {
                 result: None,
                 waiter: None,
+                detached: false,
             }),
             done: AtomicBool::new(false),
             unjoined_panic,
@@ -41,15 +44,60 @@ impl<T> Packet<T> {
             .unwrap_or_else(|poison| poison.into_inner())
     }
 
+    /// Stores the goroutine's result for its joiner. With nobody left to join, the result is
+    /// dropped here instead, in the caller: the goroutine itself, where a destructor may park
+    /// (see [`Packet::detach`]).
     pub(crate) fn complete(&self, result: std::thread::Result<T>) {
-        let waiter = {
+        let (waiter, unjoined) = {
             let mut slot = self.slot();
-            slot.result = Some(result);
+            if slot.result.is_some() {
+                return;
+            }
+            let unjoined = if slot.detached {
+                Some(result)
+            } else {
+                slot.result = Some(result);
+                None
+            };
             self.done.store(true, Ordering::Release);
-            slot.waiter.take()
+            (slot.waiter.take(), unjoined)
         };
         if let Some(waiter) = waiter {
             waiter.unpark();
+        }
+        if let Some(result) = unjoined {
+            self.drop_unjoined(result);
+        }
+    }
+
+    /// The join handle is dropped: a result already there is dropped now, by the handle's
+    /// owner; a later one by the goroutine that produces it. Either way it is dropped where
+    /// a destructor may block, never on a worker between goroutines.
+    fn detach(&self) {
+        let result = {
+            let mut slot = self.slot();
+            slot.detached = true;
+            slot.result.take()
+        };
+        if let Some(result) = result {
+            self.drop_unjoined(result);
+        }
+    }
+
+    /// Drops a result nobody will join: a panic payload goes to the scope when there is one.
+    fn drop_unjoined(&self, result: std::thread::Result<T>) {
+        match (result, &self.unjoined_panic) {
+            (Err(payload), Some(report)) => report(payload),
+            (result, _) => {
+                // A destructor that panics must not unwind the goroutine's runtime code; std
+                // aborts in the same place for a thread's result.
+                if panic::catch_unwind(AssertUnwindSafe(move || drop(result))).is_err() {
+                    abort_with(
+                        "a goroutine's result or panic payload panicked when dropped, with \
+                         nobody joining it",
+                    );
+                }
+            }
         }
     }
 
@@ -82,20 +130,8 @@ impl<T> Drop for Packet<T> {
             .unwrap_or_else(|poison| poison.into_inner())
             .result
             .take();
-        match (result, &self.unjoined_panic) {
-            (Some(Err(payload)), Some(report)) => report(payload),
-            (Some(result), _) => {
-                // Nobody joined: the value or the payload is dropped here, on a worker. A
-                // destructor that panics must not unwind the worker loop; std aborts in the same
-                // place for a thread's result.
-                if panic::catch_unwind(AssertUnwindSafe(move || drop(result))).is_err() {
-                    abort_with(
-                        "a goroutine's result or panic payload panicked when dropped, with \
-                         nobody joining it",
-                    );
-                }
-            }
-            (None, _) => {}
+        if let Some(result) = result {
+            self.drop_unjoined(result);
         }
     }
 }
@@ -156,6 +192,10 @@ where
             .complete(joinable_result(panic::catch_unwind(AssertUnwindSafe(
                 function,
             ))));
+    }
+
+    fn abandon(&self) {
+        self.packet.complete(Err(Box::new(DROPPED_AT_SHUTDOWN)));
     }
 
     unsafe fn discard(&self, why: Panic) -> bool {
@@ -253,6 +293,12 @@ impl<T> JoinHandle<T> {
     /// The goroutine's name, if it was given one.
     pub fn name(&self) -> Option<&str> {
         self.name.as_deref()
+    }
+}
+
+impl<T> Drop for JoinHandle<T> {
+    fn drop(&mut self) {
+        self.packet.get().detach();
     }
 }
 

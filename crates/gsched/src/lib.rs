@@ -55,7 +55,12 @@
 //! goroutine of its scope has finished, because they borrow its frame. What cannot be unwound
 //! (a goroutine that catches the unwind and carries on, a destructor that waits for something
 //! that never comes, and the scope owners of such goroutines) is leaked, never freed under a
-//! borrower, and listed in the [`ShutdownReport`].
+//! borrower, and listed in the [`ShutdownReport`]. So is a goroutine that parked while its
+//! worker counted a panic in flight: it may be waiting inside a destructor of that panic, where
+//! a second unwind would abort the process, and std's per-thread count cannot tell it from a
+//! neighbour's. A destructor that waits during shutdown is resumed when something wakes it,
+//! including a timer due within a second; one that waits longer is leaked. The joiner of a
+//! leaked goroutine is told it was dropped at shutdown.
 //!
 //! # Nesting runtimes
 //!

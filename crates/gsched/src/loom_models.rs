@@ -218,7 +218,7 @@ fn a_deadline_racing_a_wake_retires_the_timer_once() {
         let queued = Arc::new(AtomicUsize::new(0));
         let woken = Arc::new(AtomicBool::new(false));
         assert!(state.try_start_run());
-        timer.arm(1);
+        assert!(!timer.arm(1), "nothing armed before");
         pending.fetch_add(1, Ordering::Relaxed);
         let expiry = {
             let (state, timer, pending, queued) = (

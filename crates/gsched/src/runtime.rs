@@ -598,28 +598,54 @@ impl WorkerLocal {
     pub(crate) fn add_timer(&self, deadline: Instant, task: Arc<Task>) {
         const SWEEP_FLOOR: usize = 64;
         let seq = NEXT_TIMER_SEQ.fetch_add(1, Ordering::Relaxed);
-        task.timer.arm(seq);
-        self.shared.pending_timers.fetch_add(1, Ordering::SeqCst);
-        let mut timers = self.timers.borrow_mut();
-        timers.push(Reverse(Timer {
-            deadline,
-            seq,
-            task,
-        }));
-        if timers.len() >= self.timer_sweep_at.get().max(SWEEP_FLOOR) {
-            timers.retain(|Reverse(timer)| timer.task.timer.is_armed(timer.seq));
-            if timers.capacity() > 4 * timers.len().max(SWEEP_FLOOR) {
-                let keep = 2 * timers.len().max(SWEEP_FLOOR);
-                timers.shrink_to(keep);
-            }
-            self.timer_sweep_at.set(2 * timers.len());
+        // A timer still armed here was left by a park that never returned normally (a forced
+        // unwind): this one replaces it in the count.
+        if !task.timer.arm(seq) {
+            self.shared.pending_timers.fetch_add(1, Ordering::SeqCst);
         }
+        let swept = {
+            let mut timers = self.timers.borrow_mut();
+            timers.push(Reverse(Timer {
+                deadline,
+                seq,
+                task,
+            }));
+            if timers.len() < self.timer_sweep_at.get().max(SWEEP_FLOOR) {
+                return;
+            }
+            let (live, stale): (Vec<_>, Vec<_>) = std::mem::take(&mut *timers)
+                .into_vec()
+                .into_iter()
+                .partition(|Reverse(timer)| timer.task.timer.is_armed(timer.seq));
+            *timers = BinaryHeap::from(live);
+            self.timer_sweep_at.set(2 * timers.len());
+            stale
+        };
+        // Stale entries may hold the last handle of a finished goroutine: dropped here, after
+        // the heap is released, never while it is borrowed.
+        drop(swept);
     }
 
     /// Timer entries in this worker's heap, stale ones included.
     #[cfg(test)]
     pub(crate) fn timer_entries(&self) -> usize {
         self.timers.borrow().len()
+    }
+
+    /// The deadline of the earliest timer that wakes a goroutine being unwound, when it is due
+    /// within `SHUTDOWN_TIMER_GRACE`.
+    pub(crate) fn unwinding_timer_due_soon(&self) -> Option<Instant> {
+        let horizon = Instant::now() + crate::shutdown::SHUTDOWN_TIMER_GRACE;
+        self.timers
+            .borrow()
+            .iter()
+            .filter(|Reverse(timer)| {
+                timer.deadline <= horizon
+                    && timer.task.is_unwinding()
+                    && timer.task.timer.is_armed(timer.seq)
+            })
+            .map(|Reverse(timer)| timer.deadline)
+            .min()
     }
 
     /// Drops every timer at shutdown, accounting for those still pending.
@@ -833,6 +859,13 @@ impl WorkerLocal {
         if !running && !task.state.try_start_run() {
             return;
         }
+        if task.is_unwinding() {
+            // Shutdown began unwinding it (a migratable goroutine, woken while this worker
+            // had not yet left this loop): only the shutdown loop may go on with it.
+            task.state.finish_yield();
+            self.shared.workers[self.index].ready.push(task);
+            return;
+        }
         // SAFETY: winning `try_start_run` (or holding a yielded goroutine, which stays
         // `RUNNING`) makes this thread the goroutine's runner, outside its code.
         let coroutine = unsafe { task.coroutine() };
@@ -1035,8 +1068,9 @@ fn process_threads() -> Option<usize> {
 
 #[cold]
 fn report_stack_exhaustion(policy: &StackPolicy) {
-    match policy {
-        StackPolicy::Guarded { .. } => eprintln!(
+    use std::io::Write;
+    let message = match policy {
+        StackPolicy::Guarded { .. } => format!(
             "gsched: no goroutine can make progress: every goroutine stack is held by a parked \
              goroutine, and {} stacks is the most the kernel's map limit allows \
              (vm.max_map_count = {}). Raise it with `sysctl -w vm.max_map_count=N`, use smaller \
@@ -1044,14 +1078,16 @@ fn report_stack_exhaustion(policy: &StackPolicy) {
             gstack::stack_limit(),
             gstack::max_map_count()
         ),
-        StackPolicy::Dense { stacks } => eprintln!(
+        StackPolicy::Dense { stacks } => format!(
             "gsched: no goroutine can make progress: every goroutine stack is held by a parked \
              goroutine, and the runtime's dense region holds {} stacks. Build the runtime with \
              more dense stacks, or let fewer goroutines block at once. The runtime keeps \
              waiting.",
             stacks.capacity()
         ),
-    }
+    };
+    // A closed stderr must not unwind the worker.
+    let _ = writeln!(std::io::stderr(), "{message}");
 }
 
 /// The body of worker thread `index`.

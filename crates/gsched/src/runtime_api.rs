@@ -324,11 +324,21 @@ impl RuntimeBuilder {
             threads: Mutex::new(Vec::with_capacity(workers)),
         };
         for index in 0..workers {
-            let shared = Arc::clone(&shared);
-            let thread = thread::Builder::new()
+            let worker_shared = Arc::clone(&shared);
+            let thread = match thread::Builder::new()
                 .name(format!("{}-{index}", self.thread_name))
-                .spawn(move || worker_main(shared, index))
-                .map_err(BuildError::Thread)?;
+                .spawn(move || worker_main(worker_shared, index))
+            {
+                Ok(thread) => thread,
+                Err(err) => {
+                    // The workers that did start shut down when `runtime` drops; the missing
+                    // ones must not be waited for.
+                    for absent in index..workers {
+                        shared.idle.enter_shutdown(absent, true);
+                    }
+                    return Err(BuildError::Thread(err));
+                }
+            };
             runtime
                 .threads
                 .lock()
@@ -347,18 +357,23 @@ pub(crate) fn spawn_target() -> Result<Arc<RuntimeShared>, SpawnError> {
     }
 }
 
-/// The process-wide runtime that `go` uses outside any runtime.
+/// The process-wide runtime that `go` uses outside any runtime. A failure to start it is not
+/// remembered: the next spawn tries again (a thread limit may have been transient).
 fn default_runtime() -> Result<&'static Runtime, SpawnError> {
-    static DEFAULT: OnceLock<Result<Runtime, String>> = OnceLock::new();
-    DEFAULT
-        .get_or_init(|| {
-            Runtime::builder()
-                .thread_name("gsched-default")
-                .build()
-                .map_err(|err| err.to_string())
-        })
-        .as_ref()
-        .map_err(|reason| SpawnError::DefaultRuntime(reason.clone()))
+    static DEFAULT: OnceLock<Runtime> = OnceLock::new();
+    static STARTING: Mutex<()> = Mutex::new(());
+    if let Some(runtime) = DEFAULT.get() {
+        return Ok(runtime);
+    }
+    let _starting = STARTING.lock().unwrap_or_else(|poison| poison.into_inner());
+    if let Some(runtime) = DEFAULT.get() {
+        return Ok(runtime);
+    }
+    let runtime = Runtime::builder()
+        .thread_name("gsched-default")
+        .build()
+        .map_err(|err| SpawnError::DefaultRuntime(err.to_string()))?;
+    Ok(DEFAULT.get_or_init(|| runtime))
 }
 
 /// Runs `f` as the main goroutine of a new runtime with the default configuration, returns its

@@ -40,6 +40,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::thread;
+use std::time::{Duration, Instant};
 
 use crate::park::PARKED_WITHOUT_REASON;
 use crate::runtime::{RuntimeShared, WorkerLocal, live};
@@ -47,6 +48,10 @@ use crate::task::{NO_HOME, Switch, Task};
 
 /// Turns a goroutine gets to finish unwinding when it keeps yielding instead.
 const MAX_UNWIND_STEPS: u32 = 10_000;
+
+/// How far ahead a timer that a destructor waits on during shutdown still holds shutdown up;
+/// a destructor that waits longer is leaked.
+pub(crate) const SHUTDOWN_TIMER_GRACE: Duration = Duration::from_secs(1);
 
 /// What one worker knows about the goroutines it unwinds.
 #[derive(Default)]
@@ -62,6 +67,7 @@ impl WorkerLocal {
     pub(crate) fn shut_down(&self) {
         let shared = &*self.shared;
         let me = &shared.workers[self.index];
+        shared.idle.enter_shutdown(self.index, false);
         // Yielded goroutines are `RUNNING` and ours: schedule them like the others.
         for task in self.yielded.borrow_mut().drain(..) {
             task.state.finish_yield();
@@ -76,6 +82,12 @@ impl WorkerLocal {
                 continue;
             }
             self.fire_timers();
+            if let Some(deadline) = self.unwinding_timer_due_soon() {
+                // A destructor waits for a timer that is due soon: wait for it, without
+                // counting as asleep, so nobody declares the runtime quiet meanwhile.
+                thread::park_timeout(deadline.saturating_duration_since(Instant::now()));
+                continue;
+            }
             shared.announce_sleep(self.index);
             if self.has_shutdown_work(&unwinding) {
                 shared.end_sleep(self.index);
@@ -115,9 +127,16 @@ impl WorkerLocal {
         let shared = &*self.shared;
         let me = &shared.workers[self.index];
         let mut progress = false;
+        // Every worker's `fresh` queue: a woken migratable goroutine goes to its first worker's,
+        // and the worker woken for it may be another.
         let queued = std::iter::from_fn(|| self.runnext.borrow_mut().take())
             .chain(std::iter::from_fn(|| me.ready.pop()))
-            .chain(std::iter::from_fn(|| me.fresh.pop()))
+            .chain(
+                shared
+                    .workers
+                    .iter()
+                    .flat_map(|worker| std::iter::from_fn(|| worker.fresh.pop())),
+            )
             .chain(std::iter::from_fn(|| shared.injector.pop()))
             .chain(std::iter::from_fn(|| shared.waiting_for_stack.pop()));
         for task in queued {
@@ -171,7 +190,7 @@ impl WorkerLocal {
         };
         self.runnext.borrow().is_some()
             || !me.ready.is_empty()
-            || !me.fresh.is_empty()
+            || shared.workers.iter().any(|worker| !worker.fresh.is_empty())
             || !shared.injector.is_empty()
             || !shared.waiting_for_stack.is_empty()
             || unwinding.pending.iter().any(claimable)
@@ -187,6 +206,26 @@ impl WorkerLocal {
     fn drive(&self, task: Arc<Task>, unwinding: &mut Unwinding) {
         let shared = &*self.shared;
         if !task.is_unwinding() {
+            // SAFETY: this thread is the goroutine's runner.
+            let can_unwind = unsafe { task.coroutine() }
+                .as_ref()
+                .is_none_or(|coroutine| coroutine.can_unwind());
+            if !can_unwind {
+                // Parked inside a destructor of its own panic (or so it may be): a forced
+                // unwind there would abort the process.
+                if task.migratable {
+                    shared
+                        .migratable_live
+                        .lock()
+                        .unwrap_or_else(|poison| poison.into_inner())
+                        .remove(&task.id);
+                } else {
+                    self.live.borrow_mut().remove(&task.id);
+                }
+                // SAFETY: this thread holds the goroutine (`RUNNING`) and never resumes it.
+                unsafe { leak(&task, shared) };
+                return;
+            }
             if task.borrowers.load(Ordering::Acquire) > 0 {
                 // Scoped goroutines still borrow its stack. A notification leaves it
                 // `SCHEDULED` without a queue entry: the pending scan claims it later.
@@ -259,7 +298,15 @@ impl WorkerLocal {
 /// No thread runs the goroutine, or ever will: its worker has left its loops, or every worker
 /// has stopped.
 pub(crate) unsafe fn leak(task: &Task, shared: &RuntimeShared) {
-    let why = if task.is_unwinding() {
+    // SAFETY: as the caller guarantees, nobody else touches the coroutine.
+    let coroutine = unsafe { task.coroutine() }.take();
+    let why = if coroutine
+        .as_ref()
+        .is_some_and(|coroutine| !coroutine.can_unwind())
+    {
+        "it waited inside a destructor while a panic unwound it (or its worker counted another \
+         goroutine's panic), where a second unwind would abort the process"
+    } else if task.is_unwinding() {
         "it did not finish unwinding at shutdown (it caught the unwind, or waited for something \
          that never came)"
     } else if task.borrowers.load(Ordering::Acquire) > 0 {
@@ -267,9 +314,10 @@ pub(crate) unsafe fn leak(task: &Task, shared: &RuntimeShared) {
     } else {
         "it was not unwound at shutdown"
     };
-    // SAFETY: as the caller guarantees, nobody else touches the coroutine.
-    std::mem::forget(unsafe { task.coroutine() }.take());
+    std::mem::forget(coroutine);
     task.state.finish_done();
+    // Its joiner is told; the result slot lives in the task, not on the leaked stack.
+    task.body.abandon();
     shared.record_leak(task, &format!("{why}; its stack is leaked"));
     live::add(-1);
 }

@@ -40,6 +40,10 @@ pub(crate) trait Body: Send + Sync + 'static {
     ///
     /// No thread runs the goroutine, or ever will.
     unsafe fn discard(&self, why: Panic) -> bool;
+
+    /// The goroutine started and will never finish (its stack is leaked at shutdown): tells
+    /// its joiner, where the result slot is reachable without the stack.
+    fn abandon(&self);
 }
 
 /// A boxed body for goroutines whose result travels elsewhere (`scope`): called with `Ok(())` to
@@ -64,6 +68,11 @@ impl Body for BoxedBody {
         // SAFETY: only the runner touches the closure (the contract).
         let function = unsafe { (*self.0.get()).take() };
         (function.expect("a goroutine's body runs once"))(Ok(()));
+    }
+
+    fn abandon(&self) {
+        // A scoped goroutine's result slot is held by its closure, on the leaked stack; its
+        // scope's owner is leaked with it (see `scope.rs`).
     }
 
     unsafe fn discard(&self, why: Panic) -> bool {

@@ -17,10 +17,11 @@ impl TimerWord {
         TimerWord(AtomicU64::new(0))
     }
 
-    /// The goroutine is about to park with timer `seq` (never 0).
-    pub(crate) fn arm(&self, seq: u64) {
+    /// The goroutine is about to park with timer `seq` (never 0); true if this replaced a
+    /// timer that still stood (its park never returned normally), which is then retired.
+    pub(crate) fn arm(&self, seq: u64) -> bool {
         debug_assert_ne!(seq, 0);
-        self.0.store(seq, Ordering::Relaxed);
+        self.0.swap(seq, Ordering::AcqRel) != 0
     }
 
     /// The goroutine's park returned: true if this retired a timer that had not fired.

@@ -255,10 +255,10 @@ fn misbehaving_goroutines_do_not_stop_shutdown() {
     let counter = Arc::clone(&dropped);
     let ready = Arc::new(AtomicUsize::new(0));
     let seen = Arc::clone(&ready);
-    rt.block_on(move || {
+    let waits_on_drop = rt.block_on(move || {
         let ready = |seen: &Arc<AtomicUsize>| seen.fetch_add(1, Ordering::SeqCst);
         let s = Arc::clone(&seen);
-        go(move || {
+        let waits_on_drop = go(move || {
             let _waits = ParkOnDrop;
             ready(&s);
             loop {
@@ -294,10 +294,19 @@ fn misbehaving_goroutines_do_not_stop_shutdown() {
         while seen.load(Ordering::SeqCst) < 13 {
             gsched::sleep(Duration::from_millis(1));
         }
+        waits_on_drop
     });
     let report = within(Duration::from_secs(30), move || rt.shutdown());
     assert_eq!(dropped.load(Ordering::SeqCst), 10);
     assert_eq!(report.leaked.len(), 13, "{:?}", report.leaked);
+    // The leaked goroutine's joiner is told, rather than left waiting.
+    let payload = within(Duration::from_secs(10), move || {
+        waits_on_drop.join().unwrap_err()
+    });
+    assert_eq!(
+        payload.downcast_ref::<&str>(),
+        Some(&"gsched: the goroutine was dropped at runtime shutdown")
+    );
     let leaked_stacks = report
         .leaked
         .iter()
@@ -586,4 +595,91 @@ fn duration_max_means_forever() {
         gsched::sleep(Duration::from_millis(5));
         assert!(!sleeper.is_finished());
     });
+}
+
+/// Sleeps briefly when dropped, then counts.
+struct SleepThenCount(Arc<AtomicUsize>);
+
+impl Drop for SleepThenCount {
+    fn drop(&mut self) {
+        gsched::sleep(Duration::from_millis(5));
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// A destructor that sleeps briefly while shutdown unwinds it finishes: the timer it waits on
+/// holds shutdown up, as long as it is due soon.
+#[test]
+fn a_destructor_that_sleeps_briefly_during_shutdown_finishes() {
+    let counted = Arc::new(AtomicUsize::new(0));
+    let rt = Runtime::builder().workers(2).build().unwrap();
+    let counter = Arc::clone(&counted);
+    rt.block_on(move || {
+        for _ in 0..4 {
+            let counter = Arc::clone(&counter);
+            go(move || {
+                let _guard = SleepThenCount(counter);
+                loop {
+                    gsched::park();
+                }
+            });
+        }
+        gsched::sleep(Duration::from_millis(10));
+    });
+    let report = within(Duration::from_secs(20), move || rt.shutdown());
+    assert_eq!(counted.load(Ordering::SeqCst), 4, "{:?}", report.leaked);
+    assert!(
+        report
+            .leaked
+            .iter()
+            .all(|line| line.contains("unwound at shutdown")),
+        "{:?}",
+        report.leaked
+    );
+}
+
+/// A goroutine parked inside a destructor that its own panic runs cannot be unwound again at
+/// shutdown (that would abort the process): it is leaked and listed, and the rest unwind.
+#[test]
+fn a_goroutine_parked_inside_its_panic_is_leaked_at_shutdown() {
+    const NAME: &str = "a_goroutine_parked_inside_its_panic_is_leaked_at_shutdown";
+    if in_child(NAME) {
+        let dropped = Arc::new(AtomicUsize::new(0));
+        let rt = Runtime::builder().workers(1).build().unwrap();
+        let counter = Arc::clone(&dropped);
+        let stuck = rt.block_on(move || {
+            // Parked before the panic begins, it is not mistaken for a goroutine in the
+            // middle of one (std counts panics per thread; see the crate docs).
+            let counter = Arc::clone(&counter);
+            go(move || {
+                let _guard = CountOnDrop(counter);
+                loop {
+                    gsched::park();
+                }
+            });
+            gsched::sleep(Duration::from_millis(5));
+            let stuck = go(|| {
+                let _waits = ParkOnDrop;
+                panic!("a panic whose cleanup waits for good");
+            });
+            gsched::sleep(Duration::from_millis(10));
+            stuck
+        });
+        let report = rt.shutdown();
+        assert_eq!(dropped.load(Ordering::SeqCst), 1);
+        assert_eq!(report.leaked.len(), 2, "{:?}", report.leaked);
+        assert!(
+            report
+                .leaked
+                .iter()
+                .any(|line| line.contains("inside a destructor")),
+            "{:?}",
+            report.leaked
+        );
+        assert!(stuck.join().is_err());
+        println!("leaked, not aborted");
+        return;
+    }
+    let output = run_child(NAME, &[], Duration::from_secs(60));
+    assert_child_ok(&output, "leaked, not aborted");
 }

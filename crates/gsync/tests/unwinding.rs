@@ -48,7 +48,7 @@ fn a_destructor_that_locks_during_a_panic_waits_for_the_holder() {
                 });
                 is_held.recv().unwrap();
                 let panicking = go(|| {
-                    let _guard = LockOnDrop(&*LOCK);
+                    let _guard = LockOnDrop(&LOCK);
                     panic!("with a guard that locks");
                 });
                 assert!(panicking.join().is_err());
