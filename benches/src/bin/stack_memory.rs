@@ -19,7 +19,7 @@ fn resident_bytes() -> u64 {
 }
 
 /// Parks `count` coroutines, each on a stack from `next_stack`; returns bytes per coroutine.
-fn park<S: Stack>(count: usize, mut next_stack: impl FnMut() -> S) -> f64 {
+fn park<S: Stack + 'static>(count: usize, mut next_stack: impl FnMut() -> S) -> f64 {
     let mut parked = Vec::with_capacity(count);
     let before = resident_bytes();
     for _ in 0..count {
