@@ -145,7 +145,7 @@ fn an_unfinishable_scoped_goroutine_leaks_its_owner() {
                     s.go(move || {
                         flag.store(true, Ordering::SeqCst);
                         loop {
-                            let _ = std::panic::catch_unwind(|| gsched::park());
+                            let _ = std::panic::catch_unwind(gsched::park);
                             assert_eq!(data.len(), 64);
                         }
                     });
@@ -269,14 +269,14 @@ fn misbehaving_goroutines_do_not_stop_shutdown() {
         go(move || {
             ready(&s);
             loop {
-                let _ = std::panic::catch_unwind(|| gsched::park());
+                let _ = std::panic::catch_unwind(gsched::park);
             }
         });
         let s = Arc::clone(&seen);
         go(move || {
             ready(&s);
             loop {
-                let _ = std::panic::catch_unwind(|| gsched::park());
+                let _ = std::panic::catch_unwind(gsched::park);
                 gsched::yield_now();
             }
         });
@@ -328,16 +328,15 @@ fn misbehaving_goroutines_do_not_stop_shutdown() {
 #[test]
 fn join_of_a_goroutine_unwound_at_shutdown_says_so() {
     let rt = Runtime::builder().workers(1).build().unwrap();
-    let (handles, parked) = rt.block_on(|| {
+    let handles = rt.block_on(|| {
         let parked = go(|| {
             loop {
                 gsched::park();
             }
         });
         gsched::sleep(Duration::from_millis(5));
-        (vec![parked], ())
+        vec![parked]
     });
-    let _ = parked;
     let report = rt.shutdown();
     assert_eq!(report.leaked.len(), 1, "{:?}", report.leaked);
     assert!(report.leaked[0].contains("parked, unwound at shutdown"));
