@@ -290,6 +290,7 @@ fn shutdown_quiesces_only_when_no_work_is_left() {
                 );
                 thread::spawn(move || {
                     threads.lock().unwrap()[me] = Some(thread::current());
+                    flags.enter_shutdown(me, false);
                     let wake = |index: usize| {
                         if flags.wake(index)
                             && let Some(thread) = &threads.lock().unwrap()[index]
