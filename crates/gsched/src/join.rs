@@ -263,6 +263,8 @@ pub struct JoinHandle<T> {
     pub(crate) name: Option<Arc<str>>,
     /// Not `Sync`, like `std::thread::JoinHandle` is in spirit: one joiner.
     pub(crate) marker: PhantomData<*const ()>,
+    /// `join` took the result.
+    pub(crate) joined: bool,
 }
 
 // SAFETY: the handle only moves the right to wait for a `Send` result.
@@ -276,8 +278,11 @@ impl<T> JoinHandle<T> {
     ///
     /// The goroutine's panic payload; if the runtime shut down before the goroutine finished,
     /// a payload saying so.
-    pub fn join(self) -> std::thread::Result<T> {
-        self.packet.get().wait()
+    pub fn join(mut self) -> std::thread::Result<T> {
+        let result = self.packet.get().wait();
+        // The result is taken: nothing is left for `drop` to detach.
+        self.joined = true;
+        result
     }
 
     /// Whether the goroutine has finished.
@@ -298,7 +303,9 @@ impl<T> JoinHandle<T> {
 
 impl<T> Drop for JoinHandle<T> {
     fn drop(&mut self) {
-        self.packet.get().detach();
+        if !self.joined {
+            self.packet.get().detach();
+        }
     }
 }
 

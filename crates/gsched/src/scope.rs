@@ -195,6 +195,7 @@ impl<'scope> Scope<'scope, '_> {
                 packet: PacketRef::Shared(packet),
                 id,
                 name,
+                joined: false,
                 marker: PhantomData,
             },
             scope: PhantomData,

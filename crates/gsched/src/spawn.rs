@@ -164,6 +164,7 @@ impl Builder {
             packet: PacketRef::InTask(joinable),
             id,
             name,
+            joined: false,
             marker: PhantomData,
         })
     }
