@@ -1,5 +1,5 @@
-// Go twins of the report programs in ../src/bin/report.rs: the same experiments, measured the
-// same way, so that `cargo xtask bench` can put Go's numbers next to ours.
+// Go twins of the experiment program in ../src/bin/experiment/: the same experiments, measured
+// the same way, so that `cargo xtask bench` can put Go's numbers next to ours.
 //
 // Usage: bench SECTION [flags]; each run prints one line of key=value results.
 package main

@@ -4,16 +4,13 @@
 //!   backends, release mode), the loom models and a smoke run of the benchmark report, stopping
 //!   at the first failing step.
 //! - `cargo xtask bench [--quick] [--only SECTION]`: the report: the seed's experiments side by
-//!   side with OS threads and Go, as tables and plots (see `report.rs`).
+//!   side with OS threads and Go, as tables and plots (the `bench-report` program,
+//!   `benches/src/bin/bench_report/`, which runs the `experiment` program).
 //! - `cargo xtask bench --criterion [FILTER]`: the criterion micro-benchmarks (only those
 //!   matching FILTER when given), then the stack-memory program.
 //! - `cargo xtask soak [--minutes N] [--seconds N] [--workers N] [--seed N]`: the soak program
 //!   (`benches/src/bin/soak.rs`), randomized rounds of goroutines checked for exact invariants,
 //!   for a minute unless told otherwise.
-
-mod plot;
-mod report;
-mod stats;
 
 use std::env;
 use std::path::{Path, PathBuf};
@@ -197,30 +194,30 @@ const USAGE: &str = "usage: cargo xtask test
 
 /// What `cargo xtask bench` was asked for.
 enum BenchCommand {
-    Report(report::Options),
+    /// The report, with the arguments for `bench-report`.
+    Report(Vec<String>),
     Criterion(Vec<String>),
 }
 
+/// The report's options are checked here so that a typo fails before the release build;
+/// `bench-report` checks the section's name.
 fn parse_bench(args: &[String]) -> Result<BenchCommand, String> {
     if args.first().map(String::as_str) == Some("--criterion") {
         return Ok(BenchCommand::Criterion(args[1..].to_vec()));
     }
-    let mut options = report::Options {
-        quick: false,
-        only: None,
-    };
     let mut args = args.iter();
+    let mut forwarded = Vec::new();
     while let Some(arg) = args.next() {
         match arg.as_str() {
-            "--quick" => options.quick = true,
+            "--quick" => forwarded.push(arg.clone()),
             "--only" => {
                 let section = args.next().ok_or("--only needs a section name")?;
-                options.only = Some(section.clone());
+                forwarded.extend([arg.clone(), section.clone()]);
             }
             other => return Err(format!("unknown bench option {other:?}")),
         }
     }
-    Ok(BenchCommand::Report(options))
+    Ok(BenchCommand::Report(forwarded))
 }
 
 /// The soak program's arguments, checked here so that a typo fails before the release build.
@@ -242,8 +239,8 @@ fn parse_soak(args: &[String]) -> Result<Vec<String>, String> {
     Ok(forwarded)
 }
 
-/// Runs the soak program in release mode; its exit status is the command's.
-fn soak(args: &[String], root: &Path) -> ExitCode {
+/// Runs `bin` of the benches package in release mode; its exit status is the command's.
+fn run_bin(bin: &str, args: &[String], root: &Path) -> ExitCode {
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
     let status = Command::new(&cargo)
         .args([
@@ -252,7 +249,7 @@ fn soak(args: &[String], root: &Path) -> ExitCode {
             "--package",
             "benches",
             "--bin",
-            "soak",
+            bin,
             "--",
         ])
         .args(args)
@@ -264,12 +261,38 @@ fn soak(args: &[String], root: &Path) -> ExitCode {
             Some(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
             // Killed by a signal.
             None => {
-                eprintln!("xtask: the soak ended with {status}");
+                eprintln!("xtask: {bin} ended with {status}");
                 ExitCode::FAILURE
             }
         },
         Err(err) => {
             eprintln!("xtask: could not start cargo: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Builds the report's two programs, since `cargo run` would build only `bench-report` and it
+/// runs `experiment` from its own folder; then runs `bench-report` with `args`.
+fn bench_report(args: &[String], root: &Path) -> ExitCode {
+    let build = Step::cargo(
+        "report programs",
+        &[
+            "build",
+            "--release",
+            "--quiet",
+            "--package",
+            "benches",
+            "--bin",
+            "experiment",
+            "--bin",
+            "bench-report",
+        ],
+    );
+    match run(&[build], root) {
+        Ok(()) => run_bin("bench-report", args, root),
+        Err(message) => {
+            eprintln!("xtask: {message}");
             ExitCode::FAILURE
         }
     }
@@ -281,7 +304,7 @@ fn main() -> ExitCode {
         Some("test") if args.len() == 1 => test_steps(),
         Some("soak") => {
             return match parse_soak(&args[1..]) {
-                Ok(forwarded) => soak(&forwarded, &project_root()),
+                Ok(forwarded) => run_bin("soak", &forwarded, &project_root()),
                 Err(message) => {
                     eprintln!("xtask: {message}\n{USAGE}");
                     ExitCode::from(2)
@@ -290,14 +313,8 @@ fn main() -> ExitCode {
         }
         Some("bench") => match parse_bench(&args[1..]) {
             Ok(BenchCommand::Criterion(filter)) => criterion_steps(&filter),
-            Ok(BenchCommand::Report(options)) => {
-                return match report::run(&project_root(), &options) {
-                    Ok(()) => ExitCode::SUCCESS,
-                    Err(message) => {
-                        eprintln!("xtask: {message}");
-                        ExitCode::FAILURE
-                    }
-                };
+            Ok(BenchCommand::Report(forwarded)) => {
+                return bench_report(&forwarded, &project_root());
             }
             Err(message) => {
                 eprintln!("xtask: {message}\n{USAGE}");
@@ -332,10 +349,11 @@ mod tests {
     #[test]
     fn options_parse() {
         match parse_bench(&args("--quick --only memory")).unwrap() {
-            BenchCommand::Report(options) => {
-                assert!(options.quick);
-                assert_eq!(options.only.as_deref(), Some("memory"));
-            }
+            BenchCommand::Report(forwarded) => assert_eq!(forwarded, args("--quick --only memory")),
+            BenchCommand::Criterion(_) => panic!("not criterion"),
+        }
+        match parse_bench(&[]).unwrap() {
+            BenchCommand::Report(forwarded) => assert!(forwarded.is_empty()),
             BenchCommand::Criterion(_) => panic!("not criterion"),
         }
         match parse_bench(&args("--criterion switch")).unwrap() {

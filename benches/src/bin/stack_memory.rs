@@ -5,23 +5,14 @@
 //! blocked on a channel would. Resident memory is read from `/proc/self/statm` before and after,
 //! so the figure includes every byte the stacks and their bookkeeping cost.
 
+use benches::resident_bytes;
 use ctxswitch::{Coroutine, Stack};
 use gstack::{DenseStacks, GuardedStack, StackError};
-
-fn resident_bytes() -> u64 {
-    let statm = std::fs::read_to_string("/proc/self/statm").expect("read /proc/self/statm");
-    let pages: u64 = statm
-        .split_whitespace()
-        .nth(1)
-        .and_then(|field| field.parse().ok())
-        .expect("statm has a resident field");
-    pages * ctxswitch::page_size() as u64
-}
 
 /// Parks `count` coroutines, each on a stack from `next_stack`; returns bytes per coroutine.
 fn park<S: Stack + 'static>(count: usize, mut next_stack: impl FnMut() -> S) -> f64 {
     let mut parked = Vec::with_capacity(count);
-    let before = resident_bytes();
+    let before = resident_bytes().unwrap_or_else(|err| panic!("{err}"));
     for _ in 0..count {
         let mut co = Coroutine::<(), (), (), S>::with_stack(next_stack(), |yielder, ()| {
             yielder.suspend(());
@@ -30,7 +21,7 @@ fn park<S: Stack + 'static>(count: usize, mut next_stack: impl FnMut() -> S) -> 
         co.resume(());
         parked.push(co);
     }
-    let after = resident_bytes();
+    let after = resident_bytes().unwrap_or_else(|err| panic!("{err}"));
     let per = (after - before) as f64 / count as f64;
     drop(parked);
     per

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::park::{Unparker, current_unparker, park_with_reason};
-use crate::task::{Body, Panic, Task};
+use crate::scheduler::task::{Body, DROPPED_AT_SHUTDOWN, Panic, Task, abort_with};
 
 /// Where a goroutine's result meets whoever joins it.
 pub(crate) struct Packet<T> {
@@ -135,18 +135,6 @@ impl<T> Drop for Packet<T> {
         }
     }
 }
-
-/// Ends the process with a message, where std would abort too.
-#[cold]
-pub(crate) fn abort_with(message: &str) -> ! {
-    use std::io::Write;
-    let _ = writeln!(std::io::stderr(), "gsched: fatal: {message}; aborting");
-    std::process::abort()
-}
-
-/// The message a joiner gets when the goroutine never ran to the end.
-pub(crate) const DROPPED_AT_SHUTDOWN: &str =
-    "gsched: the goroutine was dropped at runtime shutdown";
 
 /// A goroutine's outcome as its joiner sees it: the forced unwind of shutdown reads as
 /// [`DROPPED_AT_SHUTDOWN`], not as ctxswitch's private payload.

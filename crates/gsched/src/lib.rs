@@ -77,15 +77,11 @@
 //! outside a goroutine. [`current_unparker`] gives the handle that wakes the caller.
 
 // Under `--cfg goroutines_loom` only the modeled protocols are built, on loom's types.
-mod idle;
 #[cfg(all(test, goroutines_loom))]
 mod loom_models;
-mod state;
-mod steal;
-mod sync;
+mod scheduler;
+mod shim;
 
-#[cfg(not(goroutines_loom))]
-mod injector;
 #[cfg(not(goroutines_loom))]
 mod join;
 #[cfg(not(goroutines_loom))]
@@ -95,16 +91,7 @@ mod procs;
 #[cfg(not(goroutines_loom))]
 mod runtime;
 #[cfg(not(goroutines_loom))]
-mod runtime_api;
-#[cfg(not(goroutines_loom))]
 mod scope;
-#[cfg(not(goroutines_loom))]
-mod shutdown;
-#[cfg(not(goroutines_loom))]
-mod spawn;
-#[cfg(not(goroutines_loom))]
-mod task;
-mod timer_word;
 
 #[cfg(not(goroutines_loom))]
 pub use api::*;
@@ -117,10 +104,10 @@ mod api {
         park_with_reason, sleep, sleep_until, yield_now,
     };
     pub use crate::procs::{PROCS_VAR, ProcsError, available_cpus};
-    pub use crate::runtime::num_goroutines;
-    pub use crate::runtime_api::{BuildError, Runtime, RuntimeBuilder, ShutdownReport, run};
+    pub use crate::runtime::spawn::{Builder, MAX_STACK_SIZE, MIN_STACK_SIZE, SpawnError, go};
+    pub use crate::runtime::{BuildError, Runtime, RuntimeBuilder, ShutdownReport, run};
+    pub use crate::scheduler::shared::num_goroutines;
     pub use crate::scope::{Scope, ScopedJoinHandle, scope};
-    pub use crate::spawn::{Builder, MAX_STACK_SIZE, MIN_STACK_SIZE, SpawnError, go};
 
     /// The calling goroutine: its id and name.
     #[derive(Clone, Debug, PartialEq, Eq)]
@@ -143,7 +130,7 @@ mod api {
 
     /// The goroutine the caller runs in, or `None` on a plain thread.
     pub fn current() -> Option<Goroutine> {
-        crate::runtime::WorkerLocal::with_current(|local| {
+        crate::scheduler::WorkerLocal::with_current(|local| {
             local.current_task().map(|task| Goroutine {
                 id: task.id,
                 name: task.name.clone(),

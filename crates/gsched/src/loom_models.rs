@@ -13,11 +13,11 @@ use loom::sync::atomic::{AtomicBool, AtomicUsize};
 use loom::sync::{Arc, Mutex};
 use loom::thread;
 
-use crate::idle::IdleFlags;
-use crate::state::TaskState;
-use crate::steal::{RunQueue, steal_half};
-use crate::sync::Ordering;
-use crate::timer_word::TimerWord;
+use crate::scheduler::idle::IdleFlags;
+use crate::scheduler::state::TaskState;
+use crate::scheduler::steal::{RunQueue, steal_half};
+use crate::scheduler::timer_word::TimerWord;
+use crate::shim::Ordering;
 
 /// A stand-in for crossbeam's `ArrayQueue`, which loom cannot see into: a bounded queue behind
 /// loom's mutex, so that what is modeled is the logic around the queue.
@@ -304,7 +304,7 @@ fn shutdown_quiesces_only_when_no_work_is_left() {
                             handled.fetch_add(1, Ordering::SeqCst);
                             if me == 0 {
                                 queues[1].fetch_add(1, Ordering::SeqCst);
-                                crate::sync::fence(Ordering::SeqCst);
+                                crate::shim::fence(Ordering::SeqCst);
                                 wake(1);
                             }
                             continue;

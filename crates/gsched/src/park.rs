@@ -11,8 +11,8 @@ use std::sync::atomic::Ordering;
 use std::thread::{self, Thread};
 use std::time::{Duration, Instant};
 
-use crate::runtime::WorkerLocal;
-use crate::task::{Switch, Task};
+use crate::scheduler::WorkerLocal;
+use crate::scheduler::task::{PARKED_WITHOUT_REASON, Switch, Task};
 
 /// A handle that wakes one parked goroutine or thread.
 #[derive(Clone)]
@@ -98,9 +98,6 @@ pub fn park_timeout(timeout: Duration) {
 pub fn park_deadline(deadline: Option<Instant>, reason: &'static str) {
     park_until(deadline, reason);
 }
-
-/// What a goroutine parked with no reason reads as in the leak report.
-pub(crate) const PARKED_WITHOUT_REASON: &str = "park";
 
 /// The parking behind every public form; `reason` feeds the leak report.
 pub(crate) fn park_until(deadline: Option<Instant>, reason: &'static str) {

@@ -17,9 +17,9 @@ use std::sync::{Arc, Mutex};
 
 use crate::join::{Completer, JoinHandle, Packet, PacketRef, joinable_result};
 use crate::park::{Unparker, current_unparker, park_with_reason};
-use crate::runtime::WorkerLocal;
-use crate::spawn::{Builder, spawn_boxed};
-use crate::task::{BoxedFn, Panic, Task};
+use crate::runtime::spawn::{Builder, spawn_boxed};
+use crate::scheduler::WorkerLocal;
+use crate::scheduler::task::{BoxedFn, Panic, Task};
 
 struct ScopeState {
     running: AtomicUsize,

@@ -8,7 +8,7 @@
 //! in the heap for the worker to drop lazily (see `WorkerLocal::add_timer`). A goroutine that
 //! parks again arms a new number, so a stale entry can never fire for a later park.
 
-use crate::sync::{AtomicU64, Ordering};
+use crate::shim::{AtomicU64, Ordering};
 
 pub(crate) struct TimerWord(AtomicU64);
 

@@ -33,6 +33,23 @@ const PALETTE: [RGBColor; 8] = [
     RGBColor(127, 127, 127),
 ];
 
+/// Draws a section's chart into `out_dir/name`; the chart's file name, or `None` (with the
+/// reason on stderr) when there was nothing to draw, so that a missing plot never costs the
+/// section's tables.
+pub(crate) fn save(
+    out_dir: &Path,
+    name: &str,
+    draw: impl FnOnce(&Path) -> Result<(), String>,
+) -> Option<String> {
+    match draw(&out_dir.join(name)) {
+        Ok(()) => Some(name.to_string()),
+        Err(err) => {
+            eprintln!("bench-report: plot {name} not drawn: {err}");
+            None
+        }
+    }
+}
+
 /// Draws the series as lines with points; log axes where asked.
 pub(crate) fn line_chart(path: &Path, axes: &Axes<'_>, series: &[Series]) -> Result<(), String> {
     let points = series.iter().flat_map(|series| series.points.iter());

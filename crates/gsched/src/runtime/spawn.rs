@@ -6,16 +6,10 @@ use std::panic::Location;
 use std::sync::Arc;
 
 use crate::join::{JoinHandle, JoinSlot, PacketRef};
-use crate::runtime::{RuntimeShared, next_goroutine_id};
-use crate::task::{Body, BoxedBody, BoxedFn, Task};
+use crate::scheduler::task::{Body, BoxedBody, BoxedFn, Task};
+use crate::scheduler::{RuntimeShared, next_goroutine_id};
 
-/// The smallest goroutine stack a runtime or a goroutine accepts, in bytes: ctxswitch's minimum
-/// (room for the unwinder) plus a page for the goroutine's entry frames.
-pub const MIN_STACK_SIZE: usize = ctxswitch::MIN_STACK_SIZE + 4096;
-
-/// The largest goroutine stack a runtime or a goroutine accepts, in bytes (Go's limit on 64-bit
-/// targets). Stacks are reserved address space, committed as they are touched.
-pub const MAX_STACK_SIZE: usize = 1 << 30;
+pub use crate::scheduler::stacks::{MAX_STACK_SIZE, MIN_STACK_SIZE};
 
 /// Why a goroutine could not be started.
 #[derive(Debug)]
@@ -141,7 +135,7 @@ impl Builder {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        let runtime = crate::runtime_api::spawn_target()?;
+        let runtime = super::context::spawn_target()?;
         self.spawn_on(&runtime, f, Location::caller())
     }
 
@@ -178,7 +172,14 @@ fn new_task<B: Body>(
     location: &'static Location<'static>,
 ) -> Result<Arc<Task<B>>, SpawnError> {
     let stack_size = match builder.stack_size {
-        Some(requested) => runtime.stacks.check_goroutine_stack(requested)?,
+        Some(requested) => runtime
+            .stacks
+            .check_goroutine_stack(requested)
+            .map_err(|max| SpawnError::StackSize {
+                requested,
+                min: MIN_STACK_SIZE,
+                max,
+            })?,
         None => runtime.stacks.default_size(),
     };
     Ok(Arc::new(Task::new(
@@ -198,7 +199,7 @@ pub(crate) fn spawn_boxed(
     function: BoxedFn,
     location: &'static Location<'static>,
 ) -> Result<(u64, Option<Arc<str>>), SpawnError> {
-    let runtime = crate::runtime_api::spawn_target()?;
+    let runtime = super::context::spawn_target()?;
     let task = new_task(&runtime, builder, BoxedBody::new(function), location)?;
     let (id, name) = (task.id, task.name.clone());
     runtime.spawn(task);

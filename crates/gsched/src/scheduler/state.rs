@@ -26,7 +26,7 @@
 //! `loom_models.rs` check this, including a ping-pong in which an early-return `unpark` (no
 //! write when the bit was already set) lost wake-ups.
 
-use crate::sync::{AtomicU8, Ordering};
+use crate::shim::{AtomicU8, Ordering};
 
 pub(crate) const SCHEDULED: u8 = 0;
 pub(crate) const RUNNING: u8 = 1;

@@ -1,14 +1,19 @@
 //! Runtimes: building one, running the main goroutine on it, and shutting it down.
 
 use std::fmt;
-use std::sync::{Arc, Mutex, Once, OnceLock};
+use std::sync::{Arc, Mutex, Once};
 use std::thread;
 
 use gstack::{DenseStacks, StackError, StackPool};
 
+pub(crate) mod context;
+pub(crate) mod spawn;
+
 use crate::procs::{ProcsError, default_workers};
-use crate::runtime::{Config, RuntimeShared, StackPolicy, WorkerLocal, worker_main};
-use crate::spawn::{Builder, MAX_STACK_SIZE, MIN_STACK_SIZE, SpawnError};
+use crate::runtime::spawn::{Builder, MAX_STACK_SIZE, MIN_STACK_SIZE, SpawnError};
+use crate::scheduler::shared::Config;
+use crate::scheduler::stacks::StackPolicy;
+use crate::scheduler::{RuntimeShared, WorkerLocal, worker_main};
 
 /// A runtime: a set of worker threads that run goroutines.
 ///
@@ -347,33 +352,6 @@ impl RuntimeBuilder {
         }
         Ok(runtime)
     }
-}
-
-/// The runtime a spawn from this thread goes to: the worker's own, or the process-wide default.
-pub(crate) fn spawn_target() -> Result<Arc<RuntimeShared>, SpawnError> {
-    match WorkerLocal::with_current(|local| Arc::clone(&local.shared)) {
-        Some(runtime) => Ok(runtime),
-        None => default_runtime().map(|runtime| Arc::clone(&runtime.shared)),
-    }
-}
-
-/// The process-wide runtime that `go` uses outside any runtime. A failure to start it is not
-/// remembered: the next spawn tries again (a thread limit may have been transient).
-fn default_runtime() -> Result<&'static Runtime, SpawnError> {
-    static DEFAULT: OnceLock<Runtime> = OnceLock::new();
-    static STARTING: Mutex<()> = Mutex::new(());
-    if let Some(runtime) = DEFAULT.get() {
-        return Ok(runtime);
-    }
-    let _starting = STARTING.lock().unwrap_or_else(|poison| poison.into_inner());
-    if let Some(runtime) = DEFAULT.get() {
-        return Ok(runtime);
-    }
-    let runtime = Runtime::builder()
-        .thread_name("gsched-default")
-        .build()
-        .map_err(|err| SpawnError::DefaultRuntime(err.to_string()))?;
-    Ok(DEFAULT.get_or_init(|| runtime))
 }
 
 /// Runs `f` as the main goroutine of a new runtime with the default configuration, returns its

@@ -1,5 +1,6 @@
 //! The report's arithmetic and text: parsing a program's `key=value` line, medians with their
-//! spread, Markdown tables, Amdahl's law and the README splice. Pure functions, unit-tested.
+//! spread, units, thousands separators, Markdown tables, Amdahl's law and the README splice.
+//! Pure functions, unit-tested.
 
 use std::fmt::Write;
 
@@ -18,11 +19,9 @@ pub(crate) fn parse_value(output: &str, key: &str) -> Result<f64, String> {
 }
 
 /// Several repetitions of one measurement.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, PartialEq)]
 pub(crate) struct Summary {
     pub(crate) median: f64,
-    pub(crate) min: f64,
-    pub(crate) max: f64,
     /// The first and third quartiles: the middle half of the runs lies between them.
     pub(crate) lower_quartile: f64,
     pub(crate) upper_quartile: f64,
@@ -30,7 +29,7 @@ pub(crate) struct Summary {
 }
 
 impl Summary {
-    /// The median (the mean of the middle two for an even count) and the range.
+    /// The median (the mean of the middle two for an even count) and the quartiles.
     pub(crate) fn of(samples: &[f64]) -> Option<Summary> {
         if samples.is_empty() || samples.iter().any(|sample| !sample.is_finite()) {
             return None;
@@ -39,8 +38,6 @@ impl Summary {
         sorted.sort_by(f64::total_cmp);
         Some(Summary {
             median: quantile(&sorted, 0.5),
-            min: sorted[0],
-            max: sorted[sorted.len() - 1],
             lower_quartile: quantile(&sorted, 0.25),
             upper_quartile: quantile(&sorted, 0.75),
             runs: sorted.len(),
@@ -135,6 +132,19 @@ pub(crate) fn format_summary(summary: &Summary, unit: Unit) -> String {
     }
 }
 
+/// `n` with a comma between each group of three digits: `524,288`.
+pub(crate) fn thousands(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (index, digit) in digits.chars().enumerate() {
+        if index > 0 && (digits.len() - index).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(digit);
+    }
+    out
+}
+
 /// A Markdown table; columns after the first are right-aligned.
 pub(crate) fn markdown_table(header: &[String], rows: &[Vec<String>]) -> String {
     let mut out = String::new();
@@ -161,8 +171,8 @@ pub(crate) fn karp_flatt(speedup: f64, workers: f64) -> Option<f64> {
         .then(|| (1.0 / speedup - 1.0 / workers) / (1.0 - 1.0 / workers))
 }
 
-pub(crate) const README_START: &str = "<!-- bench-report:start -->";
-pub(crate) const README_END: &str = "<!-- bench-report:end -->";
+const README_START: &str = "<!-- bench-report:start -->";
+const README_END: &str = "<!-- bench-report:end -->";
 
 /// Replaces what lies between the README's markers with `generated`.
 pub(crate) fn splice_readme(readme: &str, generated: &str) -> Result<String, String> {
@@ -199,7 +209,7 @@ mod tests {
     #[test]
     fn medians_and_spreads() {
         let odd = Summary::of(&[3.0, 1.0, 2.0]).unwrap();
-        assert_eq!((odd.median, odd.min, odd.max, odd.runs), (2.0, 1.0, 3.0, 3));
+        assert_eq!((odd.median, odd.runs), (2.0, 3));
         assert_eq!((odd.lower_quartile, odd.upper_quartile), (1.5, 2.5));
         assert_eq!(Summary::of(&[4.0, 1.0, 2.0, 3.0]).unwrap().median, 2.5);
         assert_eq!(odd.spread_percent(), 50.0);
@@ -227,6 +237,14 @@ mod tests {
         assert_eq!(format_summary(&tight, Unit::Nanoseconds), "100 ns");
         let loose = Summary::of(&[80.0, 90.0, 100.0, 110.0, 120.0]).unwrap();
         assert_eq!(format_summary(&loose, Unit::Nanoseconds), "100 ns ±10%");
+    }
+
+    #[test]
+    fn thousands_are_separated() {
+        assert_eq!(thousands(1), "1");
+        assert_eq!(thousands(1024), "1,024");
+        assert_eq!(thousands(524_288), "524,288");
+        assert_eq!(thousands(1_000_000), "1,000,000");
     }
 
     #[test]

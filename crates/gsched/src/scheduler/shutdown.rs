@@ -42,9 +42,9 @@ use std::sync::atomic::Ordering;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::park::PARKED_WITHOUT_REASON;
-use crate::runtime::{RuntimeShared, WorkerLocal, live};
-use crate::task::{NO_HOME, Switch, Task};
+use super::task::PARKED_WITHOUT_REASON;
+use crate::scheduler::task::{NO_HOME, Switch, Task};
+use crate::scheduler::{RuntimeShared, WorkerLocal, live};
 
 /// Turns a goroutine gets to finish unwinding when it keeps yielding instead.
 const MAX_UNWIND_STEPS: u32 = 10_000;

@@ -8,9 +8,10 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use ctxswitch::{Coroutine, Yielder};
 
-use crate::runtime::{GoroutineStack, RuntimeShared};
-use crate::state::TaskState;
-use crate::timer_word::TimerWord;
+use crate::scheduler::RuntimeShared;
+use crate::scheduler::stacks::GoroutineStack;
+use crate::scheduler::state::TaskState;
+use crate::scheduler::timer_word::TimerWord;
 
 /// No worker yet: the goroutine has not run.
 pub(crate) const NO_HOME: usize = usize::MAX;
@@ -221,6 +222,21 @@ impl<B: ?Sized> Task<B> {
         self.unwinding.store(true, Ordering::Release);
     }
 }
+
+/// Ends the process with a message, where std would abort too.
+#[cold]
+pub(crate) fn abort_with(message: &str) -> ! {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "gsched: fatal: {message}; aborting");
+    std::process::abort()
+}
+
+/// The message a joiner gets when the goroutine never ran to the end.
+pub(crate) const DROPPED_AT_SHUTDOWN: &str =
+    "gsched: the goroutine was dropped at runtime shutdown";
+
+/// What a goroutine parked with no reason reads as in the leak report.
+pub(crate) const PARKED_WITHOUT_REASON: &str = "park";
 
 /// A payload caught from a goroutine.
 pub(crate) type Panic = Box<dyn Any + Send + 'static>;

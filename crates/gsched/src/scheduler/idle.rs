@@ -1,0 +1,199 @@
+//! Which workers sleep, and the one decision shutdown takes from that: the runtime is quiet.
+//!
+//! A worker going to sleep sets its flag (`announce`), which issues a `SeqCst` fence, and then
+//! looks at its queues once more before it parks its thread. Whoever gives a worker work pushes
+//! it, issues a `SeqCst` fence, and then calls `wake`, which clears the flag if it is set and
+//! tells the caller to unpark the thread. The two fences order each side's store before its
+//! load: either the pusher sees the flag (and wakes the worker), or the worker's last look sees
+//! the work. Thread parking keeps a token, so an unpark that lands before the park is not lost.
+//!
+//! During shutdown the same flags decide when every worker is done (`try_quiesce`): a worker
+//! that finds every flag set after its own last look knows that each worker looked after its
+//! flag went up and found nothing, and that any push since would have cleared a flag first.
+//! The loom model `shutdown_quiesces_only_when_no_work_is_left` checks this with the real type.
+
+use crate::shim::{AtomicBool, AtomicUsize, Ordering, fence};
+
+pub(crate) struct IdleFlags {
+    sleeping: Box<[AtomicBool]>,
+    /// Workers whose flag is set.
+    sleepers: AtomicUsize,
+    /// Set once shutdown found every worker asleep with nothing left to do.
+    quiesced: AtomicBool,
+    /// Workers in their shutdown loop, plus workers whose thread never started: quiet can only
+    /// be declared once every worker is past its scheduling loop.
+    shut_down: AtomicUsize,
+}
+
+impl IdleFlags {
+    pub(crate) fn new(workers: usize) -> Self {
+        IdleFlags {
+            sleeping: (0..workers).map(|_| AtomicBool::new(false)).collect(),
+            sleepers: AtomicUsize::new(0),
+            quiesced: AtomicBool::new(false),
+            shut_down: AtomicUsize::new(0),
+        }
+    }
+
+    /// Worker `index` entered its shutdown loop, or (`absent`) its thread never started: it
+    /// counts as asleep for good.
+    pub(crate) fn enter_shutdown(&self, index: usize, absent: bool) {
+        if absent {
+            self.announce(index);
+        }
+        self.shut_down.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Sets worker `index`'s flag; the caller then looks for work once more before it parks.
+    pub(crate) fn announce(&self, index: usize) {
+        self.sleeping[index].store(true, Ordering::SeqCst);
+        self.sleepers.fetch_add(1, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+    }
+
+    /// Clears worker `index`'s flag; true if this call cleared it.
+    pub(crate) fn end(&self, index: usize) -> bool {
+        let was_sleeping = self.sleeping[index].swap(false, Ordering::SeqCst);
+        if was_sleeping {
+            self.sleepers.fetch_sub(1, Ordering::SeqCst);
+        }
+        was_sleeping
+    }
+
+    /// After work for worker `index` was pushed and fenced: true when the caller must unpark
+    /// that worker's thread (this call cleared its flag).
+    pub(crate) fn wake(&self, index: usize) -> bool {
+        self.sleeping[index].load(Ordering::SeqCst) && self.end(index)
+    }
+
+    pub(crate) fn is_sleeping(&self, index: usize) -> bool {
+        self.sleeping[index].load(Ordering::SeqCst)
+    }
+
+    /// Workers asleep now.
+    pub(crate) fn sleepers(&self) -> usize {
+        self.sleepers.load(Ordering::SeqCst)
+    }
+
+    /// Shutdown, after worker `announce`d and found nothing in its last look: true once the
+    /// runtime is quiet (every worker is asleep, or another worker said so first).
+    pub(crate) fn try_quiesce(&self) -> bool {
+        let workers = self.sleeping.len();
+        if self.quiesced.load(Ordering::SeqCst)
+            || (self.shut_down.load(Ordering::SeqCst) == workers && self.sleepers() == workers)
+        {
+            self.quiesced.store(true, Ordering::SeqCst);
+            return true;
+        }
+        false
+    }
+
+    pub(crate) fn is_quiesced(&self) -> bool {
+        self.quiesced.load(Ordering::SeqCst)
+    }
+}
+
+#[cfg(not(goroutines_loom))]
+mod worker_idle {
+    use std::cmp::Reverse;
+    use std::sync::atomic::Ordering;
+    use std::thread;
+    use std::time::{Duration, Instant};
+
+    use super::super::stacks::{process_threads, report_stack_exhaustion};
+    use super::super::worker::WorkerLocal;
+
+    /// Looks at the queues between two checks of the clock while spinning.
+    const SPIN_ROUNDS: u32 = 64;
+
+    /// How long an idle worker spins looking for work before it sleeps: long enough to bridge the
+    /// usual gap between a park and the wake-up that answers it, short enough not to burn a core.
+    const SPIN_TIME: Duration = Duration::from_micros(50);
+
+    /// How long a stall must last before the runtime reports it (see `nothing_can_progress`).
+    const STALL_CHECK: Duration = Duration::from_secs(2);
+
+    impl WorkerLocal {
+        pub(in crate::scheduler) fn has_visible_work(&self) -> bool {
+            let shared = &*self.shared;
+            self.runnext.borrow().is_some()
+                || !self.yielded.borrow().is_empty()
+                || !shared.injector.is_empty()
+                || !shared.workers[self.index].ready.is_empty()
+                || shared.workers.iter().any(|worker| !worker.fresh.is_empty())
+        }
+
+        /// Spins for a while (if few others do), then sleeps until woken or until the next timer
+        /// is due.
+        pub(in crate::scheduler) fn idle(&self) {
+            let shared = &*self.shared;
+            self.flush_burials();
+            let max_spinners = (shared.workers.len() / 2).max(1);
+            if shared.spinning.fetch_add(1, Ordering::SeqCst) < max_spinners {
+                let start = Instant::now();
+                while start.elapsed() < SPIN_TIME {
+                    for _ in 0..SPIN_ROUNDS {
+                        if self.has_visible_work() || shared.shutdown.load(Ordering::Relaxed) {
+                            shared.spinning.fetch_sub(1, Ordering::SeqCst);
+                            return;
+                        }
+                        std::hint::spin_loop();
+                    }
+                    if self
+                        .timers
+                        .borrow()
+                        .peek()
+                        .is_some_and(|Reverse(timer)| timer.deadline <= Instant::now())
+                    {
+                        break;
+                    }
+                }
+            }
+            shared.spinning.fetch_sub(1, Ordering::SeqCst);
+            shared.announce_sleep(self.index);
+            if self.has_visible_work() || shared.shutdown.load(Ordering::SeqCst) {
+                shared.end_sleep(self.index);
+                return;
+            }
+            let next_timer = self.fire_timers();
+            let stalled = !shared.waiting_for_stack.is_empty();
+            let progress = shared.progress();
+            match (next_timer, stalled) {
+                (Some(deadline), _) => {
+                    thread::park_timeout(deadline.saturating_duration_since(Instant::now()));
+                }
+                (None, true) => thread::park_timeout(STALL_CHECK),
+                (None, false) => thread::park(),
+            }
+            shared.end_sleep(self.index);
+            if stalled
+                && next_timer.is_none()
+                && self.nothing_can_progress(progress)
+                && !shared.stall_reported.swap(true, Ordering::Relaxed)
+            {
+                report_stack_exhaustion(&shared.stacks);
+            }
+        }
+
+        /// Whether, one stall period after seeing `progress`, goroutines still wait for stacks while
+        /// no goroutine finished, none is runnable, no timer is pending, every other worker sleeps,
+        /// and no thread outside the runtime exists that could release a stack: every stack is held
+        /// by a parked goroutine, and nothing will wake one. Only a report follows (the runtime
+        /// keeps waiting): a thread the runtime cannot see, such as a blocking call's, may still
+        /// make progress.
+        fn nothing_can_progress(&self, progress: u64) -> bool {
+            let shared = &*self.shared;
+            !shared.waiting_for_stack.is_empty()
+                && shared.progress() == progress
+                && shared.pending_timers.load(Ordering::SeqCst) == 0
+                && self.runnext.borrow().is_none()
+                && !self.has_visible_work()
+                && (0..shared.workers.len())
+                    .all(|index| index == self.index || shared.idle.is_sleeping(index))
+                && process_threads().is_some_and(|threads| {
+                    threads
+                        <= shared.workers.len() + shared.blocked_in_block_on.load(Ordering::Relaxed)
+                })
+        }
+    }
+}

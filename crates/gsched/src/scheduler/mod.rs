@@ -1,0 +1,59 @@
+//! The scheduler: workers, run queues, stealing, sleeping and waking, timers and shutdown.
+//!
+//! # Shape (Go's)
+//!
+//! Each worker owns a bounded queue of goroutines that have not run yet (`fresh`, stealable:
+//! a started goroutine never moves, see the crate docs), an inbox of started goroutines that
+//! were woken and belong to it (`ready`), a `runnext` slot for the goroutine woken by the one
+//! running now, and its timers. Goroutines spawned from outside, and overflow from full `fresh`
+//! queues, go to the global injector. Every 61st scheduling tick a worker looks at the injector
+//! and its timers first, and `runnext` yields to the queues after a few consecutive turns, so
+//! nothing starves.
+//!
+//! # Where things live
+//!
+//! | module | what |
+//! | --- | --- |
+//! | `shared` | what every worker and goroutine of one runtime share: queues, sleep flags, stack policy, spawning and waking |
+//! | `worker` | a worker's own state and loop: pop, steal, run a goroutine until it switches out |
+//! | `idle` | spinning, sleeping and waking, with the no-lost-wake-up argument, and the stall report |
+//! | `timers` | each worker's timer heap; `timer_word` decides which of a timer and a wake-up retires a timed park |
+//! | `graveyard` | finished goroutines freed on the worker that spawned them |
+//! | `shutdown` | unwinding what is left, scope owners after their borrowers |
+//! | `stacks` | the stack policy and what happens when stacks run out |
+//! | `task`, `state` | a goroutine's header and its scheduling state machine |
+//! | `injector`, `steal` | the global queue and stealing half of a worker's unstarted goroutines |
+//!
+//! `idle`, `state`, `steal` and `timer_word` hold the protocols that the loom models check, and
+//! are built on the loom shim under `--cfg goroutines_loom`; the rest is not built then.
+//!
+//! Rooms for what comes next: a monitor thread (preemption marks, the deadlock report, the
+//! goroutine dump) and a blocking pool would be modules of their own here, and an I/O driver
+//! would plug into `idle` where a worker parks its thread.
+
+pub(crate) mod idle;
+pub(crate) mod state;
+pub(crate) mod steal;
+pub(crate) mod timer_word;
+
+#[cfg(not(goroutines_loom))]
+mod graveyard;
+#[cfg(not(goroutines_loom))]
+pub(crate) mod injector;
+#[cfg(not(goroutines_loom))]
+pub(crate) mod shared;
+#[cfg(not(goroutines_loom))]
+pub(crate) mod shutdown;
+#[cfg(not(goroutines_loom))]
+pub(crate) mod stacks;
+#[cfg(not(goroutines_loom))]
+pub(crate) mod task;
+#[cfg(not(goroutines_loom))]
+mod timers;
+#[cfg(not(goroutines_loom))]
+pub(crate) mod worker;
+
+#[cfg(not(goroutines_loom))]
+pub(crate) use shared::{RuntimeShared, live, next_goroutine_id};
+#[cfg(not(goroutines_loom))]
+pub(crate) use worker::{WorkerLocal, worker_main};

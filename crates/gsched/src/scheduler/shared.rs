@@ -1,0 +1,380 @@
+//! What every worker and every goroutine of one runtime share: the queues, the sleep flags, the
+//! stack policy, and spawning and waking goroutines onto them.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering, fence};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::thread::Thread;
+
+use crossbeam_queue::{ArrayQueue, SegQueue};
+
+use super::graveyard::GRAVEYARD_CAPACITY;
+use super::stacks::StackPolicy;
+use super::worker::{FRESH_CAPACITY, WorkerLocal};
+
+use super::task::DROPPED_AT_SHUTDOWN;
+use crate::scheduler::idle::IdleFlags;
+use crate::scheduler::injector::Injector;
+
+use crate::scheduler::task::{NO_HOME, Task};
+
+/// Goroutines the injector holds without allocating.
+const INJECTOR_RING: usize = 8192;
+
+static NEXT_GOROUTINE_ID: AtomicU64 = AtomicU64::new(1);
+
+pub(crate) fn next_goroutine_id() -> u64 {
+    NEXT_GOROUTINE_ID.fetch_add(1, Ordering::Relaxed)
+}
+
+/// Goroutines spawned minus goroutines finished, counted per thread so that a spawn on one
+/// worker and the finish on another touch different cache lines; only the sum means anything.
+pub(crate) mod live {
+    use std::cell::Cell;
+    use std::sync::atomic::{AtomicIsize, AtomicUsize, Ordering};
+
+    const SHARDS: usize = 32;
+
+    #[repr(align(128))]
+    struct Shard(AtomicIsize);
+
+    static COUNTS: [Shard; SHARDS] = [const { Shard(AtomicIsize::new(0)) }; SHARDS];
+    static NEXT_SHARD: AtomicUsize = AtomicUsize::new(0);
+
+    thread_local! {
+        static SHARD: Cell<usize> = Cell::new(NEXT_SHARD.fetch_add(1, Ordering::Relaxed) % SHARDS);
+    }
+
+    pub(crate) fn add(delta: isize) {
+        let shard = SHARD.with(Cell::get);
+        COUNTS[shard].0.fetch_add(delta, Ordering::Relaxed);
+    }
+
+    pub(super) fn total() -> usize {
+        let sum: isize = COUNTS
+            .iter()
+            .map(|shard| shard.0.load(Ordering::Relaxed))
+            .sum();
+        sum.max(0) as usize
+    }
+}
+
+/// Goroutines spawned and not yet finished, in every runtime of the process.
+pub fn num_goroutines() -> usize {
+    live::total()
+}
+
+pub(crate) struct Config {
+    pub(crate) leak_report: bool,
+}
+
+/// Goroutines by id, hashed cheaply.
+pub(crate) type TaskMap = HashMap<u64, Arc<Task>, BuildHasherDefault<IdHasher>>;
+
+/// What every worker and every goroutine of one runtime share.
+pub(crate) struct RuntimeShared {
+    pub(crate) workers: Box<[WorkerShared]>,
+    pub(crate) injector: Injector<Arc<Task>>,
+    /// Goroutines that could not get a stack, waiting for one to be returned.
+    pub(crate) waiting_for_stack: SegQueue<Arc<Task>>,
+    pub(super) spinning: AtomicUsize,
+    /// Which workers sleep (see `idle.rs`).
+    pub(crate) idle: IdleFlags,
+    pub(crate) shutdown: AtomicBool,
+    /// Timers armed in any worker's heap and not yet fired or cancelled.
+    pub(crate) pending_timers: AtomicUsize,
+    pub(crate) stacks: StackPolicy,
+    pub(crate) config: Config,
+    /// Started, unfinished goroutines that may migrate: they have no one home worker whose
+    /// `live` map could hold them.
+    pub(crate) migratable_live: Mutex<TaskMap>,
+    /// Threads blocked in `block_on` on this runtime, which the stall report counts as ours.
+    pub(super) blocked_in_block_on: AtomicUsize,
+    /// Whether the stall report was printed.
+    pub(super) stall_reported: AtomicBool,
+    /// Goroutines unwound, dropped or leaked at shutdown, and their report lines.
+    pub(super) leaked: Mutex<Vec<String>>,
+}
+
+pub(crate) struct WorkerShared {
+    pub(crate) fresh: ArrayQueue<Arc<Task>>,
+    pub(crate) ready: SegQueue<Arc<Task>>,
+    pub(super) thread: OnceLock<Thread>,
+    /// Bumped whenever a goroutine finishes here: the stall detector's sign of life, per worker
+    /// so that finishing goroutines do not contend on one counter.
+    pub(super) progress: AtomicU64,
+    /// Finished goroutines spawned here but run elsewhere, handed back in batches to be freed
+    /// on this worker's thread: the allocator then reuses their memory for the next spawn
+    /// without taking a lock, where a free on another thread would contend with this one's
+    /// allocations.
+    pub(super) graveyard: ArrayQueue<Vec<Arc<Task>>>,
+}
+
+impl RuntimeShared {
+    pub(crate) fn new(workers: usize, stacks: StackPolicy, config: Config) -> Arc<Self> {
+        Arc::new(RuntimeShared {
+            workers: (0..workers)
+                .map(|_| WorkerShared {
+                    fresh: ArrayQueue::new(FRESH_CAPACITY),
+                    ready: SegQueue::new(),
+                    thread: OnceLock::new(),
+                    progress: AtomicU64::new(0),
+                    graveyard: ArrayQueue::new(GRAVEYARD_CAPACITY),
+                })
+                .collect(),
+            injector: Injector::new(INJECTOR_RING),
+            waiting_for_stack: SegQueue::new(),
+            spinning: AtomicUsize::new(0),
+            idle: IdleFlags::new(workers),
+            shutdown: AtomicBool::new(false),
+            pending_timers: AtomicUsize::new(0),
+            stacks,
+            config,
+            migratable_live: Mutex::new(HashMap::default()),
+            blocked_in_block_on: AtomicUsize::new(0),
+            stall_reported: AtomicBool::new(false),
+            leaked: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Goroutines finished on any worker so far.
+    pub(super) fn progress(&self) -> u64 {
+        self.workers
+            .iter()
+            .map(|worker| worker.progress.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    pub(crate) fn worker_count(&self) -> usize {
+        self.workers.len()
+    }
+
+    /// Counts the calling thread as blocked in `block_on` until the guard drops.
+    pub(crate) fn block_on_started(&self) -> impl Drop + '_ {
+        struct Blocked<'a>(&'a AtomicUsize);
+        impl Drop for Blocked<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+        self.blocked_in_block_on.fetch_add(1, Ordering::Relaxed);
+        Blocked(&self.blocked_in_block_on)
+    }
+
+    /// The last scoped goroutine borrowing `owner`'s stack is gone: during shutdown, the worker
+    /// that may now unwind `owner` must look again.
+    pub(crate) fn borrowers_released(&self, owner: &Task) {
+        if !self.shutdown.load(Ordering::SeqCst) {
+            return;
+        }
+        fence(Ordering::SeqCst);
+        let home = owner.home.load(Ordering::Relaxed);
+        if home < self.workers.len() && !owner.migratable {
+            self.wake_worker(home);
+        } else {
+            for index in 0..self.workers.len() {
+                self.wake_worker(index);
+            }
+        }
+    }
+
+    /// The goroutines a worker runs are tracked in its own `live` map when pinned, here when
+    /// migratable; removes a finished one.
+    pub(super) fn forget_migratable(&self, task: &Task) {
+        self.migratable_live
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .remove(&task.id);
+    }
+
+    /// Queues a new goroutine: on the spawning worker's own queue when spawned from a goroutine
+    /// of this runtime, else on the injector.
+    pub(crate) fn spawn(self: &Arc<Self>, task: Arc<Task>) {
+        live::add(1);
+        // On one of this runtime's workers, free finished goroutines it spawned while here.
+        let own_worker = WorkerLocal::with_current(|local| {
+            let own = Arc::ptr_eq(&local.shared, self);
+            if own {
+                local.free_returned();
+            }
+            own.then_some(local.index)
+        })
+        .flatten();
+        let task = match own_worker {
+            Some(index) => {
+                task.spawned_on.store(index, Ordering::Relaxed);
+                match self.workers[index].fresh.push(task) {
+                    Ok(()) => {
+                        self.wake_for_new_work();
+                        return;
+                    }
+                    Err(task) => task,
+                }
+            }
+            None => task,
+        };
+        self.injector.push(task);
+        self.wake_for_new_work();
+    }
+
+    /// Puts a woken goroutine back to work: `runnext` when the waker runs on the goroutine's
+    /// own worker, else that worker's inbox (a migratable one goes to a stealable queue).
+    pub(crate) fn schedule_woken(self: &Arc<Self>, task: Arc<Task>) {
+        let home = task.home.load(Ordering::Relaxed);
+        debug_assert_ne!(home, NO_HOME, "only a goroutine that ran can be parked");
+        let on_home = WorkerLocal::with_current(|local| {
+            local.index == home && Arc::ptr_eq(&local.shared, self) && local.in_goroutine()
+        })
+        .unwrap_or(false);
+        if on_home {
+            let mut task = Some(task);
+            WorkerLocal::with_current(|local| {
+                if let Some(previous) = local.runnext.replace(task.take()) {
+                    self.workers[home].ready.push(previous);
+                }
+            });
+            return;
+        }
+        if task.migratable {
+            if let Err(task) = self.workers[home].fresh.push(task) {
+                self.injector.push(task);
+            }
+            self.wake_for_new_work();
+        } else {
+            self.workers[home].ready.push(task);
+            fence(Ordering::SeqCst);
+            self.wake_worker(home);
+        }
+    }
+
+    /// After pushing work any worker may take: wakes a sleeping worker unless one is spinning.
+    fn wake_for_new_work(&self) {
+        fence(Ordering::SeqCst);
+        if self.spinning.load(Ordering::SeqCst) > 0 || self.idle.sleepers() == 0 {
+            return;
+        }
+        for index in 0..self.workers.len() {
+            if self.wake_worker(index) {
+                return;
+            }
+        }
+    }
+
+    /// Wakes worker `index` if it sleeps; true if it did.
+    pub(crate) fn wake_worker(&self, index: usize) -> bool {
+        let worker = &self.workers[index];
+        if self.idle.wake(index) {
+            if let Some(thread) = worker.thread.get() {
+                thread.unpark();
+            }
+            return true;
+        }
+        false
+    }
+
+    /// Sets worker `index`'s `sleeping` flag; the caller then looks for work once more.
+    pub(crate) fn announce_sleep(&self, index: usize) {
+        self.idle.announce(index);
+    }
+
+    /// Clears worker `index`'s `sleeping` flag.
+    pub(crate) fn end_sleep(&self, index: usize) {
+        self.idle.end(index);
+    }
+
+    pub(crate) fn begin_shutdown(&self) {
+        self.shutdown.store(true, Ordering::SeqCst);
+        for (index, worker) in self.workers.iter().enumerate() {
+            self.end_sleep(index);
+            if let Some(thread) = worker.thread.get() {
+                thread.unpark();
+            }
+        }
+    }
+
+    /// Shutdown step 4, after the workers stopped: drops every goroutine still queued, leaks
+    /// the migratable ones that could not be unwound, and returns the report.
+    pub(crate) fn finish_shutdown(&self) -> Vec<String> {
+        // Finished goroutines waiting to be freed hold the runtime: let them go.
+        for worker in self.workers.iter() {
+            while worker.graveyard.pop().is_some() {}
+        }
+        let queues = self
+            .workers
+            .iter()
+            .flat_map(|worker| {
+                std::iter::from_fn(|| worker.fresh.pop())
+                    .chain(std::iter::from_fn(|| worker.ready.pop()))
+            })
+            .chain(std::iter::from_fn(|| self.injector.pop()))
+            .chain(std::iter::from_fn(|| self.waiting_for_stack.pop()))
+            .collect::<Vec<_>>();
+        for task in queues {
+            self.discard_unstarted(&task);
+        }
+        let stranded: Vec<Arc<Task>> = self
+            .migratable_live
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .drain()
+            .map(|(_, task)| task)
+            .collect();
+        for task in stranded {
+            // SAFETY: every worker has stopped: nobody runs the goroutine or ever will.
+            unsafe { crate::scheduler::shutdown::leak(&task, self) };
+        }
+        std::mem::take(
+            &mut *self
+                .leaked
+                .lock()
+                .unwrap_or_else(|poison| poison.into_inner()),
+        )
+    }
+
+    /// Drops a goroutine that never ran (its joiner learns why); a started one is left alone.
+    pub(crate) fn discard_unstarted(&self, task: &Task) {
+        // SAFETY: the goroutine never ran (a started one has lost its function, and `discard`
+        // then does nothing), and it was taken off its queue, so nobody runs it.
+        if unsafe { task.body.discard(Box::new(DROPPED_AT_SHUTDOWN)) } {
+            self.record_leak(task, "never ran");
+            live::add(-1);
+        }
+    }
+
+    pub(crate) fn record_leak(&self, task: &Task, what: &str) {
+        let name = task
+            .name
+            .as_deref()
+            .map(|name| format!(" \"{name}\""))
+            .unwrap_or_default();
+        let line = format!(
+            "goroutine {}{name} spawned at {}: {what}",
+            task.id, task.spawned_at
+        );
+        self.leaked
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .push(line);
+    }
+}
+
+/// Hashes goroutine ids, which are already unique sequence numbers, by a multiplication.
+#[derive(Default)]
+pub(crate) struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.0 = (self.0 << 8 | u64::from(byte)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+
+    fn write_u64(&mut self, id: u64) {
+        self.0 = id.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}

@@ -1,0 +1,131 @@
+//! Where goroutine stacks come from, and what the runtime says when they run out.
+
+use ctxswitch::Stack;
+use gstack::{DenseStack, DenseStacks, PooledStack, StackError, StackPool};
+
+/// The smallest goroutine stack a runtime or a goroutine accepts, in bytes: ctxswitch's minimum
+/// (room for the unwinder) plus room for the goroutine's entry frame and its closure. Guarded
+/// stacks are then rounded up to whole pages.
+pub const MIN_STACK_SIZE: usize = ctxswitch::MIN_STACK_SIZE + 256;
+
+/// The largest goroutine stack a runtime or a goroutine accepts, in bytes (Go's limit on 64-bit
+/// targets). Stacks are reserved address space, committed as they are touched.
+pub const MAX_STACK_SIZE: usize = 1 << 30;
+
+/// Where goroutine stacks come from.
+pub(crate) enum StackPolicy {
+    /// Guarded stacks from gstack's shared pools, one per stack size; the pool of the default
+    /// size is kept at hand, so the common case takes no lock.
+    Guarded { default_pool: StackPool },
+    /// Stacks carved from one region (the `unsafe` opt-in).
+    Dense { stacks: DenseStacks },
+}
+
+impl StackPolicy {
+    /// The stack size of a goroutine that asks for none.
+    pub(crate) fn default_size(&self) -> usize {
+        match self {
+            StackPolicy::Guarded { default_pool } => default_pool.stack_size(),
+            StackPolicy::Dense { stacks } => stacks.stack_size(),
+        }
+    }
+
+    /// The stack size a goroutine asking for `requested` bytes gets, or (`Err`) the largest it
+    /// could have asked for.
+    pub(crate) fn check_goroutine_stack(&self, requested: usize) -> Result<usize, usize> {
+        let (max, given) = match self {
+            StackPolicy::Guarded { .. } => (MAX_STACK_SIZE, requested),
+            StackPolicy::Dense { stacks } => (stacks.stack_size(), stacks.stack_size()),
+        };
+        if (MIN_STACK_SIZE..=max).contains(&requested) {
+            Ok(given)
+        } else {
+            Err(max)
+        }
+    }
+
+    pub(super) fn get(&self, size: usize) -> Result<GoroutineStack, StackError> {
+        match self {
+            StackPolicy::Guarded { default_pool } if default_pool.stack_size() == size => {
+                default_pool.get().map(GoroutineStack::Guarded)
+            }
+            StackPolicy::Guarded { .. } => {
+                StackPool::shared(size).get().map(GoroutineStack::Guarded)
+            }
+            StackPolicy::Dense { stacks } => stacks.get().map(GoroutineStack::Dense),
+        }
+    }
+}
+
+/// A goroutine's stack under either policy.
+pub(crate) enum GoroutineStack {
+    Guarded(PooledStack),
+    Dense(DenseStack),
+}
+
+impl GoroutineStack {
+    pub(super) fn set_label(&self, id: u64, name: &str) {
+        if let GoroutineStack::Guarded(stack) = self {
+            stack.set_label(id, name);
+        }
+    }
+
+    /// Aborts with a report if a dense stack's canary was overwritten.
+    pub(crate) fn check(&self) {
+        if let GoroutineStack::Dense(stack) = self {
+            stack.check_canary();
+        }
+    }
+}
+
+// SAFETY: forwards to the stack of either policy, which this value owns alone.
+unsafe impl Stack for GoroutineStack {
+    fn base(&self) -> usize {
+        match self {
+            GoroutineStack::Guarded(stack) => stack.base(),
+            GoroutineStack::Dense(stack) => stack.base(),
+        }
+    }
+
+    fn limit(&self) -> usize {
+        match self {
+            GoroutineStack::Guarded(stack) => stack.limit(),
+            GoroutineStack::Dense(stack) => stack.limit(),
+        }
+    }
+}
+
+/// Threads in this process, from `/proc/self/status`.
+pub(super) fn process_threads() -> Option<usize> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("Threads:"))?
+        .trim()
+        .parse()
+        .ok()
+}
+
+#[cold]
+pub(super) fn report_stack_exhaustion(policy: &StackPolicy) {
+    use std::io::Write;
+    let message = match policy {
+        StackPolicy::Guarded { .. } => format!(
+            "gsched: no goroutine can make progress: every goroutine stack is held by a parked \
+             goroutine, and {} stacks is the most the kernel's map limit allows \
+             (vm.max_map_count = {}). Raise it with `sysctl -w vm.max_map_count=N`, use smaller \
+             or dense stacks, or let fewer goroutines block at once. The runtime keeps waiting.",
+            gstack::stack_limit(),
+            gstack::max_map_count()
+        ),
+        StackPolicy::Dense { stacks } => format!(
+            "gsched: no goroutine can make progress: every goroutine stack is held by a parked \
+             goroutine, and the runtime's dense region holds {} stacks. Build the runtime with \
+             more dense stacks, or let fewer goroutines block at once. The runtime keeps \
+             waiting.",
+            stacks.capacity()
+        ),
+    };
+    // A closed stderr must not unwind the worker.
+    let _ = writeln!(std::io::stderr(), "{message}");
+}

@@ -1,0 +1,363 @@
+//! A worker: its thread-local state, its loop, and running one goroutine until it switches out.
+
+use std::cell::{Cell, RefCell};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::thread;
+
+use ctxswitch::{Coroutine, CoroutineResult, Stack};
+use gstack::StackError;
+
+use super::shared::{RuntimeShared, TaskMap, live};
+use super::steal::steal_half;
+use super::task::abort_with;
+use super::task::{Switch, Task};
+use super::timers::Timer;
+
+/// Capacity of each worker's queue of not-yet-started goroutines.
+pub(super) const FRESH_CAPACITY: usize = 256;
+
+/// Scheduling ticks between fairness checks of the injector and timers (Go's figure).
+pub(super) const FAIRNESS_TICKS: u32 = 61;
+
+/// Consecutive `runnext` turns before the queues get one.
+pub(super) const RUNNEXT_STREAK: u32 = 16;
+
+/// The worker's own state, reachable from its thread (and the goroutines it runs) only.
+pub(crate) struct WorkerLocal {
+    pub(crate) index: usize,
+    pub(crate) shared: Arc<RuntimeShared>,
+    pub(crate) runnext: RefCell<Option<Arc<Task>>>,
+    pub(super) runnext_streak: Cell<u32>,
+    pub(super) tick: Cell<u32>,
+    pub(super) timers: RefCell<BinaryHeap<Reverse<Timer>>>,
+    /// The heap size at which stale timers are next swept out (see `add_timer`).
+    pub(super) timer_sweep_at: Cell<usize>,
+    /// Pinned goroutines that started here and have not finished.
+    pub(crate) live: RefCell<TaskMap>,
+    /// Goroutines that yielded, in order; they stay `RUNNING` (only this worker runs them).
+    pub(crate) yielded: RefCell<VecDeque<Arc<Task>>>,
+    /// The goroutine running now.
+    pub(crate) current: Cell<Option<*const Task>>,
+    /// Per spawning worker, finished goroutines waiting to be sent back to it.
+    pub(super) burials: RefCell<Vec<Vec<Arc<Task>>>>,
+    /// Finished goroutines this worker spawned, sent back, freed a few per spawn.
+    pub(super) returned: RefCell<Vec<Arc<Task>>>,
+}
+
+thread_local! {
+    static WORKER: Cell<*const WorkerLocal> = const { Cell::new(std::ptr::null()) };
+}
+
+impl WorkerLocal {
+    /// Runs `f` with the current thread's worker, if it is one.
+    pub(crate) fn with_current<R>(f: impl FnOnce(&WorkerLocal) -> R) -> Option<R> {
+        let worker = WORKER.try_with(Cell::get).ok()?;
+        // SAFETY: the pointer is set by `worker_main` to a value that lives for the whole loop
+        // and is cleared before it is dropped; only this thread reads it.
+        (!worker.is_null()).then(|| f(unsafe { &*worker }))
+    }
+
+    pub(crate) fn in_goroutine(&self) -> bool {
+        self.current.get().is_some()
+    }
+
+    /// The goroutine running on this worker now.
+    pub(crate) fn current_task(&self) -> Option<&Task> {
+        // SAFETY: `current` points to a goroutine kept alive by the `Arc` that `run` holds for
+        // as long as the pointer is set.
+        self.current.get().map(|task| unsafe { &*task })
+    }
+
+    /// A shared handle to the goroutine running on this worker now.
+    pub(crate) fn current_arc(&self) -> Option<Arc<Task>> {
+        self.current.get().map(|task| {
+            // SAFETY: `current` was set from `Arc::as_ptr` of an `Arc` that `run` holds while
+            // the pointer is set; taking another count on it is sound.
+            unsafe {
+                Arc::increment_strong_count(task);
+                Arc::from_raw(task)
+            }
+        })
+    }
+
+    /// The next goroutine to run, and whether it is already `RUNNING` (it yielded).
+    fn pop_runnable(&self) -> Option<(Arc<Task>, bool)> {
+        let shared = &*self.shared;
+        let me = &shared.workers[self.index];
+        let tick = self.tick.get().wrapping_add(1);
+        self.tick.set(tick);
+        if tick.is_multiple_of(FAIRNESS_TICKS) {
+            self.fire_timers();
+            if let Some(task) = shared.injector.pop().or_else(|| me.fresh.pop()) {
+                return Some((task, false));
+            }
+        }
+        self.pop_queued()
+            .map(|task| (task, false))
+            .or_else(|| {
+                let yielded = self.yielded.borrow_mut().pop_front();
+                yielded.map(|task| (task, true))
+            })
+            .or_else(|| self.pop_shared().map(|task| (task, false)))
+    }
+
+    /// From `runnext` and the worker's inbox.
+    fn pop_queued(&self) -> Option<Arc<Task>> {
+        let me = &self.shared.workers[self.index];
+        if self.runnext_streak.get() < RUNNEXT_STREAK
+            && let Some(task) = self.runnext.borrow_mut().take()
+        {
+            self.runnext_streak.set(self.runnext_streak.get() + 1);
+            return Some(task);
+        }
+        self.runnext_streak.set(0);
+        // `is_empty` first: popping an empty SegQueue issues a SeqCst fence.
+        if !me.ready.is_empty()
+            && let Some(task) = me.ready.pop()
+        {
+            return Some(task);
+        }
+        self.runnext.borrow_mut().take()
+    }
+
+    /// From the worker's fresh queue, the injector, or another worker.
+    fn pop_shared(&self) -> Option<Arc<Task>> {
+        let shared = &*self.shared;
+        let me = &shared.workers[self.index];
+        if let Some(task) = me.fresh.pop() {
+            return Some(task);
+        }
+        if !shared.injector.is_empty()
+            && let Some(task) = shared.injector.pop()
+        {
+            // Take a share of the injector while at it.
+            let share = (shared.injector.len() / shared.workers.len()).min(FRESH_CAPACITY / 2);
+            for _ in 0..share {
+                match shared.injector.pop() {
+                    Some(extra) => {
+                        if let Err(extra) = me.fresh.push(extra) {
+                            shared.injector.push(extra);
+                            break;
+                        }
+                    }
+                    None => break,
+                }
+            }
+            return Some(task);
+        }
+        self.steal()
+    }
+
+    /// Takes half of another worker's not-yet-started goroutines.
+    fn steal(&self) -> Option<Arc<Task>> {
+        let shared = &*self.shared;
+        let count = shared.workers.len();
+        let start = self.tick.get() as usize % count;
+        for offset in 0..count {
+            let victim = (start + offset) % count;
+            if victim == self.index {
+                continue;
+            }
+            let stolen = steal_half(
+                &shared.workers[victim].fresh,
+                &shared.workers[self.index].fresh,
+                |task| shared.injector.push(task),
+            );
+            if stolen.is_some() {
+                return stolen;
+            }
+        }
+        None
+    }
+
+    /// Runs `task` until it switches out, and deals with why it did.
+    fn run(&self, task: Arc<Task>, running: bool) {
+        if !running && !task.state.try_start_run() {
+            return;
+        }
+        if task.is_unwinding() {
+            // Shutdown began unwinding it (a migratable goroutine, woken while this worker
+            // had not yet left this loop): only the shutdown loop may go on with it.
+            task.state.finish_yield();
+            self.shared.workers[self.index].ready.push(task);
+            return;
+        }
+        // SAFETY: winning `try_start_run` (or holding a yielded goroutine, which stays
+        // `RUNNING`) makes this thread the goroutine's runner, outside its code.
+        let coroutine = unsafe { task.coroutine() };
+        if coroutine.is_none() {
+            match self.start(&task) {
+                Ok(started) => *coroutine = Some(started),
+                Err(StartError::NoStackYet) => {
+                    task.state.finish_yield();
+                    self.shared.waiting_for_stack.push(task);
+                    return;
+                }
+                Err(StartError::Failed(reason)) => {
+                    self.fail_to_start(&task, reason);
+                    return;
+                }
+            }
+        }
+        match self.resume(&task, false) {
+            // A goroutine may park or yield in the middle of unwinding a panic (a destructor
+            // that waits): other goroutines run meanwhile, and read `thread::panicking()` as
+            // true until it finishes (std counts panics per thread; see the crate docs).
+            Some(Switch::Yield) => self.yielded.borrow_mut().push_back(task),
+            Some(Switch::Park) => {
+                if !task.state.finish_park()
+                    && let Some(previous) = self.runnext.replace(Some(task))
+                {
+                    self.shared.workers[self.index].ready.push(previous);
+                }
+            }
+            None => {
+                self.finish(&task);
+                self.bury(task);
+            }
+        }
+    }
+
+    /// Resumes the goroutine (or, `unwind`, goes on unwinding it); `None` when it finished.
+    pub(crate) fn resume(&self, task: &Arc<Task>, unwind: bool) -> Option<Switch> {
+        // SAFETY: the caller made this thread the goroutine's runner.
+        let coroutine = unsafe { task.coroutine() }
+            .as_mut()
+            .expect("a started goroutine has a coroutine");
+        gstack::set_current_stack(coroutine.stack().limit(), coroutine.stack().base());
+        self.current.set(Some(Arc::as_ptr(task)));
+        let result = if unwind {
+            coroutine.unwind(()).map(CoroutineResult::Yield)
+        } else {
+            Some(coroutine.resume(()))
+        };
+        self.current.set(None);
+        coroutine.stack().check();
+        match result {
+            Some(CoroutineResult::Yield(switch)) => Some(switch),
+            Some(CoroutineResult::Return(())) | None => None,
+        }
+    }
+
+    /// Gives a goroutine its stack and coroutine as it runs for the first time.
+    fn start(
+        &self,
+        task: &Arc<Task>,
+    ) -> Result<crate::scheduler::task::GoroutineCoroutine, StartError> {
+        let stack = match self.shared.stacks.get(task.stack_size) {
+            Ok(stack) => stack,
+            Err(StackError::MapLimit { .. } | StackError::RegionFull { .. }) => {
+                return Err(StartError::NoStackYet);
+            }
+            Err(err) => {
+                return Err(StartError::Failed(format!(
+                    "gsched: cannot get a goroutine stack: {err}"
+                )));
+            }
+        };
+        stack.set_label(task.id, task.name.as_deref().unwrap_or(""));
+        let task_ptr = Arc::as_ptr(task);
+        let coroutine = Coroutine::with_stack(stack, move |yielder, ()| {
+            // SAFETY: the goroutine runs only on the thread of its runner, once, and the task
+            // is kept alive by the `live` map for as long as the coroutine exists.
+            unsafe {
+                (*task_ptr).set_yielder(yielder);
+                (*task_ptr).body.run();
+            }
+        })
+        .map_err(|err| {
+            StartError::Failed(format!("gsched: the goroutine's stack is too small: {err}"))
+        })?;
+        task.home.store(self.index, Ordering::Relaxed);
+        if task.migratable {
+            self.shared
+                .migratable_live
+                .lock()
+                .unwrap_or_else(|poison| poison.into_inner())
+                .insert(task.id, Arc::clone(task));
+        } else {
+            self.live.borrow_mut().insert(task.id, Arc::clone(task));
+        }
+        Ok(coroutine)
+    }
+
+    /// A goroutine that could not start: its joiner gets `reason`, nothing unwinds the worker.
+    fn fail_to_start(&self, task: &Arc<Task>, reason: String) {
+        task.state.finish_done();
+        // SAFETY: the goroutine never ran, and this thread holds it alone (`RUNNING`).
+        if unsafe { task.body.discard(Box::new(reason)) } {
+            live::add(-1);
+        }
+    }
+
+    fn finish(&self, task: &Arc<Task>) {
+        task.state.finish_done();
+        // SAFETY: this thread ran the goroutine to completion and is its runner.
+        *unsafe { task.coroutine() } = None;
+        if task.migratable {
+            self.shared.forget_migratable(task);
+        } else {
+            self.live.borrow_mut().remove(&task.id);
+        }
+        live::add(-1);
+        self.shared.workers[self.index]
+            .progress
+            .fetch_add(1, Ordering::Relaxed);
+        if !self.shared.waiting_for_stack.is_empty()
+            && let Some(waiting) = self.shared.waiting_for_stack.pop()
+        {
+            self.shared.workers[self.index].ready.push(waiting);
+        }
+    }
+}
+
+/// Why a goroutine did not start.
+enum StartError {
+    /// Every stack the budget allows is in use: it waits for one.
+    NoStackYet,
+    /// It never will; its joiner gets this message.
+    Failed(String),
+}
+
+/// The body of worker thread `index`.
+pub(crate) fn worker_main(shared: Arc<RuntimeShared>, index: usize) {
+    let _ = gstack::install_overflow_handler();
+    let _ = shared.workers[index].thread.set(thread::current());
+    let local = WorkerLocal {
+        index,
+        shared: Arc::clone(&shared),
+        runnext: RefCell::new(None),
+        runnext_streak: Cell::new(0),
+        tick: Cell::new(index as u32),
+        timers: RefCell::new(BinaryHeap::new()),
+        timer_sweep_at: Cell::new(0),
+        live: RefCell::new(HashMap::default()),
+        yielded: RefCell::new(VecDeque::new()),
+        current: Cell::new(None),
+        burials: RefCell::new((0..shared.workers.len()).map(|_| Vec::new()).collect()),
+        returned: RefCell::new(Vec::new()),
+    };
+    WORKER.with(|worker| worker.set(&local));
+    // Nothing a goroutine does unwinds this loop (bodies catch their panics, failures reach the
+    // joiner); a panic here is a bug of the runtime, and a dead worker would silently strand
+    // every goroutine pinned to it, so it ends the process loudly instead.
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        while !shared.shutdown.load(Ordering::Acquire) {
+            match local.pop_runnable() {
+                Some((task, running)) => local.run(task, running),
+                None => {
+                    local.fire_timers();
+                    local.idle();
+                }
+            }
+        }
+        local.shut_down();
+    }));
+    if outcome.is_err() {
+        abort_with(&format!("worker {index} of a runtime panicked"));
+    }
+    WORKER.with(|worker| worker.set(std::ptr::null()));
+}
