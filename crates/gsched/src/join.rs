@@ -4,7 +4,7 @@ use std::cell::UnsafeCell;
 use std::fmt;
 use std::marker::PhantomData;
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::park::{Unparker, current_unparker, park_with_reason};
@@ -13,7 +13,10 @@ use crate::scheduler::task::{Body, DROPPED_AT_SHUTDOWN, Panic, Task, abort_with}
 /// Where a goroutine's result meets whoever joins it.
 pub(crate) struct Packet<T> {
     slot: Mutex<Slot<T>>,
-    done: AtomicBool,
+    /// `DONE` once the result is in (or was dropped for nobody); `DETACHED` once the handle is
+    /// gone. Each side sets its bit with one read-modify-write, so whichever comes second sees
+    /// the other's bit and drops the result: exactly one of them does.
+    state: AtomicU8,
     /// Receives the panic payload nobody joined, when the packet goes away.
     unjoined_panic: Option<Box<dyn Fn(Panic) + Send + Sync>>,
 }
@@ -21,9 +24,10 @@ pub(crate) struct Packet<T> {
 struct Slot<T> {
     result: Option<std::thread::Result<T>>,
     waiter: Option<Unparker>,
-    /// The join handle is gone: nobody will take the result.
-    detached: bool,
 }
+
+const DONE: u8 = 1;
+const DETACHED: u8 = 2;
 
 impl<T> Packet<T> {
     pub(crate) fn new(unjoined_panic: Option<Box<dyn Fn(Panic) + Send + Sync>>) -> Self {
@@ -31,9 +35,8 @@ impl<T> Packet<T> {
             slot: Mutex::new(Slot {
                 result: None,
                 waiter: None,
-                detached: false,
             }),
-            done: AtomicBool::new(false),
+            state: AtomicU8::new(0),
             unjoined_panic,
         }
     }
@@ -48,25 +51,27 @@ impl<T> Packet<T> {
     /// dropped here instead, in the caller: the goroutine itself, where a destructor may park
     /// (see [`Packet::detach`]).
     pub(crate) fn complete(&self, result: std::thread::Result<T>) {
-        let (waiter, unjoined) = {
+        let state = self.state.load(Ordering::Acquire);
+        if state & DONE != 0 {
+            return;
+        }
+        if state & DETACHED != 0 {
+            // No handle, so no joiner and no waiter: nothing to store.
+            self.state.fetch_or(DONE, Ordering::AcqRel);
+            self.drop_unjoined(result);
+            return;
+        }
+        let waiter = {
             let mut slot = self.slot();
-            if slot.result.is_some() {
-                return;
-            }
-            let unjoined = if slot.detached {
-                Some(result)
-            } else {
-                slot.result = Some(result);
-                None
-            };
-            self.done.store(true, Ordering::Release);
-            (slot.waiter.take(), unjoined)
+            slot.result = Some(result);
+            slot.waiter.take()
         };
+        let previous = self.state.fetch_or(DONE, Ordering::AcqRel);
         if let Some(waiter) = waiter {
             waiter.unpark();
         }
-        if let Some(result) = unjoined {
-            self.drop_unjoined(result);
+        if previous & DETACHED != 0 {
+            self.drop_detached();
         }
     }
 
@@ -74,11 +79,14 @@ impl<T> Packet<T> {
     /// owner; a later one by the goroutine that produces it. Either way it is dropped where
     /// a destructor may block, never on a worker between goroutines.
     fn detach(&self) {
-        let result = {
-            let mut slot = self.slot();
-            slot.detached = true;
-            slot.result.take()
-        };
+        if self.state.fetch_or(DETACHED, Ordering::AcqRel) & DONE != 0 {
+            self.drop_detached();
+        }
+    }
+
+    /// The side that set its bit second drops the stored result.
+    fn drop_detached(&self) {
+        let result = self.slot().result.take();
         if let Some(result) = result {
             self.drop_unjoined(result);
         }
@@ -102,7 +110,7 @@ impl<T> Packet<T> {
     }
 
     pub(crate) fn is_done(&self) -> bool {
-        self.done.load(Ordering::Acquire)
+        self.state.load(Ordering::Acquire) & DONE != 0
     }
 
     /// Waits for the result. The waiter is registered under the same lock that `complete`

@@ -45,6 +45,7 @@ impl IdleFlags {
     }
 
     /// Sets worker `index`'s flag; the caller then looks for work once more before it parks.
+    #[inline]
     pub(crate) fn announce(&self, index: usize) {
         self.sleeping[index].store(true, Ordering::SeqCst);
         self.sleepers.fetch_add(1, Ordering::SeqCst);
@@ -52,6 +53,7 @@ impl IdleFlags {
     }
 
     /// Clears worker `index`'s flag; true if this call cleared it.
+    #[inline]
     pub(crate) fn end(&self, index: usize) -> bool {
         let was_sleeping = self.sleeping[index].swap(false, Ordering::SeqCst);
         if was_sleeping {
@@ -62,6 +64,7 @@ impl IdleFlags {
 
     /// After work for worker `index` was pushed and fenced: true when the caller must unpark
     /// that worker's thread (this call cleared its flag).
+    #[inline]
     pub(crate) fn wake(&self, index: usize) -> bool {
         self.sleeping[index].load(Ordering::SeqCst) && self.end(index)
     }
@@ -71,6 +74,7 @@ impl IdleFlags {
     }
 
     /// Workers asleep now.
+    #[inline]
     pub(crate) fn sleepers(&self) -> usize {
         self.sleepers.load(Ordering::SeqCst)
     }

@@ -49,6 +49,7 @@ impl TaskState {
     }
 
     /// `SCHEDULED -> RUNNING`; false for a queue entry that is stale.
+    #[inline]
     pub(crate) fn try_start_run(&self) -> bool {
         self.state
             .fetch_update(Ordering::Acquire, Ordering::Relaxed, |state| {
@@ -76,17 +77,20 @@ impl TaskState {
         )
     }
 
+    #[inline]
     pub(crate) fn is_done(&self) -> bool {
         self.state.load(Ordering::Acquire) & PHASE == DONE
     }
 
     /// The goroutine's own `park`: consumes a notification if there is one.
+    #[inline]
     pub(crate) fn take_notification(&self) -> bool {
         self.state.fetch_and(!NOTIFIED, Ordering::Acquire) & NOTIFIED != 0
     }
 
     /// After a "park" switch-out: `RUNNING -> PARKED`, unless a notification arrived, which is
     /// then consumed and the goroutine must be scheduled again (`false`).
+    #[inline]
     pub(crate) fn finish_park(&self) -> bool {
         let previous = self
             .state
@@ -98,6 +102,7 @@ impl TaskState {
     }
 
     /// After a "yield" switch-out: `RUNNING -> SCHEDULED`, keeping a notification.
+    #[inline]
     pub(crate) fn finish_yield(&self) {
         self.state.fetch_and(!PHASE, Ordering::Release);
     }
@@ -107,6 +112,7 @@ impl TaskState {
     }
 
     /// Wakes the goroutine; true when the caller must now enqueue it (it was parked).
+    #[inline]
     pub(crate) fn notify(&self) -> bool {
         let mut state = self.state.load(Ordering::Acquire);
         loop {

@@ -171,6 +171,7 @@ impl<B: ?Sized> Task<B> {
     /// at shutdown), outside the goroutine's own code, and no other reference from this call
     /// is live.
     #[allow(clippy::mut_from_ref)]
+    #[inline]
     pub(crate) unsafe fn coroutine(&self) -> &mut Option<GoroutineCoroutine> {
         // SAFETY: as the caller guarantees; the goroutine never touches this cell.
         unsafe { &mut *self.coroutine.get() }
@@ -181,6 +182,7 @@ impl<B: ?Sized> Task<B> {
     /// # Safety
     ///
     /// Called by the goroutine itself, on its runner's thread, after it started.
+    #[inline]
     pub(crate) unsafe fn yielder(&self) -> &Yielder<(), Switch> {
         // SAFETY: set at the goroutine's start to its coroutine's yielder, which lives on the
         // goroutine's stack for as long as the goroutine runs, and the caller is that goroutine.
@@ -192,6 +194,7 @@ impl<B: ?Sized> Task<B> {
     /// # Safety
     ///
     /// Called by the goroutine itself, with its own yielder.
+    #[inline]
     pub(crate) unsafe fn set_yielder(&self, yielder: *const Yielder<(), Switch>) {
         self.yielder.set(yielder);
     }
@@ -201,6 +204,7 @@ impl<B: ?Sized> Task<B> {
     /// # Safety
     ///
     /// Called on the thread running the goroutine (the goroutine or its runner).
+    #[inline]
     pub(crate) unsafe fn parked_on(&self) -> &'static str {
         self.parked_on.get()
     }
@@ -208,11 +212,13 @@ impl<B: ?Sized> Task<B> {
     /// # Safety
     ///
     /// As for [`Task::parked_on`].
+    #[inline]
     pub(crate) unsafe fn set_parked_on(&self, reason: &'static str) {
         self.parked_on.set(reason);
     }
 
     /// Whether shutdown started unwinding the goroutine.
+    #[inline]
     pub(crate) fn is_unwinding(&self) -> bool {
         self.unwinding.load(Ordering::Acquire)
     }

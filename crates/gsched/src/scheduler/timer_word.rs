@@ -19,18 +19,22 @@ impl TimerWord {
 
     /// The goroutine is about to park with timer `seq` (never 0); true if this replaced a
     /// timer that still stood (its park never returned normally), which is then retired.
+    #[inline]
     pub(crate) fn arm(&self, seq: u64) -> bool {
         debug_assert_ne!(seq, 0);
         self.0.swap(seq, Ordering::AcqRel) != 0
     }
 
-    /// The goroutine's park returned: true if this retired a timer that had not fired.
+    /// The goroutine's park returned: true if this retired a timer that had not fired. A park
+    /// without a deadline armed nothing, and the look first spares it a read-modify-write.
+    #[inline]
     pub(crate) fn cancel(&self) -> bool {
-        self.0.swap(0, Ordering::AcqRel) != 0
+        self.0.load(Ordering::Relaxed) != 0 && self.0.swap(0, Ordering::AcqRel) != 0
     }
 
     /// Timer `seq` is due: true if it still stands, and it is now retired by this call (the
     /// caller then wakes the goroutine).
+    #[inline]
     pub(crate) fn fire(&self, seq: u64) -> bool {
         self.0
             .compare_exchange(seq, 0, Ordering::AcqRel, Ordering::Relaxed)
@@ -38,6 +42,7 @@ impl TimerWord {
     }
 
     /// Whether timer `seq` still stands (neither fired nor cancelled).
+    #[inline]
     pub(crate) fn is_armed(&self, seq: u64) -> bool {
         self.0.load(Ordering::Relaxed) == seq
     }

@@ -53,6 +53,7 @@ thread_local! {
 
 impl WorkerLocal {
     /// Runs `f` with the current thread's worker, if it is one.
+    #[inline]
     pub(crate) fn with_current<R>(f: impl FnOnce(&WorkerLocal) -> R) -> Option<R> {
         let worker = WORKER.try_with(Cell::get).ok()?;
         // SAFETY: the pointer is set by `worker_main` to a value that lives for the whole loop
@@ -60,11 +61,13 @@ impl WorkerLocal {
         (!worker.is_null()).then(|| f(unsafe { &*worker }))
     }
 
+    #[inline]
     pub(crate) fn in_goroutine(&self) -> bool {
         self.current.get().is_some()
     }
 
     /// The goroutine running on this worker now.
+    #[inline]
     pub(crate) fn current_task(&self) -> Option<&Task> {
         // SAFETY: `current` points to a goroutine kept alive by the `Arc` that `run` holds for
         // as long as the pointer is set.
@@ -72,6 +75,7 @@ impl WorkerLocal {
     }
 
     /// A shared handle to the goroutine running on this worker now.
+    #[inline]
     pub(crate) fn current_arc(&self) -> Option<Arc<Task>> {
         self.current.get().map(|task| {
             // SAFETY: `current` was set from `Arc::as_ptr` of an `Arc` that `run` holds while
