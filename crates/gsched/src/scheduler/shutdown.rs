@@ -213,15 +213,7 @@ impl WorkerLocal {
             if !can_unwind {
                 // Parked inside a destructor of its own panic (or so it may be): a forced
                 // unwind there would abort the process.
-                if task.migratable {
-                    shared
-                        .migratable_live
-                        .lock()
-                        .unwrap_or_else(|poison| poison.into_inner())
-                        .remove(&task.id);
-                } else {
-                    self.live.borrow_mut().remove(&task.id);
-                }
+                self.forget_live(&task);
                 // SAFETY: this thread holds the goroutine (`RUNNING`) and never resumes it.
                 unsafe { leak(&task, shared) };
                 return;
@@ -260,15 +252,7 @@ impl WorkerLocal {
                 task.state.finish_done();
                 // SAFETY: this thread is the runner, and the coroutine has finished.
                 *unsafe { task.coroutine() } = None;
-                if task.migratable {
-                    shared
-                        .migratable_live
-                        .lock()
-                        .unwrap_or_else(|poison| poison.into_inner())
-                        .remove(&task.id);
-                } else {
-                    self.live.borrow_mut().remove(&task.id);
-                }
+                self.forget_live(&task);
                 live::add(-1);
                 let what = unwinding
                     .started

@@ -297,15 +297,21 @@ impl WorkerLocal {
         }
     }
 
-    fn finish(&self, task: &Arc<Task>) {
-        task.state.finish_done();
-        // SAFETY: this thread ran the goroutine to completion and is its runner.
-        *unsafe { task.coroutine() } = None;
+    /// Takes a goroutine that will never run again off the map of started ones: this worker's
+    /// when pinned, the runtime's when migratable.
+    pub(super) fn forget_live(&self, task: &Task) {
         if task.migratable {
             self.shared.forget_migratable(task);
         } else {
             self.live.borrow_mut().remove(&task.id);
         }
+    }
+
+    fn finish(&self, task: &Arc<Task>) {
+        task.state.finish_done();
+        // SAFETY: this thread ran the goroutine to completion and is its runner.
+        *unsafe { task.coroutine() } = None;
+        self.forget_live(task);
         live::add(-1);
         self.shared.workers[self.index]
             .progress
