@@ -10,14 +10,11 @@ use std::thread::Thread;
 use crossbeam_queue::{ArrayQueue, SegQueue};
 
 use super::graveyard::GRAVEYARD_CAPACITY;
+use super::idle::IdleFlags;
+use super::injector::Injector;
 use super::stacks::StackPolicy;
+use super::task::{DROPPED_AT_SHUTDOWN, NO_HOME, Task};
 use super::worker::{FRESH_CAPACITY, WorkerLocal};
-
-use super::task::DROPPED_AT_SHUTDOWN;
-use crate::scheduler::idle::IdleFlags;
-use crate::scheduler::injector::Injector;
-
-use crate::scheduler::task::{NO_HOME, Task};
 
 /// Goroutines the injector holds without allocating.
 const INJECTOR_RING: usize = 8192;

@@ -43,8 +43,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use super::task::PARKED_WITHOUT_REASON;
-use crate::scheduler::task::{NO_HOME, Switch, Task};
-use crate::scheduler::{RuntimeShared, WorkerLocal, live};
+use super::task::{NO_HOME, Switch, Task};
+use super::{RuntimeShared, WorkerLocal, live};
 
 /// Turns a goroutine gets to finish unwinding when it keeps yielding instead.
 const MAX_UNWIND_STEPS: u32 = 10_000;

@@ -8,10 +8,10 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use ctxswitch::{Coroutine, Yielder};
 
-use crate::scheduler::RuntimeShared;
-use crate::scheduler::stacks::GoroutineStack;
-use crate::scheduler::state::TaskState;
-use crate::scheduler::timer_word::TimerWord;
+use super::RuntimeShared;
+use super::stacks::GoroutineStack;
+use super::state::TaskState;
+use super::timer_word::TimerWord;
 
 /// No worker yet: the goroutine has not run.
 pub(crate) const NO_HOME: usize = usize::MAX;
