@@ -1,7 +1,6 @@
 //! The safe coroutine API over the raw switch.
 
 use std::any::Any;
-use std::cell::Cell;
 use std::fmt;
 use std::marker::PhantomData;
 use std::mem::{self, ManuallyDrop};
@@ -9,7 +8,10 @@ use std::panic::{self, AssertUnwindSafe};
 use std::ptr;
 
 use crate::arch;
+use crate::send::SendCoroutine;
 use crate::stack::{DefaultStack, MIN_STACK_SIZE, Stack, StackTooSmall};
+use crate::thread_exit;
+use crate::yielder::{ForcedUnwind, Yielder, take_value};
 
 /// What [`Coroutine::resume`] returns: the body suspended with a value, or it returned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -47,123 +49,6 @@ enum Outcome<Yield, Return> {
     Yield(Yield),
     Return(Return),
     Panic(Box<dyn Any + Send>),
-}
-
-/// The payload that unwinds a suspended coroutine's stack when it is dropped or
-/// [`unwound`](Coroutine::unwind).
-struct ForcedUnwind;
-
-/// Whether `payload` is the one a coroutine's stack unwinds with when the coroutine is dropped
-/// or [`unwound`](Coroutine::unwind) while suspended.
-///
-/// A body that catches panics (`catch_unwind`) catches this one too; it can use this test to
-/// tell "my coroutine is being torn down" from a real panic, and it must let the unwind go on
-/// (`resume_unwind`), or the coroutine suspends again mid-unwind and its stack is leaked.
-///
-/// ```
-/// use std::panic::{self, AssertUnwindSafe};
-/// use ctxswitch::{Coroutine, is_forced_unwind};
-///
-/// let mut co = Coroutine::<(), (), ()>::new(|yielder, ()| {
-///     let caught = panic::catch_unwind(AssertUnwindSafe(|| yielder.suspend(())));
-///     if let Err(payload) = caught {
-///         assert!(is_forced_unwind(&*payload));
-///         panic::resume_unwind(payload);
-///     }
-/// });
-/// co.resume(());
-/// drop(co);
-/// ```
-pub fn is_forced_unwind(payload: &(dyn Any + Send)) -> bool {
-    payload.is::<ForcedUnwind>()
-}
-
-/// Detects that the current thread is destroying its thread-locals, so that a coroutine dropped
-/// from a thread-local's destructor is leaked rather than unwound (see [`Coroutine`]'s docs).
-mod thread_exit {
-    use std::cell::Cell;
-
-    /// Set when the sentinel is destroyed; a const thread-local without a destructor, so it
-    /// stays readable for as long as any thread-local is.
-    struct Sentinel;
-
-    impl Drop for Sentinel {
-        fn drop(&mut self) {
-            let _ = EXITING.try_with(|exiting| exiting.set(true));
-        }
-    }
-
-    thread_local! {
-        static EXITING: Cell<bool> = const { Cell::new(false) };
-        static SENTINEL: Sentinel = const { Sentinel };
-    }
-
-    /// Registers the sentinel's destructor, once per thread. Thread-locals are destroyed in the
-    /// reverse order of their registration, so arming it after a coroutine's first slice puts
-    /// it after every thread-local that slice used first: it is destroyed before them.
-    #[inline]
-    pub(super) fn arm() {
-        let _ = SENTINEL.try_with(|_| ());
-    }
-
-    /// Whether this thread's thread-locals are being destroyed.
-    pub(super) fn in_progress() -> bool {
-        EXITING.try_with(Cell::get).unwrap_or(true) || SENTINEL.try_with(|_| ()).is_err()
-    }
-}
-
-/// A suspended coroutine's handle to its resumer, given to the body by reference.
-///
-/// It is the coroutine's link slot itself (see the backend docs), so suspending costs no lookup.
-/// It is neither `Send` nor `Sync`: it belongs to the coroutine's stack.
-#[repr(transparent)]
-pub struct Yielder<Input, Yield> {
-    link: Cell<usize>,
-    /// Invariant in both: a value handed across a suspension must keep exactly its lifetime.
-    marker: PhantomData<Invariant<(Input, Yield)>>,
-}
-
-impl<Input, Yield> Yielder<Input, Yield> {
-    /// Suspends the coroutine, handing `value` to the caller of [`Coroutine::resume`]; returns
-    /// the input of the next `resume`.
-    ///
-    /// When the coroutine is dropped while suspended here, this call does not return: it
-    /// unwinds the body so that its destructors run. A body that catches that unwind with
-    /// `catch_unwind` must let it continue (`resume_unwind`).
-    pub fn suspend(&self, value: Yield) -> Input {
-        let value = ManuallyDrop::new(value);
-        let link = self.link.as_ptr();
-        // SAFETY: `link` is the link slot of the coroutine running on this stack, and `value`
-        // stays in place until the resumer has moved it out, before it resumes us again.
-        let input = unsafe { arch::switch_yield(ptr::from_ref(&value) as usize, link) };
-        if input == 0 {
-            panic::resume_unwind(Box::new(ForcedUnwind));
-        }
-        // SAFETY: a non-zero word is the input that `resume` keeps in place across the switch
-        // and hands over exactly once.
-        unsafe { take_value(input) }
-    }
-}
-
-impl<Input, Yield> fmt::Debug for Yielder<Input, Yield> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Yielder").finish_non_exhaustive()
-    }
-}
-
-/// Moves the value handed over at address `word` out of the other side's stack.
-///
-/// The sender wraps the value in `ManuallyDrop`, so it is moved, never dropped, there. Reading
-/// it in place, rather than taking it out of an `Option`, keeps the switch free of writes to the
-/// other stack.
-///
-/// # Safety
-///
-/// `word` is the address of a live `ManuallyDrop<T>` that its owner hands over exactly once and
-/// never uses again.
-unsafe fn take_value<T>(word: usize) -> T {
-    // SAFETY: as the caller guarantees; `ManuallyDrop<T>` has the layout of `T`.
-    unsafe { ptr::read(word as *const T) }
 }
 
 /// Where a coroutine stands.
@@ -258,7 +143,7 @@ enum State {
 /// # Dropping
 ///
 /// Dropping a suspended coroutine unwinds its stack: the pending [`Yielder::suspend`] panics
-/// with a private payload (see [`is_forced_unwind`]) and every destructor on the stack runs.
+/// with a private payload (see [`is_forced_unwind`](crate::is_forced_unwind)) and every destructor on the stack runs.
 /// Two cases leak the stack instead, and say so on stderr, because unwinding would be unsound or
 /// impossible:
 ///
@@ -295,7 +180,7 @@ pub struct Coroutine<Input, Yield, Return, S: Stack = DefaultStack> {
 type CoroutineMarker<Input, Yield, Return> = (Invariant<(Input, Yield, Return)>, *mut ());
 
 /// A marker type invariant in `T` that is `Send` and `Sync` whatever `T` is.
-type Invariant<T> = fn(T) -> T;
+pub(crate) type Invariant<T> = fn(T) -> T;
 
 impl<Input, Yield, Return> Coroutine<Input, Yield, Return, DefaultStack> {
     /// Creates a coroutine on a fresh [`DefaultStack`] of the default size.
@@ -404,7 +289,7 @@ impl<Input, Yield, Return, S: Stack> Coroutine<Input, Yield, Return, S> {
     /// unwind suspend.
     ///
     /// The first call makes the pending [`Yielder::suspend`] panic with the payload that
-    /// [`is_forced_unwind`] recognizes, so every destructor on the stack runs. When one of them
+    /// [`is_forced_unwind`](crate::is_forced_unwind) recognizes, so every destructor on the stack runs. When one of them
     /// suspends (it waits for something), this returns `Some` with the yielded value and the
     /// coroutine stays suspended mid-unwind; call `unwind` again, when whatever it waits for is
     /// ready, to go on: `input` is what that suspension returns. `None` means the coroutine is
@@ -698,41 +583,6 @@ impl<Input, Yield, Return, S: Stack> fmt::Debug for Coroutine<Input, Yield, Retu
     }
 }
 
-/// A [`Coroutine`] declared movable between threads by [`Coroutine::assume_send`].
-pub struct SendCoroutine<Input, Yield, Return, S: Stack = DefaultStack>(
-    Coroutine<Input, Yield, Return, S>,
-);
-
-// SAFETY: the caller of `assume_send` took on exactly this obligation.
-unsafe impl<Input, Yield, Return, S: Stack> Send for SendCoroutine<Input, Yield, Return, S> {}
-
-impl<Input, Yield, Return, S: Stack> SendCoroutine<Input, Yield, Return, S> {
-    /// The coroutine, on whichever thread this now is.
-    pub fn into_inner(self) -> Coroutine<Input, Yield, Return, S> {
-        self.0
-    }
-}
-
-impl<Input, Yield, Return, S: Stack> std::ops::Deref for SendCoroutine<Input, Yield, Return, S> {
-    type Target = Coroutine<Input, Yield, Return, S>;
-
-    fn deref(&self) -> &Self::Target {
-        &self.0
-    }
-}
-
-impl<Input, Yield, Return, S: Stack> std::ops::DerefMut for SendCoroutine<Input, Yield, Return, S> {
-    fn deref_mut(&mut self) -> &mut Self::Target {
-        &mut self.0
-    }
-}
-
-impl<Input, Yield, Return, S: Stack> fmt::Debug for SendCoroutine<Input, Yield, Return, S> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
-    }
-}
-
 /// # Safety
 ///
 /// `ptr` points to a live `F` that is not used again.
@@ -770,62 +620,4 @@ where
     // SAFETY: nothing with a destructor is left on this stack but `outcome`, which the resumer
     // moves out before the stack can be reused.
     unsafe { arch::switch_and_reset(ptr::from_ref(&outcome) as usize, link) }
-}
-
-/// Runs `f` on `stack` and returns its value; a panic in `f` propagates to the caller.
-///
-/// Segmented stack growth is built on this: when the current stack runs low, continue on a fresh
-/// one.
-///
-/// ```
-/// use ctxswitch::{DefaultStack, on_stack};
-///
-/// let mut stack = DefaultStack::new(256 * 1024)?;
-/// let sum = on_stack(&mut stack, || (1..=100u64).sum::<u64>());
-/// assert_eq!(sum, 5050);
-/// # Ok::<(), std::io::Error>(())
-/// ```
-///
-/// # Panics
-///
-/// When `stack` is smaller than [`MIN_STACK_SIZE`].
-pub fn on_stack<S: Stack + ?Sized, F: FnOnce() -> R, R>(stack: &mut S, f: F) -> R {
-    assert!(
-        stack.size() >= MIN_STACK_SIZE,
-        "ctxswitch: on_stack needs a stack of at least {MIN_STACK_SIZE} bytes, got {}",
-        stack.size()
-    );
-    let mut call = StackCall {
-        f: Some(f),
-        result: None,
-    };
-    // SAFETY: `&mut S` gives us the stack alone for the call; `run_stack_call` catches every
-    // panic, so nothing unwinds through the switch; `call` outlives the call.
-    unsafe {
-        arch::on_stack(
-            ptr::from_mut(&mut call).cast(),
-            stack.base(),
-            run_stack_call::<F, R>,
-            stack.limit(),
-        );
-    }
-    match call.result.expect("on_stack: the function did not run") {
-        Ok(value) => value,
-        Err(payload) => panic::resume_unwind(payload),
-    }
-}
-
-struct StackCall<F, R> {
-    f: Option<F>,
-    result: Option<std::thread::Result<R>>,
-}
-
-/// # Safety
-///
-/// `call` points to a live `StackCall<F, R>` used by nobody else during the call.
-unsafe extern "C" fn run_stack_call<F: FnOnce() -> R, R>(call: *mut u8) {
-    // SAFETY: as the caller guarantees.
-    let call = unsafe { &mut *call.cast::<StackCall<F, R>>() };
-    let f = call.f.take().expect("on_stack: the function ran twice");
-    call.result = Some(panic::catch_unwind(AssertUnwindSafe(f)));
 }

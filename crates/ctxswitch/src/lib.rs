@@ -47,11 +47,16 @@
 
 mod arch;
 mod coroutine;
+mod on_stack;
+mod send;
 mod stack;
+mod thread_exit;
+mod yielder;
 
-pub use coroutine::{
-    Coroutine, CoroutineResult, SendCoroutine, Yielder, is_forced_unwind, on_stack,
-};
+pub use coroutine::{Coroutine, CoroutineResult};
+pub use on_stack::on_stack;
+pub use send::SendCoroutine;
 pub use stack::{
     DEFAULT_STACK_SIZE, DefaultStack, MIN_STACK_SIZE, Stack, StackTooSmall, page_size,
 };
+pub use yielder::{Yielder, is_forced_unwind};
