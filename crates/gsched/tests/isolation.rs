@@ -3,11 +3,14 @@
 //! `std::thread::panicking() == true`, and a std `MutexGuard` they drop then poisons its mutex:
 //! the documented price of the rare case.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
 use gsched::{Runtime, go};
+
+mod common;
+use common::within;
 
 struct SleepOnDrop(Arc<AtomicBool>);
 
@@ -16,21 +19,6 @@ impl Drop for SleepOnDrop {
         // Parks the goroutine while its panic unwinds.
         gsched::sleep(Duration::from_millis(20));
         self.0.store(true, Ordering::SeqCst);
-    }
-}
-
-/// Runs `scenario` on a thread and fails if it does not finish in time: a hang is a failure.
-fn within<T: Send + 'static>(limit: Duration, scenario: impl FnOnce() -> T + Send + 'static) -> T {
-    let (done, outcome) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = done.send(std::panic::catch_unwind(std::panic::AssertUnwindSafe(
-            scenario,
-        )));
-    });
-    match outcome.recv_timeout(limit) {
-        Ok(Ok(value)) => value,
-        Ok(Err(payload)) => std::panic::resume_unwind(payload),
-        Err(_) => panic!("the scenario hung for {limit:?}"),
     }
 }
 

@@ -9,6 +9,9 @@ use std::time::{Duration, Instant};
 
 use gsched::{BuildError, Builder, Runtime, SpawnError, go};
 
+mod common;
+use common::within;
+
 const CHILD: &str = "GSCHED_SOUNDNESS_CHILD";
 
 /// Runs test `name` of this binary in a child process with `env`, killing it after `limit`.
@@ -51,21 +54,6 @@ fn assert_child_ok(output: &Output, marker: &str) {
         output.status,
         String::from_utf8_lossy(&output.stderr)
     );
-}
-
-/// Runs `scenario` on a thread and fails if it does not finish in time.
-fn within<T: Send + 'static>(limit: Duration, scenario: impl FnOnce() -> T + Send + 'static) -> T {
-    let (done, outcome) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = done.send(std::panic::catch_unwind(std::panic::AssertUnwindSafe(
-            scenario,
-        )));
-    });
-    match outcome.recv_timeout(limit) {
-        Ok(Ok(value)) => value,
-        Ok(Err(payload)) => std::panic::resume_unwind(payload),
-        Err(_) => panic!("the scenario hung for {limit:?}"),
-    }
 }
 
 /// Reads the vector it borrows when dropped, and checks it is still intact.
