@@ -7,7 +7,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use gstack::{GuardedStack, StackPool};
 
 fn pooled_get_and_return(c: &mut Criterion) {
-    let pool = StackPool::new(gstack::DEFAULT_STACK_SIZE);
+    let pool = StackPool::new(gstack::GOROUTINE_STACK_SIZE);
     drop(pool.get().expect("stack"));
     c.bench_function("stack/pooled get+return", |b| {
         b.iter(|| drop(black_box(pool.get().expect("stack"))));
@@ -18,7 +18,7 @@ fn fresh_guarded_stack(c: &mut Criterion) {
     c.bench_function("stack/fresh guarded map+unmap", |b| {
         b.iter(|| {
             drop(black_box(
-                GuardedStack::new(gstack::DEFAULT_STACK_SIZE).expect("stack"),
+                GuardedStack::new(gstack::GOROUTINE_STACK_SIZE).expect("stack"),
             ))
         });
     });

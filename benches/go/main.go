@@ -21,10 +21,10 @@ func main() {
 	section, args := os.Args[1], os.Args[2:]
 	flags := flag.NewFlagSet(section, flag.ExitOnError)
 	n := flags.Int("n", 10000, "goroutines, operations or readers")
-	procs := flags.Int("procs", runtime.NumCPU(), "GOMAXPROCS")
+	workers := flags.Int("workers", runtime.NumCPU(), "GOMAXPROCS: OS threads running goroutines at once")
 	kind := flags.String("kind", "mutex", "locks: mutex or rwmutex")
 	flags.Parse(args)
-	runtime.GOMAXPROCS(*procs)
+	runtime.GOMAXPROCS(*workers)
 	switch section {
 	case "memory":
 		memory(*n)

@@ -1589,8 +1589,8 @@ where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
-    runtime
-        .spawn(builder, f)
+    builder
+        .spawn_on(runtime, f)
         .unwrap_or_else(|err| fail(format!("cannot spawn a goroutine: {err}")))
 }
 

@@ -33,11 +33,11 @@ fn main() {
     println!("| ---: | --- | ---: |");
     for count in guarded_sizes {
         let per = park(count, || {
-            GuardedStack::new(gstack::DEFAULT_STACK_SIZE).unwrap_or_else(|err| panic!("{err}"))
+            GuardedStack::new(gstack::GOROUTINE_STACK_SIZE).unwrap_or_else(|err| panic!("{err}"))
         });
         println!(
             "| {count} | guarded ({} KiB) | {:.2} KiB |",
-            gstack::DEFAULT_STACK_SIZE / 1024,
+            gstack::GOROUTINE_STACK_SIZE / 1024,
             per / 1024.0
         );
     }
@@ -57,7 +57,7 @@ fn main() {
 
     let mut held = Vec::new();
     let refusal = loop {
-        match GuardedStack::new(gstack::DEFAULT_STACK_SIZE) {
+        match GuardedStack::new(gstack::GOROUTINE_STACK_SIZE) {
             Ok(stack) => held.push(stack),
             Err(err) => break err,
         }

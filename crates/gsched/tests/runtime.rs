@@ -117,13 +117,17 @@ fn a_leaked_goroutine_is_unwound_at_shutdown() {
     let guard = SetOnDrop(Arc::clone(&dropped));
     let started = Arc::new(Barrier::new(2));
     let started_in = Arc::clone(&started);
-    drop(rt.spawn(gsched::Builder::new().name("forever"), move || {
-        let _guard = guard;
-        started_in.wait();
-        loop {
-            gsched::park_with_reason("a test that never wakes it");
-        }
-    }));
+    drop(
+        gsched::Builder::new()
+            .name("forever")
+            .spawn_on(&rt, move || {
+                let _guard = guard;
+                started_in.wait();
+                loop {
+                    gsched::park_with_reason("a test that never wakes it");
+                }
+            }),
+    );
     started.wait();
     // Let it reach its park.
     std::thread::sleep(Duration::from_millis(50));
@@ -164,21 +168,19 @@ fn unpark_from_threads_loses_no_wakeup() {
     let counter = Arc::new(AtomicUsize::new(0));
     let (tx, rx) = std::sync::mpsc::channel();
     let seen = Arc::clone(&counter);
-    let waiter = rt
-        .spawn(gsched::Builder::new(), move || {
-            tx.send(gsched::current_unparker()).unwrap();
-            let mut observed = 0;
-            while observed < rounds {
-                let now = seen.load(Ordering::Acquire);
-                if now > observed {
-                    observed = now;
-                } else {
-                    gsched::park();
-                }
+    let waiter = rt.spawn(move || {
+        tx.send(gsched::current_unparker()).unwrap();
+        let mut observed = 0;
+        while observed < rounds {
+            let now = seen.load(Ordering::Acquire);
+            if now > observed {
+                observed = now;
+            } else {
+                gsched::park();
             }
-            observed
-        })
-        .unwrap();
+        }
+        observed
+    });
     let unparker = rx.recv().unwrap();
     let threads: Vec<_> = (0..2)
         .map(|_| {

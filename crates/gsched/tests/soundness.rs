@@ -505,21 +505,16 @@ fn the_last_runtime_handle_may_drop_inside_its_goroutine() {
     let rt = Arc::new(Runtime::builder().workers(2).build().unwrap());
     let (done, finished) = mpsc::channel();
     let inner = Arc::clone(&rt);
-    let other = rt
-        .spawn(Builder::new(), || {
-            loop {
-                gsched::park();
-            }
-        })
-        .unwrap();
-    drop(
-        rt.spawn(Builder::new(), move || {
-            gsched::sleep(Duration::from_millis(10));
-            drop(inner);
-            done.send(()).unwrap();
-        })
-        .unwrap(),
-    );
+    let other = rt.spawn(|| {
+        loop {
+            gsched::park();
+        }
+    });
+    drop(rt.spawn(move || {
+        gsched::sleep(Duration::from_millis(10));
+        drop(inner);
+        done.send(()).unwrap();
+    }));
     drop(rt);
     finished
         .recv_timeout(Duration::from_secs(20))
@@ -553,10 +548,7 @@ fn a_runtime_used_inside_another_runs_its_own_goroutines() {
             )
         });
         let spawned = inner
-            .spawn(Builder::new(), || {
-                std::thread::current().name().map(String::from)
-            })
-            .unwrap()
+            .spawn(|| std::thread::current().name().map(String::from))
             .join()
             .unwrap();
         (main, spawned)

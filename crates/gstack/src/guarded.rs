@@ -17,7 +17,7 @@ use crate::registry::{self, StackRange};
 /// parser a few hundred levels deep) tens of KiB. Deeper code asks for more with
 /// `maybe_grow`-style segments or a larger stack. Go starts smaller because its compiler can
 /// move stacks; a Rust stack cannot move, so it is reserved at full size up front.
-pub const DEFAULT_STACK_SIZE: usize = 256 * 1024;
+pub const GOROUTINE_STACK_SIZE: usize = 256 * 1024;
 
 /// A goroutine stack: an anonymous mapping reserved without committing memory, with an
 /// inaccessible guard page below the usable range, counted against the map budget.
@@ -26,7 +26,7 @@ pub const DEFAULT_STACK_SIZE: usize = 256 * 1024;
 /// use ctxswitch::{Coroutine, CoroutineResult, Stack};
 /// use gstack::GuardedStack;
 ///
-/// let stack = GuardedStack::new(gstack::DEFAULT_STACK_SIZE)?;
+/// let stack = GuardedStack::new(gstack::GOROUTINE_STACK_SIZE)?;
 /// let mut co = Coroutine::<(), (), u32, GuardedStack>::with_stack(stack, |_, ()| 7)?;
 /// assert_eq!(co.resume(()), CoroutineResult::Return(7));
 /// # Ok::<(), Box<dyn std::error::Error>>(())

@@ -34,7 +34,7 @@ pub use budget::{
 };
 pub use dense::{DenseStack, DenseStacks};
 pub use grow::{grow, maybe_grow, remaining_stack, set_current_stack};
-pub use guarded::{DEFAULT_STACK_SIZE, GuardedStack};
+pub use guarded::{GOROUTINE_STACK_SIZE, GuardedStack};
 pub use overflow::{ensure_alt_stack, install_overflow_handler};
 pub use pool::{
     DEFAULT_GLOBAL_CAPACITY, DEFAULT_THREAD_CACHE, DEFAULT_WARM_BYTES, PooledStack, StackPool,

@@ -27,8 +27,8 @@ fn resident_pages(range: std::ops::Range<usize>) -> usize {
 
 #[test]
 fn a_coroutine_runs_on_a_guarded_stack() {
-    let stack = GuardedStack::new(gstack::DEFAULT_STACK_SIZE).unwrap();
-    assert!(stack.size() >= gstack::DEFAULT_STACK_SIZE);
+    let stack = GuardedStack::new(gstack::GOROUTINE_STACK_SIZE).unwrap();
+    assert!(stack.size() >= gstack::GOROUTINE_STACK_SIZE);
     assert_eq!(stack.guard_range().end, stack.limit());
     let mut co = Coroutine::<u32, u32, u32, GuardedStack>::with_stack(stack, |yielder, x| {
         let text = format!("{x} formatted on a goroutine stack");

@@ -59,8 +59,8 @@ pub(crate) fn section(runner: &Runner, quick: bool, out_dir: &Path) -> Section {
         let runner = if count <= SMALL_ROWS { &small } else { runner };
         let ours_rw = runner.ours(&["locks", "--n", &n, "--kind", "rwmutex"], "seconds");
         let ours_mutex = runner.ours(&["locks", "--n", &n, "--kind", "mutex"], "seconds");
-        let go_rw = runner.go(&["locks", "-n", &n, "-kind", "rwmutex"], "seconds");
-        let go_mutex = runner.go(&["locks", "-n", &n, "-kind", "mutex"], "seconds");
+        let go_rw = runner.go(&["locks", "--n", &n, "--kind", "rwmutex"], "seconds");
+        let go_mutex = runner.go(&["locks", "--n", &n, "--kind", "mutex"], "seconds");
         measured.push((count, ours_rw, ours_mutex, go_rw, go_mutex));
     }
     let header = [
@@ -123,7 +123,7 @@ pub(crate) fn section(runner: &Runner, quick: bool, out_dir: &Path) -> Section {
         ),
         (
             "Go sync.Mutex",
-            runner.go(&["uncontended", "-n", ops], "ns_per_op"),
+            runner.go(&["uncontended", "--n", ops], "ns_per_op"),
         ),
     ];
     let ours_uncontended = &uncontended[0].1;

@@ -54,7 +54,7 @@ pub(crate) fn section(runner: &Runner, quick: bool, out_dir: &Path) -> Section {
         .collect();
     let go_outcomes = sizes
         .iter()
-        .map(|&n| runner.go(&["memory", "-n", &n.to_string()], KEY))
+        .map(|&n| runner.go(&["memory", "--n", &n.to_string()], KEY))
         .collect();
     rows.push(("Go".to_string(), go_outcomes));
 

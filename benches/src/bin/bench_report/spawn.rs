@@ -35,7 +35,7 @@ pub(crate) fn section(runner: &Runner, quick: bool, out_dir: &Path) -> Section {
         &["spawn", "--n", &n_text, "--workers", "1"],
         "ns_per_goroutine",
     );
-    let go = runner.go(&["spawn", "-n", &n_text], "ns_per_goroutine");
+    let go = runner.go(&["spawn", "--n", &n_text], "ns_per_goroutine");
     let threads = runner.ours(
         &["spawn", "--n", &threads_text, "--kind", "threads"],
         "ns_per_goroutine",

@@ -55,8 +55,8 @@ pub(crate) fn section(runner: &Runner, quick: bool, out_dir: &Path) -> Section {
     };
     let one = goroutines("1");
     let two = goroutines("2");
-    let go_one = runner.go(&["switch", "-procs", "1", "-n", &ops], "ns_per_op");
-    let go_two = runner.go(&["switch", "-procs", "2", "-n", &ops], "ns_per_op");
+    let go_one = runner.go(&["switch", "--workers", "1", "--n", &ops], "ns_per_op");
+    let go_two = runner.go(&["switch", "--workers", "2", "--n", &ops], "ns_per_op");
     let rows = [
         (
             "OS threads pinned to one CPU, over pipes (per switch)",

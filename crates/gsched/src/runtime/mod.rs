@@ -10,7 +10,7 @@ pub(crate) mod context;
 pub(crate) mod spawn;
 
 use crate::procs::{ProcsError, default_workers};
-use crate::runtime::spawn::{Builder, MAX_STACK_SIZE, MIN_STACK_SIZE, SpawnError};
+use crate::runtime::spawn::{Builder, MAX_STACK_SIZE, MIN_STACK_SIZE};
 use crate::scheduler::shared::Config;
 use crate::scheduler::stacks::StackPolicy;
 use crate::scheduler::{RuntimeShared, WorkerLocal, worker_main};
@@ -97,7 +97,7 @@ pub struct ShutdownReport {
 
 impl Runtime {
     /// A builder with the defaults: workers from `GSCHED_PROCS` or the CPUs this process may use
-    /// (affinity mask and cgroup quota), guarded stacks of `gstack::DEFAULT_STACK_SIZE`.
+    /// (affinity mask and cgroup quota), guarded stacks of `gstack::GOROUTINE_STACK_SIZE`.
     pub fn builder() -> RuntimeBuilder {
         RuntimeBuilder {
             workers: None,
@@ -119,7 +119,7 @@ impl Runtime {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        let handle = match Builder::new().name("main").spawn_on(
+        let handle = match Builder::new().name("main").spawn_into(
             &self.shared,
             f,
             std::panic::Location::caller(),
@@ -134,19 +134,24 @@ impl Runtime {
         }
     }
 
-    /// Starts a goroutine on this runtime, from anywhere (a plain thread, or a goroutine of
-    /// another runtime).
+    /// Starts a goroutine with the default configuration on this runtime, from anywhere (a
+    /// plain thread, or a goroutine of this or another runtime). [`Builder::spawn_on`] names
+    /// it or sizes its stack.
     ///
-    /// # Errors
-    ///
-    /// As [`Builder::spawn`]: a stack size this runtime cannot give.
+    /// ```
+    /// let rt = gsched::Runtime::builder().workers(2).build().unwrap();
+    /// assert_eq!(rt.spawn(|| 6 * 7).join().unwrap(), 42);
+    /// ```
     #[track_caller]
-    pub fn spawn<F, T>(&self, builder: Builder, f: F) -> Result<crate::JoinHandle<T>, SpawnError>
+    pub fn spawn<F, T>(&self, f: F) -> crate::JoinHandle<T>
     where
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        builder.spawn_on(&self.shared, f, std::panic::Location::caller())
+        match Builder::new().spawn_into(&self.shared, f, std::panic::Location::caller()) {
+            Ok(handle) => handle,
+            Err(err) => unreachable!("the default configuration fits every runtime: {err}"),
+        }
     }
 
     /// The number of worker threads.
@@ -312,7 +317,7 @@ impl RuntimeBuilder {
             }
             None => StackPolicy::Guarded {
                 default_pool: StackPool::shared(
-                    self.stack_size.unwrap_or(gstack::DEFAULT_STACK_SIZE),
+                    self.stack_size.unwrap_or(gstack::GOROUTINE_STACK_SIZE),
                 ),
             },
         };

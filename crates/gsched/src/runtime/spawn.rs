@@ -136,11 +136,33 @@ impl Builder {
         T: Send + 'static,
     {
         let runtime = super::context::spawn_target()?;
-        self.spawn_on(&runtime, f, Location::caller())
+        self.spawn_into(&runtime, f, Location::caller())
     }
 
-    /// Starts `f` on `runtime`, whichever runtime the caller runs on.
-    pub(crate) fn spawn_on<F, T>(
+    /// Starts `f` as a goroutine configured by this builder on `runtime`, from anywhere: a plain
+    /// thread, or a goroutine of this or another runtime.
+    ///
+    /// ```
+    /// let rt = gsched::Runtime::builder().workers(2).build().unwrap();
+    /// let handle = gsched::Builder::new().name("worker").spawn_on(&rt, || 6 * 7).unwrap();
+    /// assert_eq!(handle.join().unwrap(), 42);
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`SpawnError::StackSize`] for a stack size `runtime` cannot give. Nothing runs then, and
+    /// `f` is dropped.
+    #[track_caller]
+    pub fn spawn_on<F, T>(self, runtime: &super::Runtime, f: F) -> Result<JoinHandle<T>, SpawnError>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        self.spawn_into(&runtime.shared, f, Location::caller())
+    }
+
+    /// Starts `f` on the runtime whose shared state is `runtime`.
+    pub(crate) fn spawn_into<F, T>(
         self,
         runtime: &Arc<RuntimeShared>,
         f: F,
