@@ -8,7 +8,8 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::park::{Unparker, current_unparker, park_with_reason};
-use crate::scheduler::task::{Body, DROPPED_AT_SHUTDOWN, Panic, Task, abort_with};
+use crate::scheduler::task::{Body, DROPPED_AT_SHUTDOWN, Panic, abort_with};
+use crate::scheduler::task_ref::TaskRef;
 
 /// Where a goroutine's result meets whoever joins it.
 pub(crate) struct Packet<T> {
@@ -223,7 +224,7 @@ impl<F: Send, T: Send> Joinable<T> for JoinSlot<F, T> {
 
 /// Where a join handle finds its packet: inside the task (`go`), or shared with a scoped body.
 pub(crate) enum PacketRef<T> {
-    InTask(Arc<Task<dyn Joinable<T>>>),
+    InTask(TaskRef<dyn Joinable<T>>),
     Shared(Arc<Packet<T>>),
 }
 

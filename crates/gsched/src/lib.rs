@@ -81,6 +81,7 @@
 mod loom_models;
 mod scheduler;
 mod shim;
+mod slab;
 
 #[cfg(not(goroutines_loom))]
 mod join;

@@ -336,3 +336,63 @@ fn shutdown_quiesces_only_when_no_work_is_left() {
         assert_eq!(handled.load(Ordering::SeqCst), 2, "an item was left behind");
     });
 }
+
+/// Blocks freed on other threads reach their chunk's owner exactly once, whether the owner takes
+/// the list before, between or after the pushes (`slab/remote.rs`).
+#[test]
+fn remote_frees_reach_the_owner_exactly_once() {
+    use crate::slab::remote::{FreeBlock, RemoteFrees};
+
+    struct Block(*mut FreeBlock);
+    // SAFETY: each block is handed to exactly one pusher thread.
+    unsafe impl Send for Block {}
+
+    fn collect(mut block: *mut FreeBlock, into: &mut Vec<usize>) {
+        while !block.is_null() {
+            into.push(block.addr());
+            // SAFETY: taken blocks are the owner's; each holds its link.
+            block = unsafe { (*block).next };
+        }
+    }
+
+    loom::model(|| {
+        let frees = Arc::new(RemoteFrees::new());
+        let blocks: Vec<*mut FreeBlock> = (0..3)
+            .map(|_| {
+                Box::into_raw(Box::new(FreeBlock {
+                    next: std::ptr::null_mut(),
+                }))
+            })
+            .collect();
+        let expected: Vec<usize> = blocks.iter().map(|block| block.addr()).collect();
+        let pushers: Vec<_> = [
+            vec![Block(blocks[0]), Block(blocks[1])],
+            vec![Block(blocks[2])],
+        ]
+        .into_iter()
+        .map(|mine| {
+            let frees = Arc::clone(&frees);
+            thread::spawn(move || {
+                for block in mine {
+                    // SAFETY: the block is this thread's to give up.
+                    unsafe { frees.push(block.0) };
+                }
+            })
+        })
+        .collect();
+        let mut seen = Vec::new();
+        collect(frees.take_all(), &mut seen);
+        for pusher in pushers {
+            pusher.join().unwrap();
+        }
+        collect(frees.take_all(), &mut seen);
+        seen.sort_unstable();
+        let mut expected = expected;
+        expected.sort_unstable();
+        assert_eq!(seen, expected, "a block was lost or taken twice");
+        for block in blocks {
+            // SAFETY: made by `Box::into_raw` above and no longer on any list.
+            drop(unsafe { Box::from_raw(block) });
+        }
+    });
+}

@@ -6,13 +6,13 @@
 //! token that its next `park` consumes, so no wake-up is lost. `park` may also return
 //! spuriously, so callers re-check their condition in a loop, as with `std::thread::park`.
 
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::thread::{self, Thread};
 use std::time::{Duration, Instant};
 
 use crate::scheduler::WorkerLocal;
 use crate::scheduler::task::{PARKED_WITHOUT_REASON, Switch, Task};
+use crate::scheduler::task_ref::TaskRef;
 
 /// A handle that wakes one parked goroutine or thread.
 #[derive(Clone)]
@@ -22,7 +22,7 @@ pub struct Unparker {
 
 #[derive(Clone)]
 enum Target {
-    Goroutine(Arc<Task>),
+    Goroutine(TaskRef),
     Thread(Thread),
 }
 
@@ -32,7 +32,7 @@ impl Unparker {
         match &self.target {
             Target::Goroutine(task) => {
                 if task.state.notify() {
-                    task.runtime.schedule_woken(Arc::clone(task));
+                    task.runtime.schedule_woken(task.clone());
                 }
             }
             Target::Thread(thread) => thread.unpark(),
@@ -51,7 +51,7 @@ impl std::fmt::Debug for Unparker {
 
 /// The unparker of the calling goroutine, or of the calling thread outside goroutines.
 pub fn current_unparker() -> Unparker {
-    let target = WorkerLocal::with_current(|local| local.current_arc().map(Target::Goroutine))
+    let target = WorkerLocal::with_current(|local| local.current_ref().map(Target::Goroutine))
         .flatten()
         .unwrap_or_else(|| Target::Thread(thread::current()));
     Unparker { target }
@@ -107,7 +107,7 @@ pub(crate) fn park_until(deadline: Option<Instant>, reason: &'static str) {
             return Some(None);
         }
         if let Some(deadline) = deadline {
-            local.add_timer(deadline, local.current_arc()?);
+            local.add_timer(deadline, local.current_ref()?);
         }
         Some(Some(task as *const Task))
     })

@@ -19,7 +19,8 @@ use crate::join::{Completer, JoinHandle, Packet, PacketRef, joinable_result};
 use crate::park::{Unparker, current_unparker, park_with_reason};
 use crate::runtime::spawn::{Builder, spawn_boxed};
 use crate::scheduler::WorkerLocal;
-use crate::scheduler::task::{BoxedFn, Panic, Task};
+use crate::scheduler::task::{BoxedFn, Panic};
+use crate::scheduler::task_ref::TaskRef;
 
 struct ScopeState {
     running: AtomicUsize,
@@ -27,7 +28,7 @@ struct ScopeState {
     /// The first panic of a goroutine nobody joined.
     unjoined_panic: Mutex<Option<Panic>>,
     /// The goroutine whose stack holds the scope; `None` on a plain thread.
-    owner: Option<Arc<Task>>,
+    owner: Option<TaskRef>,
 }
 
 /// One scoped goroutine's claim on the scope and its owner's frame, from `Scope::go` until its
@@ -102,7 +103,7 @@ pub fn scope<'env, F, T>(f: F) -> T
 where
     F: for<'scope> FnOnce(&'scope Scope<'scope, 'env>) -> T,
 {
-    let owner = WorkerLocal::with_current(WorkerLocal::current_arc).flatten();
+    let owner = WorkerLocal::with_current(WorkerLocal::current_ref).flatten();
     let scope = Scope {
         state: Arc::new(ScopeState {
             running: AtomicUsize::new(0),

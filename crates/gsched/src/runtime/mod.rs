@@ -305,7 +305,7 @@ impl RuntimeBuilder {
                 // SAFETY: the caller of the `unsafe` `dense_stacks` took on its contract.
                 let stacks = unsafe { DenseStacks::new(slot_size, count) };
                 let stacks = stacks.map_err(BuildError::Stacks)?;
-                if stacks.stack_size() < MIN_STACK_SIZE {
+                if !(MIN_STACK_SIZE..=MAX_STACK_SIZE).contains(&stacks.stack_size()) {
                     return Err(stack_size_error(stacks.stack_size(), MAX_STACK_SIZE));
                 }
                 if let Some(requested) = self.stack_size

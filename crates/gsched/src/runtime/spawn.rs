@@ -5,8 +5,9 @@ use std::marker::PhantomData;
 use std::panic::Location;
 use std::sync::Arc;
 
-use crate::join::{JoinHandle, JoinSlot, PacketRef};
+use crate::join::{JoinHandle, JoinSlot, Joinable, PacketRef};
 use crate::scheduler::task::{Body, BoxedBody, BoxedFn, Task};
+use crate::scheduler::task_ref::TaskRef;
 use crate::scheduler::{RuntimeShared, next_goroutine_id};
 
 pub use crate::scheduler::stacks::{MAX_STACK_SIZE, MIN_STACK_SIZE};
@@ -174,8 +175,8 @@ impl Builder {
     {
         let task = new_task(runtime, self, JoinSlot::new(f), location)?;
         let (id, name) = (task.id, task.name.clone());
-        let joinable: Arc<Task<dyn crate::join::Joinable<T>>> = Arc::clone(&task) as _;
-        runtime.spawn(task);
+        let joinable: TaskRef<dyn Joinable<T>> = task.clone().view::<dyn Joinable<T>>(|task| task);
+        runtime.spawn(task.view::<dyn Body>(|task| task));
         Ok(JoinHandle {
             packet: PacketRef::InTask(joinable),
             id,
@@ -192,7 +193,7 @@ fn new_task<B: Body>(
     builder: Builder,
     body: B,
     location: &'static Location<'static>,
-) -> Result<Arc<Task<B>>, SpawnError> {
+) -> Result<TaskRef<B>, SpawnError> {
     let stack_size = match builder.stack_size {
         Some(requested) => runtime
             .stacks
@@ -204,7 +205,8 @@ fn new_task<B: Body>(
             })?,
         None => runtime.stacks.default_size(),
     };
-    Ok(Arc::new(Task::new(
+    let stack_size = u32::try_from(stack_size).expect("stack sizes are at most MAX_STACK_SIZE");
+    Ok(TaskRef::new(Task::new(
         next_goroutine_id(),
         builder.name,
         location,
@@ -224,6 +226,6 @@ pub(crate) fn spawn_boxed(
     let runtime = super::context::spawn_target()?;
     let task = new_task(&runtime, builder, BoxedBody::new(function), location)?;
     let (id, name) = (task.id, task.name.clone());
-    runtime.spawn(task);
+    runtime.spawn(task.view::<dyn Body>(|task| task));
     Ok((id, name))
 }

@@ -117,6 +117,14 @@ mod worker_idle {
     /// How long a stall must last before the runtime reports it (see `nothing_can_progress`).
     const STALL_CHECK: Duration = Duration::from_secs(2);
 
+    /// How often at most an idle worker trims its heap (see `crate::slab`): soon after a burst
+    /// ends, but not at every sleep of a worker that sleeps between every two messages.
+    const TRIM_INTERVAL: Duration = Duration::from_millis(1);
+
+    /// How long a worker whose last trim found memory to give back sleeps at most before it
+    /// trims again: goroutines that finish on other workers free into its heap after it slept.
+    const TRIM_RETRY: Duration = Duration::from_millis(10);
+
     impl WorkerLocal {
         pub(in crate::scheduler) fn has_visible_work(&self) -> bool {
             let shared = &*self.shared;
@@ -131,7 +139,6 @@ mod worker_idle {
         /// is due.
         pub(in crate::scheduler) fn idle(&self) {
             let shared = &*self.shared;
-            self.flush_burials();
             let max_spinners = (shared.workers.len() / 2).max(1);
             if shared.spinning.fetch_add(1, Ordering::SeqCst) < max_spinners {
                 let start = Instant::now();
@@ -160,9 +167,14 @@ mod worker_idle {
                 return;
             }
             let next_timer = self.fire_timers();
+            let trim_again = self.trim_heap().then(|| Instant::now() + TRIM_RETRY);
+            let wake_at = match (next_timer, trim_again) {
+                (Some(timer), Some(trim)) => Some(timer.min(trim)),
+                (timer, trim) => timer.or(trim),
+            };
             let stalled = !shared.waiting_for_stack.is_empty();
             let progress = shared.progress();
-            match (next_timer, stalled) {
+            match (wake_at, stalled) {
                 (Some(deadline), _) => {
                     thread::park_timeout(deadline.saturating_duration_since(Instant::now()));
                 }
@@ -177,6 +189,19 @@ mod worker_idle {
             {
                 report_stack_exhaustion(&shared.stacks);
             }
+        }
+
+        /// Gives memory back from this worker's heap and the shared one, at most once per
+        /// `TRIM_INTERVAL`; true when the last trim gave something back, so more may follow.
+        fn trim_heap(&self) -> bool {
+            let (trimmed_at, gave_back) = self.heap_trimmed.get();
+            let now = Instant::now();
+            if now.duration_since(trimmed_at) < TRIM_INTERVAL {
+                return gave_back;
+            }
+            let gave_back = self.heap.heap().trim() | crate::slab::trim_shared();
+            self.heap_trimmed.set((now, gave_back));
+            gave_back
         }
 
         /// Whether, one stall period after seeing `progress`, goroutines still wait for stacks while

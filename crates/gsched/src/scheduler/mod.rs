@@ -18,10 +18,9 @@
 //! | `worker` | a worker's own state and loop: pop, steal, run a goroutine until it switches out |
 //! | `idle` | spinning, sleeping and waking, with the no-lost-wake-up argument, and the stall report |
 //! | `timers` | each worker's timer heap; `timer_word` decides which of a timer and a wake-up retires a timed park |
-//! | `graveyard` | finished goroutines freed on the worker that spawned them |
 //! | `shutdown` | unwinding what is left, scope owners after their borrowers |
 //! | `stacks` | the stack policy and what happens when stacks run out |
-//! | `task`, `state` | a goroutine's header and its scheduling state machine |
+//! | `task`, `task_ref`, `state` | a goroutine's header, the counted reference to it (its memory comes from the worker's slab, see `crate::slab`), and its scheduling state machine |
 //! | `injector`, `steal` | the global queue and stealing half of a worker's unstarted goroutines |
 //!
 //! `idle`, `state`, `steal` and `timer_word` hold the protocols that the loom models check, and
@@ -37,8 +36,6 @@ pub(crate) mod steal;
 pub(crate) mod timer_word;
 
 #[cfg(not(goroutines_loom))]
-mod graveyard;
-#[cfg(not(goroutines_loom))]
 pub(crate) mod injector;
 #[cfg(not(goroutines_loom))]
 pub(crate) mod shared;
@@ -48,6 +45,8 @@ pub(crate) mod shutdown;
 pub(crate) mod stacks;
 #[cfg(not(goroutines_loom))]
 pub(crate) mod task;
+#[cfg(not(goroutines_loom))]
+pub(crate) mod task_ref;
 #[cfg(not(goroutines_loom))]
 mod timers;
 #[cfg(not(goroutines_loom))]

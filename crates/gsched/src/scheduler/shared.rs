@@ -9,11 +9,11 @@ use std::thread::Thread;
 
 use crossbeam_queue::{ArrayQueue, SegQueue};
 
-use super::graveyard::GRAVEYARD_CAPACITY;
 use super::idle::IdleFlags;
 use super::injector::Injector;
 use super::stacks::StackPolicy;
 use super::task::{DROPPED_AT_SHUTDOWN, NO_HOME, Task};
+use super::task_ref::TaskRef;
 use super::worker::{FRESH_CAPACITY, WorkerLocal};
 
 /// Goroutines the injector holds without allocating.
@@ -67,14 +67,14 @@ pub(crate) struct Config {
 }
 
 /// Goroutines by id, hashed cheaply.
-pub(crate) type TaskMap = HashMap<u64, Arc<Task>, BuildHasherDefault<IdHasher>>;
+pub(crate) type TaskMap = HashMap<u64, TaskRef, BuildHasherDefault<IdHasher>>;
 
 /// What every worker and every goroutine of one runtime share.
 pub(crate) struct RuntimeShared {
     pub(crate) workers: Box<[WorkerShared]>,
-    pub(crate) injector: Injector<Arc<Task>>,
+    pub(crate) injector: Injector<TaskRef>,
     /// Goroutines that could not get a stack, waiting for one to be returned.
-    pub(crate) waiting_for_stack: SegQueue<Arc<Task>>,
+    pub(crate) waiting_for_stack: SegQueue<TaskRef>,
     pub(super) spinning: AtomicUsize,
     /// Which workers sleep (see `idle.rs`).
     pub(crate) idle: IdleFlags,
@@ -95,17 +95,12 @@ pub(crate) struct RuntimeShared {
 }
 
 pub(crate) struct WorkerShared {
-    pub(crate) fresh: ArrayQueue<Arc<Task>>,
-    pub(crate) ready: SegQueue<Arc<Task>>,
+    pub(crate) fresh: ArrayQueue<TaskRef>,
+    pub(crate) ready: SegQueue<TaskRef>,
     pub(super) thread: OnceLock<Thread>,
     /// Bumped whenever a goroutine finishes here: the stall detector's sign of life, per worker
     /// so that finishing goroutines do not contend on one counter.
     pub(super) progress: AtomicU64,
-    /// Finished goroutines spawned here but run elsewhere, handed back in batches to be freed
-    /// on this worker's thread: the allocator then reuses their memory for the next spawn
-    /// without taking a lock, where a free on another thread would contend with this one's
-    /// allocations.
-    pub(super) graveyard: ArrayQueue<Vec<Arc<Task>>>,
 }
 
 impl RuntimeShared {
@@ -117,7 +112,6 @@ impl RuntimeShared {
                     ready: SegQueue::new(),
                     thread: OnceLock::new(),
                     progress: AtomicU64::new(0),
-                    graveyard: ArrayQueue::new(GRAVEYARD_CAPACITY),
                 })
                 .collect(),
             injector: Injector::new(INJECTOR_RING),
@@ -187,28 +181,20 @@ impl RuntimeShared {
 
     /// Queues a new goroutine: on the spawning worker's own queue when spawned from a goroutine
     /// of this runtime, else on the injector.
-    pub(crate) fn spawn(self: &Arc<Self>, task: Arc<Task>) {
+    pub(crate) fn spawn(self: &Arc<Self>, task: TaskRef) {
         live::add(1);
-        // On one of this runtime's workers, free finished goroutines it spawned while here.
         let own_worker = WorkerLocal::with_current(|local| {
-            let own = Arc::ptr_eq(&local.shared, self);
-            if own {
-                local.free_returned();
-            }
-            own.then_some(local.index)
+            Arc::ptr_eq(&local.shared, self).then_some(local.index)
         })
         .flatten();
         let task = match own_worker {
-            Some(index) => {
-                task.spawned_on.store(index, Ordering::Relaxed);
-                match self.workers[index].fresh.push(task) {
-                    Ok(()) => {
-                        self.wake_for_new_work();
-                        return;
-                    }
-                    Err(task) => task,
+            Some(index) => match self.workers[index].fresh.push(task) {
+                Ok(()) => {
+                    self.wake_for_new_work();
+                    return;
                 }
-            }
+                Err(task) => task,
+            },
             None => task,
         };
         self.injector.push(task);
@@ -217,7 +203,7 @@ impl RuntimeShared {
 
     /// Puts a woken goroutine back to work: `runnext` when the waker runs on the goroutine's
     /// own worker, else that worker's inbox (a migratable one goes to a stealable queue).
-    pub(crate) fn schedule_woken(self: &Arc<Self>, task: Arc<Task>) {
+    pub(crate) fn schedule_woken(self: &Arc<Self>, task: TaskRef) {
         let home = task.home.load(Ordering::Relaxed);
         debug_assert_ne!(home, NO_HOME, "only a goroutine that ran can be parked");
         let on_home = WorkerLocal::with_current(|local| {
@@ -293,10 +279,6 @@ impl RuntimeShared {
     /// Shutdown step 4, after the workers stopped: drops every goroutine still queued, leaks
     /// the migratable ones that could not be unwound, and returns the report.
     pub(crate) fn finish_shutdown(&self) -> Vec<String> {
-        // Finished goroutines waiting to be freed hold the runtime: let them go.
-        for worker in self.workers.iter() {
-            while worker.graveyard.pop().is_some() {}
-        }
         let queues = self
             .workers
             .iter()
@@ -310,7 +292,7 @@ impl RuntimeShared {
         for task in queues {
             self.discard_unstarted(&task);
         }
-        let stranded: Vec<Arc<Task>> = self
+        let stranded: Vec<TaskRef> = self
             .migratable_live
             .lock()
             .unwrap_or_else(|poison| poison.into_inner())

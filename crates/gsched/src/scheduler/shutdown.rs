@@ -37,13 +37,13 @@
 //! are leaked with the rest.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use super::task::PARKED_WITHOUT_REASON;
 use super::task::{NO_HOME, Switch, Task};
+use super::task_ref::TaskRef;
 use super::{RuntimeShared, WorkerLocal, live};
 
 /// Turns a goroutine gets to finish unwinding when it keeps yielding instead.
@@ -57,7 +57,7 @@ pub(crate) const SHUTDOWN_TIMER_GRACE: Duration = Duration::from_secs(1);
 #[derive(Default)]
 struct Unwinding {
     /// Pinned goroutines of this worker not yet claimed for unwinding.
-    pending: Vec<Arc<Task>>,
+    pending: Vec<TaskRef>,
     /// Turns taken per goroutine, and what it waited on when its unwinding began.
     started: HashMap<u64, (u32, String)>,
 }
@@ -106,7 +106,7 @@ impl WorkerLocal {
                 break;
             }
         }
-        let left: Vec<Arc<Task>> = self
+        let left: Vec<TaskRef> = self
             .live
             .borrow_mut()
             .drain()
@@ -155,7 +155,7 @@ impl WorkerLocal {
             if task.borrowers.load(Ordering::Acquire) > 0 || !task.state.try_claim() {
                 return true;
             }
-            claimed.push(Arc::clone(task));
+            claimed.push(task.clone());
             false
         });
         claimed.extend(
@@ -183,7 +183,7 @@ impl WorkerLocal {
     fn has_shutdown_work(&self, unwinding: &Unwinding) -> bool {
         let shared = &*self.shared;
         let me = &shared.workers[self.index];
-        let claimable = |task: &Arc<Task>| {
+        let claimable = |task: &TaskRef| {
             !task.is_unwinding()
                 && task.borrowers.load(Ordering::Acquire) == 0
                 && task.state.is_claimable()
@@ -203,7 +203,7 @@ impl WorkerLocal {
     }
 
     /// Takes one unwinding step of `task`, which this thread holds (`RUNNING`).
-    fn drive(&self, task: Arc<Task>, unwinding: &mut Unwinding) {
+    fn drive(&self, task: TaskRef, unwinding: &mut Unwinding) {
         let shared = &*self.shared;
         if !task.is_unwinding() {
             // SAFETY: this thread is the goroutine's runner.

@@ -12,6 +12,9 @@ pub const MIN_STACK_SIZE: usize = ctxswitch::MIN_STACK_SIZE + 256;
 /// targets). Stacks are reserved address space, committed as they are touched.
 pub const MAX_STACK_SIZE: usize = 1 << 30;
 
+// A goroutine's header keeps its stack size in 32 bits.
+const _: () = assert!(MAX_STACK_SIZE <= u32::MAX as usize);
+
 /// Where goroutine stacks come from.
 pub(crate) enum StackPolicy {
     /// Guarded stacks from gstack's shared pools, one per stack size; the pool of the default

@@ -12,6 +12,7 @@ use super::RuntimeShared;
 use super::stacks::GoroutineStack;
 use super::state::TaskState;
 use super::timer_word::TimerWord;
+use crate::slab::SlabBox;
 
 /// No worker yet: the goroutine has not run.
 pub(crate) const NO_HOME: usize = usize::MAX;
@@ -88,28 +89,30 @@ impl Body for BoxedBody {
     }
 }
 
-/// A goroutine: its header, then its body, in one allocation.
+/// A goroutine: its header, then its body, in one slab block (see `task_ref.rs`).
 pub(crate) struct Task<B: ?Sized = dyn Body> {
+    /// References to the task (`TaskRef`s).
+    pub(crate) refs: AtomicUsize,
     pub(crate) id: u64,
     pub(crate) name: Option<Arc<str>>,
     pub(crate) spawned_at: &'static Location<'static>,
     pub(crate) migratable: bool,
-    pub(crate) stack_size: usize,
+    /// Its stack size in bytes, checked against `MAX_STACK_SIZE` (which fits 32 bits).
+    pub(crate) stack_size: u32,
     pub(crate) runtime: Arc<RuntimeShared>,
     pub(crate) state: TaskState,
     /// The worker it first ran on (`NO_HOME` before).
     pub(crate) home: AtomicUsize,
-    /// The worker whose goroutine spawned it (`NO_HOME` when spawned from outside), which is
-    /// where its memory is best freed.
-    pub(crate) spawned_on: AtomicUsize,
     /// The timer that may wake it (see `timer_word.rs`).
     pub(crate) timer: TimerWord,
     /// Scoped goroutines (started or not) that may borrow this goroutine's stack: while any
     /// exists, shutdown must not unwind it (see `scope.rs`).
     pub(crate) borrowers: AtomicUsize,
-    /// The coroutine: touched only by the worker that runs the goroutine (the runner), never
-    /// by the goroutine itself, so the runner's `&mut` across `resume` aliases nothing.
-    coroutine: UnsafeCell<Option<GoroutineCoroutine>>,
+    /// The coroutine, from the first run on, in a block of its own so that the header of a
+    /// goroutine that has not run stays small: touched only by the worker that runs the
+    /// goroutine (the runner), never by the goroutine itself, so the runner's `&mut` across
+    /// `resume` aliases nothing.
+    coroutine: UnsafeCell<Option<SlabBox<GoroutineCoroutine>>>,
     /// The coroutine's yielder, valid while the coroutine is alive and started: written and
     /// read by the goroutine itself.
     yielder: Cell<*const Yielder<(), Switch>>,
@@ -137,11 +140,12 @@ impl<B: Body> Task<B> {
         name: Option<Arc<str>>,
         spawned_at: &'static Location<'static>,
         migratable: bool,
-        stack_size: usize,
+        stack_size: u32,
         runtime: Arc<RuntimeShared>,
         body: B,
     ) -> Self {
         Task {
+            refs: AtomicUsize::new(1),
             id,
             name,
             spawned_at,
@@ -150,7 +154,6 @@ impl<B: Body> Task<B> {
             runtime,
             state: TaskState::new(),
             home: AtomicUsize::new(NO_HOME),
-            spawned_on: AtomicUsize::new(NO_HOME),
             timer: TimerWord::new(),
             borrowers: AtomicUsize::new(0),
             coroutine: UnsafeCell::new(None),
@@ -172,7 +175,7 @@ impl<B: ?Sized> Task<B> {
     /// is live.
     #[allow(clippy::mut_from_ref)]
     #[inline]
-    pub(crate) unsafe fn coroutine(&self) -> &mut Option<GoroutineCoroutine> {
+    pub(crate) unsafe fn coroutine(&self) -> &mut Option<SlabBox<GoroutineCoroutine>> {
         // SAFETY: as the caller guarantees; the goroutine never touches this cell.
         unsafe { &mut *self.coroutine.get() }
     }
@@ -246,3 +249,14 @@ pub(crate) const PARKED_WITHOUT_REASON: &str = "park";
 
 /// A payload caught from a goroutine.
 pub(crate) type Panic = Box<dyn Any + Send + 'static>;
+
+#[cfg(test)]
+mod tests {
+    use super::{BoxedBody, Task};
+
+    #[test]
+    fn the_header_fits_two_cache_lines() {
+        let header = std::mem::size_of::<Task<BoxedBody>>() - std::mem::size_of::<BoxedBody>();
+        assert!(header <= 128, "the task header takes {header} bytes");
+    }
+}

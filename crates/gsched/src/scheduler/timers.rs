@@ -3,11 +3,11 @@
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use super::task::Task;
+use super::task_ref::TaskRef;
+
 use super::worker::WorkerLocal;
 
 static NEXT_TIMER_SEQ: AtomicU64 = AtomicU64::new(1);
@@ -16,7 +16,7 @@ static NEXT_TIMER_SEQ: AtomicU64 = AtomicU64::new(1);
 pub(super) struct Timer {
     pub(super) deadline: Instant,
     pub(super) seq: u64,
-    pub(super) task: Arc<Task>,
+    pub(super) task: TaskRef,
 }
 
 impl PartialEq for Timer {
@@ -45,7 +45,7 @@ impl WorkerLocal {
     /// leaving a stale entry here; stale entries are swept out whenever the heap has doubled
     /// since the last sweep, so the heap (and the goroutines its entries keep alive) stays
     /// within twice the timers that are really pending, plus a small floor.
-    pub(crate) fn add_timer(&self, deadline: Instant, task: Arc<Task>) {
+    pub(crate) fn add_timer(&self, deadline: Instant, task: TaskRef) {
         const SWEEP_FLOOR: usize = 64;
         let seq = NEXT_TIMER_SEQ.fetch_add(1, Ordering::Relaxed);
         // A timer still armed here was left by a park that never returned normally (a forced

@@ -6,6 +6,7 @@ use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::thread;
+use std::time::Instant;
 
 use ctxswitch::{Coroutine, CoroutineResult, Stack};
 use gstack::StackError;
@@ -14,7 +15,9 @@ use super::shared::{RuntimeShared, TaskMap, live};
 use super::steal::steal_half;
 use super::task::abort_with;
 use super::task::{Switch, Task};
+use super::task_ref::TaskRef;
 use super::timers::Timer;
+use crate::slab::{Heap, InstalledHeap, SlabBox};
 
 /// Capacity of each worker's queue of not-yet-started goroutines.
 pub(super) const FRESH_CAPACITY: usize = 256;
@@ -29,7 +32,7 @@ pub(super) const RUNNEXT_STREAK: u32 = 16;
 pub(crate) struct WorkerLocal {
     pub(crate) index: usize,
     pub(crate) shared: Arc<RuntimeShared>,
-    pub(crate) runnext: RefCell<Option<Arc<Task>>>,
+    pub(crate) runnext: RefCell<Option<TaskRef>>,
     pub(super) runnext_streak: Cell<u32>,
     pub(super) tick: Cell<u32>,
     pub(super) timers: RefCell<BinaryHeap<Reverse<Timer>>>,
@@ -38,13 +41,15 @@ pub(crate) struct WorkerLocal {
     /// Pinned goroutines that started here and have not finished.
     pub(crate) live: RefCell<TaskMap>,
     /// Goroutines that yielded, in order; they stay `RUNNING` (only this worker runs them).
-    pub(crate) yielded: RefCell<VecDeque<Arc<Task>>>,
+    pub(crate) yielded: RefCell<VecDeque<TaskRef>>,
     /// The goroutine running now.
     pub(crate) current: Cell<Option<*const Task>>,
-    /// Per spawning worker, finished goroutines waiting to be sent back to it.
-    pub(super) burials: RefCell<Vec<Vec<Arc<Task>>>>,
-    /// Finished goroutines this worker spawned, sent back, freed a few per spawn.
-    pub(super) returned: RefCell<Vec<Arc<Task>>>,
+    /// Where the goroutines this worker spawns get their memory (see `crate::slab`); dropped
+    /// last, after every other field let go of its goroutines.
+    pub(super) heap: InstalledHeap,
+    /// When the heap was last trimmed, and whether that found memory to give back, so that
+    /// the worker looks again soon (see `idle.rs`).
+    pub(super) heap_trimmed: Cell<(Instant, bool)>,
 }
 
 thread_local! {
@@ -69,26 +74,23 @@ impl WorkerLocal {
     /// The goroutine running on this worker now.
     #[inline]
     pub(crate) fn current_task(&self) -> Option<&Task> {
-        // SAFETY: `current` points to a goroutine kept alive by the `Arc` that `run` holds for
-        // as long as the pointer is set.
+        // SAFETY: `current` points to a goroutine kept alive by the reference that `run` holds
+        // for as long as the pointer is set.
         self.current.get().map(|task| unsafe { &*task })
     }
 
     /// A shared handle to the goroutine running on this worker now.
     #[inline]
-    pub(crate) fn current_arc(&self) -> Option<Arc<Task>> {
+    pub(crate) fn current_ref(&self) -> Option<TaskRef> {
         self.current.get().map(|task| {
-            // SAFETY: `current` was set from `Arc::as_ptr` of an `Arc` that `run` holds while
-            // the pointer is set; taking another count on it is sound.
-            unsafe {
-                Arc::increment_strong_count(task);
-                Arc::from_raw(task)
-            }
+            // SAFETY: `current` was set from `TaskRef::as_ptr` of a reference that `run` holds
+            // while the pointer is set.
+            unsafe { TaskRef::clone_from_ptr(task) }
         })
     }
 
     /// The next goroutine to run, and whether it is already `RUNNING` (it yielded).
-    fn pop_runnable(&self) -> Option<(Arc<Task>, bool)> {
+    fn pop_runnable(&self) -> Option<(TaskRef, bool)> {
         let shared = &*self.shared;
         let me = &shared.workers[self.index];
         let tick = self.tick.get().wrapping_add(1);
@@ -109,7 +111,7 @@ impl WorkerLocal {
     }
 
     /// From `runnext` and the worker's inbox.
-    fn pop_queued(&self) -> Option<Arc<Task>> {
+    fn pop_queued(&self) -> Option<TaskRef> {
         let me = &self.shared.workers[self.index];
         if self.runnext_streak.get() < RUNNEXT_STREAK
             && let Some(task) = self.runnext.borrow_mut().take()
@@ -128,7 +130,7 @@ impl WorkerLocal {
     }
 
     /// From the worker's fresh queue, the injector, or another worker.
-    fn pop_shared(&self) -> Option<Arc<Task>> {
+    fn pop_shared(&self) -> Option<TaskRef> {
         let shared = &*self.shared;
         let me = &shared.workers[self.index];
         if let Some(task) = me.fresh.pop() {
@@ -156,7 +158,7 @@ impl WorkerLocal {
     }
 
     /// Takes half of another worker's not-yet-started goroutines.
-    fn steal(&self) -> Option<Arc<Task>> {
+    fn steal(&self) -> Option<TaskRef> {
         let shared = &*self.shared;
         let count = shared.workers.len();
         let start = self.tick.get() as usize % count;
@@ -178,7 +180,7 @@ impl WorkerLocal {
     }
 
     /// Runs `task` until it switches out, and deals with why it did.
-    fn run(&self, task: Arc<Task>, running: bool) {
+    fn run(&self, task: TaskRef, running: bool) {
         if !running && !task.state.try_start_run() {
             return;
         }
@@ -194,7 +196,7 @@ impl WorkerLocal {
         let coroutine = unsafe { task.coroutine() };
         if coroutine.is_none() {
             match self.start(&task) {
-                Ok(started) => *coroutine = Some(started),
+                Ok(started) => *coroutine = Some(SlabBox::new(started)),
                 Err(StartError::NoStackYet) => {
                     task.state.finish_yield();
                     self.shared.waiting_for_stack.push(task);
@@ -218,21 +220,18 @@ impl WorkerLocal {
                     self.shared.workers[self.index].ready.push(previous);
                 }
             }
-            None => {
-                self.finish(&task);
-                self.bury(task);
-            }
+            None => self.finish(&task),
         }
     }
 
     /// Resumes the goroutine (or, `unwind`, goes on unwinding it); `None` when it finished.
-    pub(crate) fn resume(&self, task: &Arc<Task>, unwind: bool) -> Option<Switch> {
+    pub(crate) fn resume(&self, task: &TaskRef, unwind: bool) -> Option<Switch> {
         // SAFETY: the caller made this thread the goroutine's runner.
         let coroutine = unsafe { task.coroutine() }
             .as_mut()
             .expect("a started goroutine has a coroutine");
         gstack::set_current_stack(coroutine.stack().limit(), coroutine.stack().base());
-        self.current.set(Some(Arc::as_ptr(task)));
+        self.current.set(Some(task.as_ptr()));
         let result = if unwind {
             coroutine.unwind(()).map(CoroutineResult::Yield)
         } else {
@@ -249,9 +248,9 @@ impl WorkerLocal {
     /// Gives a goroutine its stack and coroutine as it runs for the first time.
     fn start(
         &self,
-        task: &Arc<Task>,
+        task: &TaskRef,
     ) -> Result<crate::scheduler::task::GoroutineCoroutine, StartError> {
-        let stack = match self.shared.stacks.get(task.stack_size) {
+        let stack = match self.shared.stacks.get(task.stack_size as usize) {
             Ok(stack) => stack,
             Err(StackError::MapLimit { .. } | StackError::RegionFull { .. }) => {
                 return Err(StartError::NoStackYet);
@@ -263,7 +262,7 @@ impl WorkerLocal {
             }
         };
         stack.set_label(task.id, task.name.as_deref().unwrap_or(""));
-        let task_ptr = Arc::as_ptr(task);
+        let task_ptr = task.as_ptr();
         let coroutine = Coroutine::with_stack(stack, move |yielder, ()| {
             // SAFETY: the goroutine runs only on the thread of its runner, once, and the task
             // is kept alive by the `live` map for as long as the coroutine exists.
@@ -281,15 +280,15 @@ impl WorkerLocal {
                 .migratable_live
                 .lock()
                 .unwrap_or_else(|poison| poison.into_inner())
-                .insert(task.id, Arc::clone(task));
+                .insert(task.id, task.clone());
         } else {
-            self.live.borrow_mut().insert(task.id, Arc::clone(task));
+            self.live.borrow_mut().insert(task.id, task.clone());
         }
         Ok(coroutine)
     }
 
     /// A goroutine that could not start: its joiner gets `reason`, nothing unwinds the worker.
-    fn fail_to_start(&self, task: &Arc<Task>, reason: String) {
+    fn fail_to_start(&self, task: &TaskRef, reason: String) {
         task.state.finish_done();
         // SAFETY: the goroutine never ran, and this thread holds it alone (`RUNNING`).
         if unsafe { task.body.discard(Box::new(reason)) } {
@@ -307,7 +306,7 @@ impl WorkerLocal {
         }
     }
 
-    fn finish(&self, task: &Arc<Task>) {
+    fn finish(&self, task: &TaskRef) {
         task.state.finish_done();
         // SAFETY: this thread ran the goroutine to completion and is its runner.
         *unsafe { task.coroutine() } = None;
@@ -347,8 +346,8 @@ pub(crate) fn worker_main(shared: Arc<RuntimeShared>, index: usize) {
         live: RefCell::new(HashMap::default()),
         yielded: RefCell::new(VecDeque::new()),
         current: Cell::new(None),
-        burials: RefCell::new((0..shared.workers.len()).map(|_| Vec::new()).collect()),
-        returned: RefCell::new(Vec::new()),
+        heap: Box::new(Heap::new()).install(),
+        heap_trimmed: Cell::new((Instant::now(), false)),
     };
     WORKER.with(|worker| worker.set(&local));
     // Nothing a goroutine does unwinds this loop (bodies catch their panics, failures reach the
