@@ -6,6 +6,7 @@ use std::panic::Location;
 use std::sync::Arc;
 
 use crate::join::{JoinHandle, JoinSlot, Joinable, PacketRef};
+use crate::scheduler::shared::Placement;
 use crate::scheduler::task::{Body, BoxedBody, BoxedFn, Task};
 use crate::scheduler::task_ref::TaskRef;
 use crate::scheduler::{RuntimeShared, next_goroutine_id};
@@ -78,12 +79,25 @@ where
     }
 }
 
-/// Configures one goroutine: its name, its stack size, and whether it may migrate.
+/// Configures one goroutine: its name, its stack size, where it starts, and whether it may
+/// migrate.
+///
+/// # Where a goroutine starts
+///
+/// A goroutine never leaves the worker it first runs on (see the crate docs), so where it
+/// starts is for good. By default, a goroutine spawned by a goroutine runs next on the
+/// spawner's worker, as Go's `newproc` puts it in `runnext`: a goroutine and the one it spawned
+/// usually talk, and talking on one core is several times faster than across two. Another
+/// worker takes it only when the spawner's worker is demonstrably busy: more than two
+/// goroutines wait there, or a few waited about 20 µs while that worker ran one goroutine
+/// without a switch. A goroutine spawned from outside the runtime goes to whichever worker is
+/// free first. [`same_worker`](Self::same_worker) and [`spread`](Self::spread) decide instead.
 #[derive(Debug, Clone, Default)]
 pub struct Builder {
     name: Option<Arc<str>>,
     stack_size: Option<usize>,
     migratable: bool,
+    placement: Placement,
 }
 
 impl Builder {
@@ -103,6 +117,40 @@ impl Builder {
     /// runtime gives every goroutine its slot, so there the size may not exceed the slot.
     pub fn stack_size(mut self, bytes: usize) -> Self {
         self.stack_size = Some(bytes);
+        self
+    }
+
+    /// Starts the goroutine on the spawner's worker, never on another: for goroutines that
+    /// talk a lot with their spawner or with each other. It waits while the spawner's worker is
+    /// busy. Spawned from outside the runtime, it starts on any worker.
+    ///
+    /// ```
+    /// gsched::run(|| {
+    ///     let here = std::thread::current().id();
+    ///     let child = gsched::Builder::new().same_worker().spawn(move || std::thread::current().id());
+    ///     assert_eq!(child.unwrap().join().unwrap(), here);
+    /// });
+    /// ```
+    pub fn same_worker(mut self) -> Self {
+        self.placement = Placement::SameWorker;
+        self
+    }
+
+    /// Starts the goroutine on another worker than the spawner's, waking it: an idle one if
+    /// any, else the next in turn. For goroutines that should run in parallel with their
+    /// spawner from the start, such as the long-lived workers of a server. It is never taken
+    /// by another worker, so it waits if its worker is busy. With one worker, it starts there.
+    ///
+    /// ```
+    /// let rt = gsched::Runtime::builder().workers(2).build().unwrap();
+    /// rt.block_on(|| {
+    ///     let here = std::thread::current().id();
+    ///     let child = gsched::Builder::new().spread().spawn(move || std::thread::current().id());
+    ///     assert_ne!(child.unwrap().join().unwrap(), here);
+    /// });
+    /// ```
+    pub fn spread(mut self) -> Self {
+        self.placement = Placement::Spread;
         self
     }
 
@@ -173,10 +221,11 @@ impl Builder {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
+        let placement = self.placement;
         let task = new_task(runtime, self, JoinSlot::new(f), location)?;
         let (id, name) = (task.id, task.name.clone());
         let joinable: TaskRef<dyn Joinable<T>> = task.clone().view::<dyn Joinable<T>>(|task| task);
-        runtime.spawn(task.view::<dyn Body>(|task| task));
+        runtime.spawn(task.view::<dyn Body>(|task| task), placement);
         Ok(JoinHandle {
             packet: PacketRef::InTask(joinable),
             id,
@@ -224,8 +273,9 @@ pub(crate) fn spawn_boxed(
     location: &'static Location<'static>,
 ) -> Result<(u64, Option<Arc<str>>), SpawnError> {
     let runtime = super::context::spawn_target()?;
+    let placement = builder.placement;
     let task = new_task(&runtime, builder, BoxedBody::new(function), location)?;
     let (id, name) = (task.id, task.name.clone());
-    runtime.spawn(task.view::<dyn Body>(|task| task));
+    runtime.spawn(task.view::<dyn Body>(|task| task), placement);
     Ok((id, name))
 }

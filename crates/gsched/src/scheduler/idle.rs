@@ -105,7 +105,7 @@ mod worker_idle {
     use std::time::{Duration, Instant};
 
     use super::super::stacks::{process_threads, report_stack_exhaustion};
-    use super::super::worker::WorkerLocal;
+    use super::super::worker::{StealCheck, WorkerLocal};
 
     /// Looks at the queues between two checks of the clock while spinning.
     const SPIN_ROUNDS: u32 = 64;
@@ -113,6 +113,14 @@ mod worker_idle {
     /// How long an idle worker spins looking for work before it sleeps: long enough to bridge the
     /// usual gap between a park and the wake-up that answers it, short enough not to burn a core.
     const SPIN_TIME: Duration = Duration::from_micros(50);
+
+    /// How long an idle worker spins at most while goroutines wait out their steal grace on
+    /// another worker.
+    const MAX_SPIN_TIME: Duration = Duration::from_micros(200);
+
+    /// How long a worker sleeps at most while goroutines wait out their steal grace on another
+    /// worker, in case that worker stays busy.
+    const STEAL_RECHECK: Duration = Duration::from_millis(1);
 
     /// How long a stall must last before the runtime reports it (see `nothing_can_progress`).
     const STALL_CHECK: Duration = Duration::from_secs(2);
@@ -126,13 +134,26 @@ mod worker_idle {
     const TRIM_RETRY: Duration = Duration::from_millis(10);
 
     impl WorkerLocal {
-        pub(in crate::scheduler) fn has_visible_work(&self) -> bool {
+        /// Whether this worker has something to run, or may steal something (as of `now`).
+        pub(in crate::scheduler) fn has_visible_work(&self, now: Instant) -> bool {
             let shared = &*self.shared;
+            let me = &shared.workers[self.index];
             self.runnext.borrow().is_some()
                 || !self.yielded.borrow().is_empty()
                 || !shared.injector.is_empty()
-                || !shared.workers[self.index].ready.is_empty()
-                || shared.workers.iter().any(|worker| !worker.fresh.is_empty())
+                || !me.ready.is_empty()
+                || !me.next.is_empty()
+                || !me.fresh.is_empty()
+                || (0..shared.workers.len())
+                    .any(|index| index != self.index && self.may_steal_from(index, now))
+        }
+
+        /// Whether another worker has a few goroutines waiting that this one may take if that
+        /// worker stays busy (see `WorkerLocal::steal_check`).
+        fn steal_waits(&self, now: Instant) -> bool {
+            (0..self.shared.workers.len()).any(|index| {
+                index != self.index && self.steal_check(index, now) == StealCheck::AfterGrace
+            })
         }
 
         /// Spins for a while (if few others do), then sleeps until woken or until the next timer
@@ -142,19 +163,25 @@ mod worker_idle {
             let max_spinners = (shared.workers.len() / 2).max(1);
             if shared.spinning.fetch_add(1, Ordering::SeqCst) < max_spinners {
                 let start = Instant::now();
-                while start.elapsed() < SPIN_TIME {
+                let mut now = start;
+                // Longer while goroutines wait out their steal grace elsewhere: this worker is
+                // the one to take them if their worker stays busy.
+                while now.duration_since(start) < SPIN_TIME
+                    || (now.duration_since(start) < MAX_SPIN_TIME && self.steal_waits(now))
+                {
                     for _ in 0..SPIN_ROUNDS {
-                        if self.has_visible_work() || shared.shutdown.load(Ordering::Relaxed) {
+                        if self.has_visible_work(now) || shared.shutdown.load(Ordering::Relaxed) {
                             shared.spinning.fetch_sub(1, Ordering::SeqCst);
                             return;
                         }
                         std::hint::spin_loop();
                     }
+                    now = Instant::now();
                     if self
                         .timers
                         .borrow()
                         .peek()
-                        .is_some_and(|Reverse(timer)| timer.deadline <= Instant::now())
+                        .is_some_and(|Reverse(timer)| timer.deadline <= now)
                     {
                         break;
                     }
@@ -162,16 +189,18 @@ mod worker_idle {
             }
             shared.spinning.fetch_sub(1, Ordering::SeqCst);
             shared.announce_sleep(self.index);
-            if self.has_visible_work() || shared.shutdown.load(Ordering::SeqCst) {
+            if self.has_visible_work(Instant::now()) || shared.shutdown.load(Ordering::SeqCst) {
                 shared.end_sleep(self.index);
                 return;
             }
             let next_timer = self.fire_timers();
-            let trim_again = self.trim_heap().then(|| Instant::now() + TRIM_RETRY);
-            let wake_at = match (next_timer, trim_again) {
-                (Some(timer), Some(trim)) => Some(timer.min(trim)),
-                (timer, trim) => timer.or(trim),
-            };
+            let now = Instant::now();
+            let trim_again = self.trim_heap().then(|| now + TRIM_RETRY);
+            let look_again = self.steal_waits(now).then(|| now + STEAL_RECHECK);
+            let wake_at = [next_timer, trim_again, look_again]
+                .into_iter()
+                .flatten()
+                .min();
             let stalled = !shared.waiting_for_stack.is_empty();
             let progress = shared.progress();
             match (wake_at, stalled) {
@@ -216,7 +245,7 @@ mod worker_idle {
                 && shared.progress() == progress
                 && shared.pending_timers.load(Ordering::SeqCst) == 0
                 && self.runnext.borrow().is_none()
-                && !self.has_visible_work()
+                && !self.has_visible_work(Instant::now())
                 && (0..shared.workers.len())
                     .all(|index| index == self.index || shared.idle.is_sleeping(index))
                 && process_threads().is_some_and(|threads| {

@@ -16,6 +16,31 @@ use super::task::{DROPPED_AT_SHUTDOWN, NO_HOME, Task};
 use super::task_ref::TaskRef;
 use super::worker::{FRESH_CAPACITY, WorkerLocal};
 
+/// Where a new goroutine starts (see `Builder::same_worker` and `Builder::spread`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) enum Placement {
+    /// Spawned from a goroutine: next on the spawner's worker, stealable by another worker once
+    /// this one is seen busy. From anywhere else: the injector, for any worker.
+    #[default]
+    Near,
+    /// On the spawner's worker, never stolen.
+    SameWorker,
+    /// On another worker than the spawner's (an idle one if any), woken for it; never stolen.
+    Spread,
+}
+
+/// A value on a cache line (two, against adjacent-line prefetch) of its own.
+#[repr(align(128))]
+pub(crate) struct Padded<T>(pub(crate) T);
+
+impl<T> std::ops::Deref for Padded<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
 /// Goroutines the injector holds without allocating.
 const INJECTOR_RING: usize = 8192;
 
@@ -76,6 +101,8 @@ pub(crate) struct RuntimeShared {
     /// Goroutines that could not get a stack, waiting for one to be returned.
     pub(crate) waiting_for_stack: SegQueue<TaskRef>,
     pub(super) spinning: AtomicUsize,
+    /// The round-robin turn of `Builder::spread`.
+    spread_turn: AtomicUsize,
     /// Which workers sleep (see `idle.rs`).
     pub(crate) idle: IdleFlags,
     pub(crate) shutdown: AtomicBool,
@@ -95,8 +122,18 @@ pub(crate) struct RuntimeShared {
 }
 
 pub(crate) struct WorkerShared {
+    /// The goroutine that the goroutine running here spawned last: it runs next, as the one in
+    /// Go's `runnext` after `newproc`. One slot; the one it displaces moves to `fresh`.
+    pub(crate) next: ArrayQueue<TaskRef>,
+    /// Goroutines that have not started, in order; other workers may steal them (see
+    /// `WorkerLocal::may_steal_from`).
     pub(crate) fresh: ArrayQueue<TaskRef>,
+    /// Goroutines only this worker may run: its started goroutines woken from elsewhere, and
+    /// new ones spawned with `Builder::same_worker`.
     pub(crate) ready: SegQueue<TaskRef>,
+    /// Bumped each time the worker picks a goroutine: a worker whose count stands still while
+    /// its queue waits is busy in one goroutine, and its queue may be stolen from.
+    pub(crate) switches: Padded<AtomicU64>,
     pub(super) thread: OnceLock<Thread>,
     /// Bumped whenever a goroutine finishes here: the stall detector's sign of life, per worker
     /// so that finishing goroutines do not contend on one counter.
@@ -108,7 +145,9 @@ impl RuntimeShared {
         Arc::new(RuntimeShared {
             workers: (0..workers)
                 .map(|_| WorkerShared {
+                    next: ArrayQueue::new(1),
                     fresh: ArrayQueue::new(FRESH_CAPACITY),
+                    switches: Padded(AtomicU64::new(0)),
                     ready: SegQueue::new(),
                     thread: OnceLock::new(),
                     progress: AtomicU64::new(0),
@@ -117,6 +156,7 @@ impl RuntimeShared {
             injector: Injector::new(INJECTOR_RING),
             waiting_for_stack: SegQueue::new(),
             spinning: AtomicUsize::new(0),
+            spread_turn: AtomicUsize::new(0),
             idle: IdleFlags::new(workers),
             shutdown: AtomicBool::new(false),
             pending_timers: AtomicUsize::new(0),
@@ -179,26 +219,57 @@ impl RuntimeShared {
             .remove(&task.id);
     }
 
-    /// Queues a new goroutine: on the spawning worker's own queue when spawned from a goroutine
-    /// of this runtime, else on the injector.
-    pub(crate) fn spawn(self: &Arc<Self>, task: TaskRef) {
+    /// Queues a new goroutine where `placement` says (see `Placement`).
+    pub(crate) fn spawn(self: &Arc<Self>, task: TaskRef, placement: Placement) {
         live::add(1);
         let own_worker = WorkerLocal::with_current(|local| {
             Arc::ptr_eq(&local.shared, self).then_some(local.index)
         })
         .flatten();
-        let task = match own_worker {
-            Some(index) => match self.workers[index].fresh.push(task) {
-                Ok(()) => {
-                    self.wake_for_new_work();
-                    return;
+        match (own_worker, placement) {
+            (Some(index), Placement::Near) => {
+                let worker = &self.workers[index];
+                if let Some(displaced) = worker.next.force_push(task) {
+                    self.push_fresh(index, displaced);
                 }
-                Err(task) => task,
-            },
-            None => task,
-        };
-        self.injector.push(task);
-        self.wake_for_new_work();
+                self.wake_for_new_work();
+            }
+            (Some(index), Placement::SameWorker) => self.workers[index].ready.push(task),
+            (own_worker, Placement::Spread) if self.workers.len() > 1 => {
+                let target = self.spread_target(own_worker);
+                self.workers[target].ready.push(task);
+                fence(Ordering::SeqCst);
+                self.wake_worker(target);
+            }
+            _ => {
+                self.injector.push(task);
+                self.wake_for_new_work();
+            }
+        }
+    }
+
+    /// Onto worker `index`'s stealable queue, or the injector when that is full.
+    fn push_fresh(&self, index: usize, task: TaskRef) {
+        if let Err(task) = self.workers[index].fresh.push(task) {
+            self.injector.push(task);
+        }
+    }
+
+    /// A worker other than `own` for a goroutine that should start elsewhere: the first one
+    /// asleep from a round-robin turn on, or else the one whose turn it is.
+    fn spread_target(&self, own: Option<usize>) -> usize {
+        let workers = self.workers.len();
+        let turn = self.spread_turn.fetch_add(1, Ordering::Relaxed);
+        let mut others = (0..workers)
+            .map(|offset| (turn + offset) % workers)
+            .filter(|&index| Some(index) != own);
+        let first = others
+            .clone()
+            .next()
+            .expect("spread with two workers or more");
+        others
+            .find(|&index| self.idle.is_sleeping(index))
+            .unwrap_or(first)
     }
 
     /// Puts a woken goroutine back to work: `runnext` when the waker runs on the goroutine's
@@ -283,7 +354,8 @@ impl RuntimeShared {
             .workers
             .iter()
             .flat_map(|worker| {
-                std::iter::from_fn(|| worker.fresh.pop())
+                std::iter::from_fn(|| worker.next.pop())
+                    .chain(std::iter::from_fn(|| worker.fresh.pop()))
                     .chain(std::iter::from_fn(|| worker.ready.pop()))
             })
             .chain(std::iter::from_fn(|| self.injector.pop()))

@@ -131,12 +131,10 @@ impl WorkerLocal {
         // and the worker woken for it may be another.
         let queued = std::iter::from_fn(|| self.runnext.borrow_mut().take())
             .chain(std::iter::from_fn(|| me.ready.pop()))
-            .chain(
-                shared
-                    .workers
-                    .iter()
-                    .flat_map(|worker| std::iter::from_fn(|| worker.fresh.pop())),
-            )
+            .chain(shared.workers.iter().flat_map(|worker| {
+                std::iter::from_fn(|| worker.next.pop())
+                    .chain(std::iter::from_fn(|| worker.fresh.pop()))
+            }))
             .chain(std::iter::from_fn(|| shared.injector.pop()))
             .chain(std::iter::from_fn(|| shared.waiting_for_stack.pop()));
         for task in queued {
@@ -190,7 +188,10 @@ impl WorkerLocal {
         };
         self.runnext.borrow().is_some()
             || !me.ready.is_empty()
-            || shared.workers.iter().any(|worker| !worker.fresh.is_empty())
+            || shared
+                .workers
+                .iter()
+                .any(|worker| !worker.fresh.is_empty() || !worker.next.is_empty())
             || !shared.injector.is_empty()
             || !shared.waiting_for_stack.is_empty()
             || unwinding.pending.iter().any(claimable)

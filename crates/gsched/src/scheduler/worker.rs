@@ -6,7 +6,7 @@ use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::thread;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use ctxswitch::{Coroutine, CoroutineResult, Stack};
 use gstack::StackError;
@@ -28,10 +28,22 @@ pub(super) const FAIRNESS_TICKS: u32 = 61;
 /// Consecutive `runnext` turns before the queues get one.
 pub(super) const RUNNEXT_STREAK: u32 = 16;
 
+/// Goroutines waiting on a worker that another worker takes at once; fewer wait out
+/// `STEAL_GRACE` first, since the worker is likely to run them itself right away.
+const SMALL_QUEUE: usize = 2;
+
+/// How long a small queue must wait while its worker picks no goroutine before another worker
+/// may steal from it: the worker is then busy in one goroutine. A goroutine and the one it
+/// spawned usually talk, and once started a goroutine never moves, so stealing at once would
+/// often split such a pair across cores for good.
+const STEAL_GRACE: Duration = Duration::from_micros(20);
+
 /// The worker's own state, reachable from its thread (and the goroutines it runs) only.
 pub(crate) struct WorkerLocal {
     pub(crate) index: usize,
     pub(crate) shared: Arc<RuntimeShared>,
+    /// The goroutine woken by the one running now, to run next; private, since a goroutine
+    /// that has run never moves (a new one spawned here waits in `WorkerShared::next`).
     pub(crate) runnext: RefCell<Option<TaskRef>>,
     pub(super) runnext_streak: Cell<u32>,
     pub(super) tick: Cell<u32>,
@@ -50,6 +62,9 @@ pub(crate) struct WorkerLocal {
     /// When the heap was last trimmed, and whether that found memory to give back, so that
     /// the worker looks again soon (see `idle.rs`).
     pub(super) heap_trimmed: Cell<(Instant, bool)>,
+    /// Per other worker, its switch count when this one last looked and when it first saw
+    /// that count with goroutines waiting (see `may_steal_from`).
+    pub(super) seen_busy: RefCell<Vec<(u64, Instant)>>,
 }
 
 thread_local! {
@@ -110,14 +125,18 @@ impl WorkerLocal {
             .or_else(|| self.pop_shared().map(|task| (task, false)))
     }
 
-    /// From `runnext` and the worker's inbox.
+    /// From `runnext`, the new goroutine in `next`, and the worker's inbox.
     fn pop_queued(&self) -> Option<TaskRef> {
         let me = &self.shared.workers[self.index];
-        if self.runnext_streak.get() < RUNNEXT_STREAK
-            && let Some(task) = self.runnext.borrow_mut().take()
-        {
-            self.runnext_streak.set(self.runnext_streak.get() + 1);
-            return Some(task);
+        if self.runnext_streak.get() < RUNNEXT_STREAK {
+            let next = self.runnext.borrow_mut().take().or_else(|| {
+                // `is_empty` first: popping an empty ArrayQueue issues a SeqCst fence.
+                (!me.next.is_empty()).then(|| me.next.pop()).flatten()
+            });
+            if let Some(task) = next {
+                self.runnext_streak.set(self.runnext_streak.get() + 1);
+                return Some(task);
+            }
         }
         self.runnext_streak.set(0);
         // `is_empty` first: popping an empty SegQueue issues a SeqCst fence.
@@ -126,7 +145,10 @@ impl WorkerLocal {
         {
             return Some(task);
         }
-        self.runnext.borrow_mut().take()
+        self.runnext
+            .borrow_mut()
+            .take()
+            .or_else(|| (!me.next.is_empty()).then(|| me.next.pop()).flatten())
     }
 
     /// From the worker's fresh queue, the injector, or another worker.
@@ -157,26 +179,49 @@ impl WorkerLocal {
         self.steal()
     }
 
-    /// Takes half of another worker's not-yet-started goroutines.
+    /// Takes half of another worker's not-yet-started goroutines, or its `next` one, from a
+    /// worker it may steal from.
     fn steal(&self) -> Option<TaskRef> {
         let shared = &*self.shared;
         let count = shared.workers.len();
         let start = self.tick.get() as usize % count;
+        let now = Instant::now();
         for offset in 0..count {
-            let victim = (start + offset) % count;
-            if victim == self.index {
+            let index = (start + offset) % count;
+            if index == self.index || !self.may_steal_from(index, now) {
                 continue;
             }
-            let stolen = steal_half(
-                &shared.workers[victim].fresh,
-                &shared.workers[self.index].fresh,
-                |task| shared.injector.push(task),
-            );
+            let victim = &shared.workers[index];
+            let stolen = steal_half(&victim.fresh, &shared.workers[self.index].fresh, |task| {
+                shared.injector.push(task)
+            })
+            .or_else(|| victim.next.pop());
             if stolen.is_some() {
                 return stolen;
             }
         }
         None
+    }
+
+    /// Whether worker `index` has goroutines waiting that this one may take now: more than
+    /// `SMALL_QUEUE` of them, or a few that waited `STEAL_GRACE` while that worker picked no
+    /// goroutine, as far as this worker has watched it.
+    pub(super) fn may_steal_from(&self, index: usize, now: Instant) -> bool {
+        self.steal_check(index, now) == StealCheck::Now
+    }
+
+    /// What this worker may take from worker `index` (see `may_steal_from`).
+    pub(super) fn steal_check(&self, index: usize, now: Instant) -> StealCheck {
+        let victim = &self.shared.workers[index];
+        let waiting = victim.fresh.len() + victim.next.len();
+        if waiting == 0 {
+            return StealCheck::Nothing;
+        }
+        if waiting > SMALL_QUEUE {
+            return StealCheck::Now;
+        }
+        let switches = victim.switches.load(Ordering::Relaxed);
+        grace_check(&mut self.seen_busy.borrow_mut()[index], switches, now)
     }
 
     /// Runs `task` until it switches out, and deals with why it did.
@@ -323,6 +368,30 @@ impl WorkerLocal {
     }
 }
 
+/// Whether a few goroutines waiting on a worker whose switch count is `switches` now have
+/// waited out `STEAL_GRACE` while it picked none; `seen` is the count this thief saw last and
+/// when it first saw it.
+fn grace_check(seen: &mut (u64, Instant), switches: u64, now: Instant) -> StealCheck {
+    if seen.0 != switches {
+        *seen = (switches, now);
+        return StealCheck::AfterGrace;
+    }
+    if now.duration_since(seen.1) >= STEAL_GRACE {
+        StealCheck::Now
+    } else {
+        StealCheck::AfterGrace
+    }
+}
+
+/// What a worker may take from another (see `WorkerLocal::steal_check`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum StealCheck {
+    Nothing,
+    /// A few goroutines wait; they may be taken if their worker stays busy.
+    AfterGrace,
+    Now,
+}
+
 /// Why a goroutine did not start.
 enum StartError {
     /// Every stack the budget allows is in use: it waits for one.
@@ -348,6 +417,7 @@ pub(crate) fn worker_main(shared: Arc<RuntimeShared>, index: usize) {
         current: Cell::new(None),
         heap: Box::new(Heap::new()).install(),
         heap_trimmed: Cell::new((Instant::now(), false)),
+        seen_busy: RefCell::new(vec![(u64::MAX, Instant::now()); shared.workers.len()]),
     };
     WORKER.with(|worker| worker.set(&local));
     // Nothing a goroutine does unwinds this loop (bodies catch their panics, failures reach the
@@ -356,7 +426,11 @@ pub(crate) fn worker_main(shared: Arc<RuntimeShared>, index: usize) {
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         while !shared.shutdown.load(Ordering::Acquire) {
             match local.pop_runnable() {
-                Some((task, running)) => local.run(task, running),
+                Some((task, running)) => {
+                    let switches = &shared.workers[index].switches;
+                    switches.store(switches.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+                    local.run(task, running);
+                }
                 None => {
                     local.fire_timers();
                     local.idle();
@@ -369,4 +443,28 @@ pub(crate) fn worker_main(shared: Arc<RuntimeShared>, index: usize) {
         abort_with(&format!("worker {index} of a runtime panicked"));
     }
     WORKER.with(|worker| worker.set(std::ptr::null()));
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::{STEAL_GRACE, StealCheck, grace_check};
+
+    #[test]
+    fn a_small_queue_is_stolen_only_after_its_worker_stood_still_for_the_grace() {
+        let start = Instant::now();
+        let mut seen = (u64::MAX, start);
+        let at = |micros| start + Duration::from_micros(micros);
+        assert_eq!(grace_check(&mut seen, 7, at(0)), StealCheck::AfterGrace);
+        assert_eq!(grace_check(&mut seen, 7, at(10)), StealCheck::AfterGrace);
+        // The worker switched: it may be about to run them; the grace starts again.
+        assert_eq!(grace_check(&mut seen, 8, at(15)), StealCheck::AfterGrace);
+        let grace = STEAL_GRACE.as_micros() as u64;
+        assert_eq!(
+            grace_check(&mut seen, 8, at(15 + grace - 1)),
+            StealCheck::AfterGrace
+        );
+        assert_eq!(grace_check(&mut seen, 8, at(15 + grace)), StealCheck::Now);
+    }
 }

@@ -1,0 +1,155 @@
+//! Where goroutines start: next to their spawner by default, spread when there is a backlog,
+//! and as `Builder::same_worker` and `Builder::spread` say.
+
+mod common;
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::ThreadId;
+use std::time::Duration;
+
+use common::within;
+use gsched::{Builder, Runtime, go};
+
+fn runtime(workers: usize) -> Runtime {
+    Runtime::builder().workers(workers).build().unwrap()
+}
+
+fn here() -> ThreadId {
+    std::thread::current().id()
+}
+
+/// Two goroutines spawned together by one that then waits for them (the seed's ping-pong
+/// partners) start on the spawner's worker: the other worker, woken or spinning for new work,
+/// does not take one of them while the spawner is about to switch. Before, it stole the first
+/// in most rounds, and every message between the two then crossed cores.
+#[test]
+fn partners_spawned_together_start_on_their_spawners_worker() {
+    let together = within(Duration::from_secs(30), || {
+        let rt = runtime(2);
+        rt.block_on(|| {
+            (0..20)
+                .filter(|_| {
+                    let spawner = here();
+                    let first = go(here);
+                    let second = go(here);
+                    // The spawner's last steps before it waits.
+                    let spin_until = std::time::Instant::now() + Duration::from_micros(5);
+                    while std::time::Instant::now() < spin_until {
+                        std::hint::spin_loop();
+                    }
+                    let (first, second) = (first.join().unwrap(), second.join().unwrap());
+                    first == spawner && second == spawner
+                })
+                .count()
+        })
+    });
+    // A round may lose its core for the whole grace on a loaded machine.
+    assert!(
+        together >= 16,
+        "only {together} of 20 pairs started next to their spawner"
+    );
+}
+
+/// One goroutine that spawns many long-lived children, each parking at once, and then blocks
+/// (an accept loop): the backlog is stolen at once, so the children start on every worker.
+#[test]
+fn an_accept_loop_spreads_its_children_over_every_worker() {
+    let threads = within(Duration::from_secs(30), || {
+        let rt = runtime(2);
+        rt.block_on(|| {
+            const CHILDREN: usize = 1_000;
+            let started = Arc::new(Mutex::new(HashSet::new()));
+            let count = Arc::new(AtomicUsize::new(0));
+            let release = Arc::new(AtomicUsize::new(0));
+            let children: Vec<_> = (0..CHILDREN)
+                .map(|_| {
+                    let (started, count, release) = (
+                        Arc::clone(&started),
+                        Arc::clone(&count),
+                        Arc::clone(&release),
+                    );
+                    go(move || {
+                        started.lock().unwrap().insert(here());
+                        count.fetch_add(1, Ordering::AcqRel);
+                        while release.load(Ordering::Acquire) == 0 {
+                            gsched::park_timeout(Duration::from_millis(1));
+                        }
+                    })
+                })
+                .collect();
+            // The loop blocks until every child has started.
+            while count.load(Ordering::Acquire) < CHILDREN {
+                gsched::sleep(Duration::from_millis(1));
+            }
+            release.store(1, Ordering::Release);
+            for child in children {
+                child.join().unwrap();
+            }
+            let threads = started.lock().unwrap().len();
+            threads
+        })
+    });
+    assert_eq!(threads, 2, "the children started on one worker only");
+}
+
+#[test]
+fn same_worker_goroutines_start_on_the_spawners_worker_even_when_it_is_busy() {
+    within(Duration::from_secs(30), || {
+        let rt = runtime(2);
+        rt.block_on(|| {
+            let spawner = here();
+            let children: Vec<_> = (0..8)
+                .map(|_| Builder::new().same_worker().spawn(here).unwrap())
+                .collect();
+            // Busy well past the grace without a switch: the idle worker would steal plain
+            // goroutines now.
+            std::thread::sleep(Duration::from_millis(20));
+            for child in children {
+                assert_eq!(child.join().unwrap(), spawner);
+            }
+        });
+    });
+}
+
+#[test]
+fn spread_goroutines_start_on_another_worker() {
+    within(Duration::from_secs(30), || {
+        let rt = runtime(3);
+        rt.block_on(|| {
+            let spawner = here();
+            let children: Vec<_> = (0..9)
+                .map(|_| Builder::new().spread().spawn(here).unwrap())
+                .collect();
+            let threads: HashSet<ThreadId> = children
+                .into_iter()
+                .map(|child| child.join().unwrap())
+                .collect();
+            assert!(!threads.contains(&spawner));
+            assert_eq!(
+                threads.len(),
+                2,
+                "spread goroutines used one other worker only"
+            );
+        });
+    });
+}
+
+/// A plain goroutine waiting behind a spawner that runs without a switch is taken by an idle
+/// worker once the grace has passed.
+#[test]
+fn a_goroutine_behind_a_busy_spawner_is_taken_by_an_idle_worker() {
+    within(Duration::from_secs(30), || {
+        let rt = runtime(2);
+        rt.block_on(|| {
+            let spawner = here();
+            let child = go(here);
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while !child.is_finished() && std::time::Instant::now() < deadline {
+                std::hint::spin_loop();
+            }
+            assert_ne!(child.join().unwrap(), spawner);
+        });
+    });
+}
