@@ -3,8 +3,8 @@
 use std::collections::VecDeque;
 use std::fmt;
 
+use crate::lock_cell::LockCell;
 use crate::mutex::{Mutex, MutexGuard};
-use crate::raw_lock::LockCell;
 use crate::waiter::{Waiter, WaiterRef};
 
 /// The outcome a waiter is woken with.

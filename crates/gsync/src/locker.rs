@@ -1,6 +1,7 @@
 //! `Locker`: Go's `sync.Locker`, for code written against any lock.
 
-use crate::{Mutex, RwMutex};
+use crate::mutex::Mutex;
+use crate::rwmutex::RwMutex;
 
 /// Something that can be locked and unlocked, as Go's `sync.Locker`: implemented by
 /// `Mutex<()>`, by `RwMutex<()>` (its write lock, as Go's `RWMutex` is a `Locker`) and by
@@ -43,21 +44,21 @@ pub trait Locker {
 
 impl Locker for Mutex<()> {
     fn lock(&self) {
-        self.acquire();
+        self.raw().acquire();
     }
 
     fn unlock(&self) {
-        self.release();
+        self.raw().release();
     }
 }
 
 impl Locker for RwMutex<()> {
     fn lock(&self) {
-        self.acquire_write();
+        self.raw().acquire_write();
     }
 
     fn unlock(&self) {
-        self.release_write_checked();
+        self.raw().release_write_checked();
     }
 }
 
@@ -74,11 +75,11 @@ impl RwMutex<()> {
 
 impl Locker for RLocker<'_> {
     fn lock(&self) {
-        self.0.acquire_read();
+        self.0.raw().acquire_read();
     }
 
     fn unlock(&self) {
-        self.0.release_read_checked();
+        self.0.raw().release_read_checked();
     }
 }
 

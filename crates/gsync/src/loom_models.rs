@@ -169,6 +169,24 @@ fn waitgroup_releases_every_waiter() {
     });
 }
 
+/// `go` runs each closure on a thread of its own (loom's, through the shim) and marks it done
+/// when it returns, so `wait` sees what every closure did.
+#[test]
+fn waitgroup_go_marks_each_closure_done() {
+    loom::model(|| {
+        let wg = WaitGroup::new();
+        let finished = Arc::new(AtomicUsize::new(0));
+        for _ in 0..2 {
+            let finished = Arc::clone(&finished);
+            wg.go(move || {
+                finished.fetch_add(1, Ordering::Relaxed);
+            });
+        }
+        wg.wait();
+        assert_eq!(finished.load(Ordering::Relaxed), 2);
+    });
+}
+
 /// An unbuffered send hands its value to the receiver directly, whichever side arrives first.
 #[test]
 fn channel_rendezvous_hands_the_value_over() {

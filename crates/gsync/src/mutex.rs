@@ -1,21 +1,11 @@
 //! `Mutex<T>`: Go's `sync.Mutex` with the data inside, as Rust locks are shaped.
 
-use std::collections::VecDeque;
 use std::fmt;
 use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
 
-use crate::raw_lock::LockCell;
-use crate::shim::{self, AtomicU8, Ordering, UnsafeCell, WaitStart};
-use crate::waiter::{Waiter, WaiterRef};
-
-const LOCKED: u8 = 1;
-/// The wait queue is not empty, so unlocking must look at it.
-const QUEUED: u8 = 2;
-
-/// Outcomes a queued locker is woken with.
-const HANDED_OFF: usize = 1;
-const RETRY: usize = 2;
+use crate::raw::RawMutex;
+use crate::shim::UnsafeCell;
 
 /// A mutual-exclusion lock that parks goroutines (or blocks threads) while it is held.
 ///
@@ -40,16 +30,10 @@ const RETRY: usize = 2;
 /// assert_eq!(count.into_inner(), 10);
 /// ```
 pub struct Mutex<T: ?Sized> {
-    state: AtomicU8,
-    queue: LockCell<VecDeque<Queued>>,
+    /// Unlocked only by guards, except in a `Mutex<()>` (see [`Mutex::raw`]), which has no data
+    /// for an unlock by another party to expose.
+    raw: RawMutex,
     data: UnsafeCell<T>,
-}
-
-#[derive(Debug, Clone, Copy)]
-struct Queued {
-    waiter: WaiterRef,
-    since: WaitStart,
-    retries: u32,
 }
 
 // SAFETY: the mutex hands `&mut T` to one holder at a time, so it can be shared when `T` can be
@@ -68,8 +52,7 @@ impl<T> Mutex<T> {
     /// A new unlocked mutex holding `value`.
     pub fn new(value: T) -> Self {
         Mutex {
-            state: AtomicU8::new(0),
-            queue: LockCell::new(VecDeque::new()),
+            raw: RawMutex::new(),
             data: UnsafeCell::new(value),
         }
     }
@@ -83,7 +66,7 @@ impl<T> Mutex<T> {
 impl<T: ?Sized> Mutex<T> {
     /// Locks the mutex, parking the goroutine (or blocking the thread) until it is free.
     pub fn lock(&self) -> MutexGuard<'_, T> {
-        self.acquire();
+        self.raw.acquire();
         self.guard()
     }
 
@@ -97,24 +80,12 @@ impl<T: ?Sized> Mutex<T> {
     /// assert_eq!(*mutex.try_lock().unwrap(), 1);
     /// ```
     pub fn try_lock(&self) -> Option<MutexGuard<'_, T>> {
-        let mut state = self.state.load(Ordering::Relaxed);
-        while state & LOCKED == 0 {
-            match self.state.compare_exchange_weak(
-                state,
-                state | LOCKED,
-                Ordering::Acquire,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => return Some(self.guard()),
-                Err(now) => state = now,
-            }
-        }
-        None
+        self.raw.try_acquire().then(|| self.guard())
     }
 
     /// Whether the mutex is held right now (by anyone).
     pub fn is_locked(&self) -> bool {
-        self.state.load(Ordering::Relaxed) & LOCKED != 0
+        self.raw.is_locked()
     }
 
     /// The value, through `&mut self`: no locking needed.
@@ -128,149 +99,14 @@ impl<T: ?Sized> Mutex<T> {
             marker: PhantomData,
         }
     }
+}
 
-    #[inline]
-    pub(crate) fn acquire(&self) {
-        if self
-            .state
-            .compare_exchange_weak(0, LOCKED, Ordering::Acquire, Ordering::Relaxed)
-            .is_err()
-        {
-            self.acquire_slow();
-        }
-    }
-
-    #[cold]
-    fn acquire_slow(&self) {
-        let mut round = 0;
-        loop {
-            let state = self.state.load(Ordering::Relaxed);
-            if state & LOCKED == 0 {
-                if self
-                    .state
-                    .compare_exchange_weak(
-                        state,
-                        state | LOCKED,
-                        Ordering::Acquire,
-                        Ordering::Relaxed,
-                    )
-                    .is_ok()
-                {
-                    return;
-                }
-                continue;
-            }
-            // Spinning pays only while nobody is queued: otherwise the lock goes to a waiter.
-            if state & QUEUED != 0 || !shim::spin(round) {
-                break;
-            }
-            round += 1;
-        }
-
-        let since = WaitStart::now();
-        // Races for the lock lost after a wake-up; loom's stand-in for the starvation clock.
-        let mut retries = 0u32;
-        loop {
-            let waiter = Waiter::new();
-            let queued = self.queue.with(|queue| {
-                let mut state = self.state.load(Ordering::Relaxed);
-                loop {
-                    let (next, order) = if state & LOCKED == 0 {
-                        (state | LOCKED, Ordering::Acquire)
-                    } else {
-                        (state | QUEUED, Ordering::Relaxed)
-                    };
-                    match self
-                        .state
-                        .compare_exchange_weak(state, next, order, Ordering::Relaxed)
-                    {
-                        Ok(_) if state & LOCKED == 0 => return false,
-                        Ok(_) => break,
-                        Err(now) => state = now,
-                    }
-                }
-                let entry = Queued {
-                    waiter: waiter.as_ref(),
-                    since,
-                    retries,
-                };
-                // A waiter that lost a race keeps its place at the front, as in Go.
-                if retries == 0 {
-                    queue.push_back(entry);
-                } else {
-                    queue.push_front(entry);
-                }
-                true
-            });
-            if !queued {
-                return;
-            }
-            let outcome = waiter.wait("sync.Mutex.Lock", |waiter| self.cancel_wait(waiter));
-            if outcome == HANDED_OFF {
-                return;
-            }
-            retries += 1;
-        }
-    }
-
-    /// Takes an unwinding waiter out of the queue; if it was already woken, gives back what it
-    /// was handed.
-    fn cancel_wait(&self, waiter: &Waiter) {
-        let removed = self.queue.with(|queue| {
-            let position = queue.iter().position(|entry| entry.waiter.is(waiter));
-            if let Some(position) = position {
-                queue.remove(position);
-                if queue.is_empty() {
-                    self.state.fetch_and(!QUEUED, Ordering::Relaxed);
-                }
-            }
-            position.is_some()
-        });
-        if !removed && waiter.outcome_after_dequeue() == HANDED_OFF {
-            self.release();
-        }
-    }
-
-    /// Unlocks; the caller holds the lock (or, through [`crate::Locker`], claims to).
-    #[inline]
-    pub(crate) fn release(&self) {
-        if self
-            .state
-            .compare_exchange(LOCKED, 0, Ordering::Release, Ordering::Relaxed)
-            .is_err()
-        {
-            self.release_slow();
-        }
-    }
-
-    #[cold]
-    fn release_slow(&self) {
-        let woken = self.queue.with(|queue| {
-            let state = self.state.load(Ordering::Relaxed);
-            if state & LOCKED == 0 {
-                return Err(());
-            }
-            let Some(first) = queue.pop_front() else {
-                self.state.store(0, Ordering::Release);
-                return Ok(None);
-            };
-            let queued = if queue.is_empty() { 0 } else { QUEUED };
-            // Nobody else changes the state while it is locked and the queue is held: lockers
-            // only set QUEUED under the queue lock, and only take an unlocked mutex.
-            if first.since.starving(first.retries) {
-                self.state.store(LOCKED | queued, Ordering::Release);
-                Ok(Some((first.waiter, HANDED_OFF)))
-            } else {
-                self.state.store(queued, Ordering::Release);
-                Ok(Some((first.waiter, RETRY)))
-            }
-        });
-        match woken {
-            Err(()) => panic!("sync: unlock of unlocked mutex"),
-            Ok(None) => {}
-            // SAFETY: the waiter was taken out of the queue above and not yet woken.
-            Ok(Some((waiter, outcome))) => unsafe { waiter.wake(outcome) },
-        }
+impl Mutex<()> {
+    /// The lock itself, for [`crate::Locker`], whose `lock` and `unlock` are separate calls that
+    /// no guard ties together. Only a `Mutex<()>` hands it out: it guards no data that such an
+    /// unlock could expose.
+    pub(crate) fn raw(&self) -> &RawMutex {
+        &self.raw
     }
 }
 
@@ -322,7 +158,7 @@ impl<T: ?Sized> DerefMut for MutexGuard<'_, T> {
 
 impl<T: ?Sized> Drop for MutexGuard<'_, T> {
     fn drop(&mut self) {
-        self.mutex.release();
+        self.mutex.raw.release();
     }
 }
 

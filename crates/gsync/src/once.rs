@@ -4,7 +4,7 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::mem::MaybeUninit;
 
-use crate::raw_lock::LockCell;
+use crate::lock_cell::LockCell;
 use crate::shim::{AtomicU8, Ordering, UnsafeCell};
 use crate::waiter::{Waiter, WaiterRef};
 

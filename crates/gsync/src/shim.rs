@@ -100,6 +100,16 @@ pub(crate) fn park(deadline: Option<Instant>, reason: &'static str) {
     gsched::park_deadline(deadline, reason);
 }
 
+/// Runs `f` on a new goroutine, detached. Under loom it runs on a new modeled thread instead, so
+/// the code that starts goroutines is the code the models run.
+#[track_caller]
+pub(crate) fn spawn(f: impl FnOnce() + Send + 'static) {
+    #[cfg(goroutines_loom)]
+    drop(loom::thread::spawn(f));
+    #[cfg(not(goroutines_loom))]
+    drop(gsched::go(f));
+}
+
 /// Under loom, a thread's parker is loom's mutex and condition variable holding an unpark
 /// token, with `std::thread::park`'s semantics. loom's own `thread::unpark` would also wake a
 /// thread blocked on one of loom's mutexes (which the internal lock is, under loom), so it is

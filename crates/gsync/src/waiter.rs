@@ -1,25 +1,143 @@
 //! A blocked goroutine or thread, as the primitives queue it.
 //!
-//! A `Waiter` lives on the blocked party's own stack (a goroutine's stack stays put while it is
+//! A waiter lives on the blocked party's own stack (a goroutine's stack stays put while it is
 //! parked) and the primitive's queue holds a pointer to it. Whoever takes the pointer out of the
 //! queue, under the queue's lock, owns the right to wake it, exactly once, with an outcome.
+//!
+//! The two kinds, [`Waiter`] for the locks, `Once` and `WaitGroup`, and [`SelectWaiter`] for
+//! channels, differ in who may wake them; both end their wait through one [`Handshake`].
 
 use std::collections::VecDeque;
 use std::ptr::NonNull;
 use std::time::Instant;
 
-use crate::raw_lock::LockCell;
+use crate::lock_cell::LockCell;
 use crate::shim::{self, AtomicBool, AtomicUsize, Ordering, Unparker};
 
 /// The outcome of a waiter that nobody has woken yet.
 const WAITING: usize = 0;
 
+/// How a waker hands a blocked party its outcome and then lets go of it.
+///
+/// The waker, once it alone may wake the waiter:
+/// 1. stores the outcome (release);
+/// 2. unparks the waiter;
+/// 3. stores `released` (release), and touches the waiter no more.
+///
+/// No wake-up is lost: the waiter loads the outcome (acquire) before every park, and step 2
+/// comes after the store that load looks for. An unpark that lands before the park is kept as a
+/// token that makes the park return at once, so the waiter loops back and sees the outcome.
+///
+/// The waiter returns only after step 3, because its frame, and with it the unparker that step 2
+/// still reads, may go as soon as it returns.
 #[derive(Debug)]
-pub(crate) struct Waiter {
+struct Handshake {
+    /// `WAITING` until step 1.
     outcome: AtomicUsize,
-    /// Set by the waker once it no longer touches the waiter: its frame may go after this.
+    /// Step 3: from here on the waker does not touch the waiter.
     released: AtomicBool,
     unparker: Unparker,
+}
+
+impl Handshake {
+    fn new() -> Self {
+        Handshake {
+            outcome: AtomicUsize::new(WAITING),
+            released: AtomicBool::new(false),
+            unparker: Unparker::current(),
+        }
+    }
+
+    /// The outcome once a waker has handed it over and let go; `None` while nobody has.
+    fn woken(&self) -> Option<usize> {
+        let outcome = self.outcome.load(Ordering::Acquire);
+        if outcome == WAITING {
+            return None;
+        }
+        // The waker is between steps 1 and 3, a few instructions.
+        while !self.released.load(Ordering::Acquire) {
+            shim::wait_briefly();
+        }
+        Some(outcome)
+    }
+
+    /// Parks until woken and returns the outcome, or returns `None` once `deadline` has passed
+    /// with nobody waking the waiter.
+    fn park_until_woken(&self, deadline: Option<Instant>, reason: &'static str) -> Option<usize> {
+        loop {
+            if let Some(outcome) = self.woken() {
+                return Some(outcome);
+            }
+            if deadline.is_some_and(shim::expired) {
+                return None;
+            }
+            shim::park(deadline, reason);
+        }
+    }
+
+    /// The outcome of a waiter that a waker has already taken charge of (out of its queue, or
+    /// claimed): the waker may not have stored it yet, but is about to.
+    fn outcome_after_dequeue(&self) -> usize {
+        loop {
+            if let Some(outcome) = self.woken() {
+                return outcome;
+            }
+            shim::wait_briefly();
+        }
+    }
+
+    /// Steps 1 to 3: wakes the waiter with `outcome` (not `WAITING`).
+    ///
+    /// It takes a pointer rather than a reference: a reference argument would assert the waiter
+    /// alive until this returns, but it may go as soon as step 3 is stored.
+    ///
+    /// # Safety
+    ///
+    /// `handshake` belongs to a waiter that nobody has woken, so it is still blocked and alive,
+    /// and that only the caller may wake: the caller took it out of its queue, or claimed it.
+    unsafe fn wake(handshake: NonNull<Handshake>, outcome: usize) {
+        debug_assert_ne!(outcome, WAITING);
+        // SAFETY: the waiter is alive (the contract) and does not return before `released` is
+        // stored, which is the last use of this reference.
+        let handshake = unsafe { handshake.as_ref() };
+        handshake.outcome.store(outcome, Ordering::Release);
+        handshake.unparker.unpark();
+        handshake.released.store(true, Ordering::Release);
+    }
+}
+
+/// Runs `cancel` on the waiter if its wait unwinds before [`disarm`](Self::disarm).
+struct CancelOnUnwind<'a, W, F: FnOnce(&W)> {
+    waiter: &'a W,
+    cancel: Option<F>,
+}
+
+impl<'a, W, F: FnOnce(&W)> CancelOnUnwind<'a, W, F> {
+    fn new(waiter: &'a W, cancel: F) -> Self {
+        CancelOnUnwind {
+            waiter,
+            cancel: Some(cancel),
+        }
+    }
+
+    /// The wait ended without unwinding: nothing to cancel.
+    fn disarm(mut self) {
+        self.cancel = None;
+    }
+}
+
+impl<W, F: FnOnce(&W)> Drop for CancelOnUnwind<'_, W, F> {
+    fn drop(&mut self) {
+        if let Some(cancel) = self.cancel.take() {
+            cancel(self.waiter);
+        }
+    }
+}
+
+/// A waiter in one queue, woken by whoever takes it out.
+#[derive(Debug)]
+pub(crate) struct Waiter {
+    handshake: Handshake,
 }
 
 /// A queued waiter. Only the queue's lock holder touches it, and only while the waiter is queued
@@ -28,15 +146,13 @@ pub(crate) struct Waiter {
 pub(crate) struct WaiterRef(NonNull<Waiter>);
 
 // SAFETY: a `WaiterRef` is used under its queue's lock while the waiter waits; `Waiter` itself
-// is `Sync` (an atomic and an unparker).
+// is `Sync` (atomics and an unparker).
 unsafe impl Send for WaiterRef {}
 
 impl Waiter {
     pub(crate) fn new() -> Self {
         Waiter {
-            outcome: AtomicUsize::new(WAITING),
-            released: AtomicBool::new(false),
-            unparker: Unparker::current(),
+            handshake: Handshake::new(),
         }
     }
 
@@ -51,27 +167,12 @@ impl Waiter {
     /// and must take the waiter out of its queue, or, finding it gone, settle the outcome it was
     /// given (see [`Waiter::outcome_after_dequeue`]).
     pub(crate) fn wait(&self, reason: &'static str, cancel: impl FnOnce(&Waiter)) -> usize {
-        let mut on_unwind = CancelOnUnwind {
-            waiter: self,
-            cancel: Some(cancel),
+        let on_unwind = CancelOnUnwind::new(self, cancel);
+        let Some(outcome) = self.handshake.park_until_woken(None, reason) else {
+            unreachable!("a wait without a deadline ends only when woken");
         };
-        loop {
-            let outcome = self.outcome.load(Ordering::Acquire);
-            if outcome != WAITING {
-                on_unwind.cancel = None;
-                self.wait_released();
-                return outcome;
-            }
-            shim::park(None, reason);
-        }
-    }
-
-    /// Waits until the waker is done with this waiter (it is between giving the outcome and
-    /// returning from `unpark`, a few instructions).
-    fn wait_released(&self) {
-        while !self.released.load(Ordering::Acquire) {
-            shim::wait_briefly();
-        }
+        on_unwind.disarm();
+        outcome
     }
 
     /// The unwinding path of a waiter in a plain queue, with nothing to give back: leaves the
@@ -90,14 +191,7 @@ impl Waiter {
     /// The outcome of a waiter its waker has already taken out of the queue: the waker may not
     /// have stored it yet, but is about to.
     pub(crate) fn outcome_after_dequeue(&self) -> usize {
-        loop {
-            let outcome = self.outcome.load(Ordering::Acquire);
-            if outcome != WAITING {
-                self.wait_released();
-                return outcome;
-            }
-            shim::wait_briefly();
-        }
+        self.handshake.outcome_after_dequeue()
     }
 }
 
@@ -114,26 +208,9 @@ impl WaiterRef {
     /// The caller took this reference out of its queue (so nobody else wakes it) and the waiter
     /// has not been woken: it is still blocked, so its frame is alive.
     pub(crate) unsafe fn wake(self, outcome: usize) {
-        debug_assert_ne!(outcome, WAITING);
-        // SAFETY: the waiter does not return before `released` is set below (it waits for it
-        // after seeing the outcome), so it is alive throughout.
-        let waiter = unsafe { self.0.as_ref() };
-        waiter.outcome.store(outcome, Ordering::Release);
-        waiter.unparker.unpark();
-        waiter.released.store(true, Ordering::Release);
-    }
-}
-
-struct CancelOnUnwind<'a, F: FnOnce(&Waiter)> {
-    waiter: &'a Waiter,
-    cancel: Option<F>,
-}
-
-impl<F: FnOnce(&Waiter)> Drop for CancelOnUnwind<'_, F> {
-    fn drop(&mut self) {
-        if let Some(cancel) = self.cancel.take() {
-            cancel(self.waiter);
-        }
+        // SAFETY: the waiter is alive and only the caller wakes it (the contract), which is what
+        // both the reference made here and `Handshake::wake` need.
+        unsafe { Handshake::wake(NonNull::from(&self.0.as_ref().handshake), outcome) }
     }
 }
 
@@ -143,18 +220,18 @@ impl<F: FnOnce(&Waiter)> Drop for CancelOnUnwind<'_, F> {
 pub(crate) struct SelectWaiter {
     /// `UNSELECTED`, `TIMED_OUT`, or the index of the claimed case plus one.
     selected: AtomicUsize,
-    /// Set once the claimed case's transfer is complete.
-    done: AtomicUsize,
-    /// Set by the waker once it no longer touches the waiter: its frame may go after this.
-    released: AtomicBool,
     /// Nothing but a channel can claim it (a plain blocking send or receive: no other case, no
     /// deadline), and channels claim under their lock, so a claim needs no compare-and-swap.
     exclusive: bool,
-    unparker: Unparker,
+    /// Woken with `FINISHED` once the claimed case's transfer is complete.
+    handshake: Handshake,
 }
 
 const UNSELECTED: usize = 0;
 const TIMED_OUT: usize = usize::MAX;
+
+/// The outcome a claimant wakes a `SelectWaiter` with: which case it took is in `selected`.
+const FINISHED: usize = 1;
 
 /// How a blocked channel operation or `select` ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -186,16 +263,8 @@ impl SelectWaiter {
     fn with_exclusive(exclusive: bool) -> Self {
         SelectWaiter {
             selected: AtomicUsize::new(UNSELECTED),
-            done: AtomicUsize::new(0),
-            released: AtomicBool::new(false),
             exclusive,
-            unparker: Unparker::current(),
-        }
-    }
-
-    fn wait_released(&self) {
-        while !self.released.load(Ordering::Acquire) {
-            shim::wait_briefly();
+            handshake: Handshake::new(),
         }
     }
 
@@ -212,33 +281,24 @@ impl SelectWaiter {
         reason: &'static str,
         cancel: impl FnOnce(&SelectWaiter),
     ) -> Selected {
-        let mut on_unwind = CancelSelectOnUnwind {
-            waiter: self,
-            cancel: Some(cancel),
-        };
+        let on_unwind = CancelOnUnwind::new(self, cancel);
         let mut deadline = deadline;
-        loop {
-            if self.done.load(Ordering::Acquire) != 0 {
-                on_unwind.cancel = None;
-                self.wait_released();
-                return Selected::Case(self.selected.load(Ordering::Relaxed) - 1);
+        let selected = loop {
+            if self.handshake.park_until_woken(deadline, reason).is_some() {
+                break Selected::Case(self.selected.load(Ordering::Relaxed) - 1);
             }
-            if let Some(at) = deadline
-                && shim::expired(at)
+            if self
+                .selected
+                .compare_exchange(UNSELECTED, TIMED_OUT, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
             {
-                if self
-                    .selected
-                    .compare_exchange(UNSELECTED, TIMED_OUT, Ordering::Acquire, Ordering::Relaxed)
-                    .is_ok()
-                {
-                    on_unwind.cancel = None;
-                    return Selected::TimedOut;
-                }
-                // A case was claimed just now; its waker unparks us once it is done.
-                deadline = None;
+                break Selected::TimedOut;
             }
-            shim::park(deadline, reason);
-        }
+            // A case was claimed just now; its waker unparks us once it is done.
+            deadline = None;
+        };
+        on_unwind.disarm();
+        selected
     }
 
     /// Settles the waiter after it has left every queue (the unwinding path): if a case was
@@ -254,10 +314,7 @@ impl SelectWaiter {
                 .is_err()
         };
         if claimed {
-            while self.done.load(Ordering::Acquire) == 0 {
-                shim::wait_briefly();
-            }
-            self.wait_released();
+            self.handshake.outcome_after_dequeue();
         }
     }
 }
@@ -295,26 +352,11 @@ impl SelectRef {
     /// # Safety
     ///
     /// The caller claimed the waiter with [`SelectRef::claim`] and still holds the lock it held
-    /// then; the waiter stays alive until this stores `done`.
+    /// then; the waiter stays alive until this wakes it.
     pub(crate) unsafe fn finish(self) {
-        // SAFETY: the waiter does not return before `released` is set below (it waits for it
-        // after seeing `done`), so it is alive throughout.
-        let waiter = unsafe { self.0.as_ref() };
-        waiter.done.store(1, Ordering::Release);
-        waiter.unparker.unpark();
-        waiter.released.store(true, Ordering::Release);
-    }
-}
-
-struct CancelSelectOnUnwind<'a, F: FnOnce(&SelectWaiter)> {
-    waiter: &'a SelectWaiter,
-    cancel: Option<F>,
-}
-
-impl<F: FnOnce(&SelectWaiter)> Drop for CancelSelectOnUnwind<'_, F> {
-    fn drop(&mut self) {
-        if let Some(cancel) = self.cancel.take() {
-            cancel(self.waiter);
-        }
+        // SAFETY: claimed by the caller and not yet finished, so the waiter is still blocked and
+        // alive, and only the caller wakes it: what the reference made here and
+        // `Handshake::wake` need.
+        unsafe { Handshake::wake(NonNull::from(&self.0.as_ref().handshake), FINISHED) }
     }
 }

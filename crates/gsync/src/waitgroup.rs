@@ -3,8 +3,8 @@
 use std::collections::VecDeque;
 use std::fmt;
 
-use crate::raw_lock::LockCell;
-use crate::shim::{Arc, AtomicU64, Ordering};
+use crate::lock_cell::LockCell;
+use crate::shim::{self, Arc, AtomicU64, Ordering};
 use crate::waiter::{Waiter, WaiterRef};
 
 /// The state word: the counter in the high half; in the low half, the wait round's number
@@ -178,7 +178,6 @@ impl WaitGroup {
     /// Adds one, runs `f` in a new goroutine, and calls [`done`](WaitGroup::done) when `f`
     /// returns or panics. Outside a runtime the goroutine runs on the default runtime, as
     /// `gsched::go` does.
-    #[cfg(not(goroutines_loom))]
     #[track_caller]
     pub fn go<F>(&self, f: F)
     where
@@ -193,10 +192,10 @@ impl WaitGroup {
 
         self.add(1);
         let done = DoneOnDrop(self.clone());
-        drop(gsched::go(move || {
+        shim::spawn(move || {
             let _done = done;
             f();
-        }));
+        });
     }
 }
 

@@ -6,7 +6,8 @@
 
 use std::time::{Duration, Instant};
 
-use super::{Channel, Entry, RecvAttempt, RecvError, SendAttempt, SendError};
+use super::channel::{Channel, RecvAttempt, SendAttempt};
+use super::errors::{RecvError, SendError};
 use crate::shim;
 use crate::waiter::{SelectRef, SelectWaiter, Selected};
 
@@ -62,24 +63,21 @@ trait CaseChannel {
 
 impl<T> CaseChannel for Channel<T> {
     fn lock_address(&self) -> usize {
-        self.lock_cell().address()
+        Channel::lock_address(self)
     }
 
     fn lock(&self) {
-        self.lock_cell().lock();
+        Channel::lock(self);
     }
 
     unsafe fn unlock(&self) {
         // SAFETY: the caller holds the lock.
-        unsafe { self.lock_cell().unlock() }
+        unsafe { Channel::unlock(self) }
     }
 
     unsafe fn remove_waiter(&self, waiter: &SelectWaiter) {
         // SAFETY: the caller holds the lock.
-        unsafe {
-            self.lock_cell()
-                .with_locked(|state| state.remove_waiter(waiter));
-        }
+        unsafe { self.remove_waiter_locked(waiter) }
     }
 }
 
@@ -95,8 +93,8 @@ trait CaseOps {
     ///
     /// # Safety
     ///
-    /// The caller holds the lock, and the case (whose slot the entry points into) stays put
-    /// until it is dequeued.
+    /// The caller holds the lock; and until the entry is dequeued, the waiter stays alive and
+    /// the case (whose slot the entry points into) stays put, its slot left alone.
     unsafe fn enqueue(&mut self, waiter: SelectRef, case: usize);
     /// Records the outcome after a channel claimed this case and finished it.
     fn complete_claimed(&mut self);
@@ -173,11 +171,7 @@ impl<T> CaseOps for RecvCase<'_, T> {
 
     unsafe fn try_complete(&mut self) -> bool {
         // SAFETY: the caller holds the lock.
-        let attempt = unsafe {
-            self.channel
-                .lock_cell()
-                .with_locked(|state| state.try_recv())
-        };
+        let attempt = unsafe { self.channel.try_recv_locked() };
         self.outcome = match attempt {
             RecvAttempt::Received(value) => Some(Ok(value)),
             RecvAttempt::Closed => Some(Err(RecvError)),
@@ -187,12 +181,11 @@ impl<T> CaseOps for RecvCase<'_, T> {
     }
 
     unsafe fn enqueue(&mut self, waiter: SelectRef, case: usize) {
-        let slot: *mut Option<T> = &mut self.slot;
-        // SAFETY: the caller holds the lock.
+        // SAFETY: the caller holds the lock, and keeps the waiter and this case's slot as
+        // `enqueue_receiver_locked` needs (this method's contract).
         unsafe {
-            self.channel.lock_cell().with_locked(|state| {
-                state.receivers.push_back(Entry { waiter, case, slot });
-            });
+            self.channel
+                .enqueue_receiver_locked(waiter, case, &mut self.slot)
         }
     }
 
@@ -207,14 +200,8 @@ impl<T> CaseOps for SendCase<'_, T> {
     }
 
     unsafe fn try_complete(&mut self) -> bool {
-        let capacity = self.channel.capacity;
-        let slot = &mut self.slot;
         // SAFETY: the caller holds the lock.
-        let attempt = unsafe {
-            self.channel
-                .lock_cell()
-                .with_locked(|state| state.try_send(capacity, slot))
-        };
+        let attempt = unsafe { self.channel.try_send_locked(&mut self.slot) };
         self.outcome = match attempt {
             SendAttempt::Sent => Some(Ok(())),
             SendAttempt::Closed => Some(Err(SendError(
@@ -226,12 +213,10 @@ impl<T> CaseOps for SendCase<'_, T> {
     }
 
     unsafe fn enqueue(&mut self, waiter: SelectRef, case: usize) {
-        let slot: *mut Option<T> = &mut self.slot;
-        // SAFETY: the caller holds the lock.
+        // SAFETY: as for the receive case.
         unsafe {
-            self.channel.lock_cell().with_locked(|state| {
-                state.senders.push_back(Entry { waiter, case, slot });
-            });
+            self.channel
+                .enqueue_sender_locked(waiter, case, &mut self.slot)
         }
     }
 
@@ -295,8 +280,8 @@ pub fn select_cases(cases: &mut [Case<'_>], mode: SelectMode) -> bool {
 
     let waiter = SelectWaiter::new();
     for (index, case) in cases.iter_mut().enumerate() {
-        // SAFETY: every channel is locked, and `cases` stays borrowed here until every entry is
-        // dequeued below (or by the unwinding path).
+        // SAFETY: every channel is locked, and `waiter` and `cases` stay here, the slots left
+        // alone, until every entry is dequeued below (or by the unwinding path).
         unsafe { case.0.enqueue(waiter.as_ref(), index) };
     }
     // SAFETY: locked by `lock_all` above.

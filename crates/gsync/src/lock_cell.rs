@@ -2,7 +2,8 @@
 //!
 //! Critical sections under it are a few queue operations and never park, so, as Go's runtime
 //! mutex does, it spins briefly and then blocks the OS thread (through `parking_lot_core`) rather
-//! than the goroutine: a goroutine cannot be descheduled while it holds it.
+//! than the goroutine: a goroutine cannot be descheduled while it holds it. That is what sets it
+//! apart from [`crate::raw`]'s locks, which park goroutines and are built on it.
 
 use crate::shim::UnsafeCell;
 
@@ -10,7 +11,7 @@ use crate::shim::UnsafeCell;
 /// `select` needs to hold several channels at once.
 #[derive(Debug)]
 pub(crate) struct LockCell<T> {
-    lock: RawLock,
+    lock: ThreadLock,
     value: UnsafeCell<T>,
 }
 
@@ -23,7 +24,7 @@ impl<T> LockCell<T> {
     #[cfg(not(goroutines_loom))]
     pub(crate) const fn new(value: T) -> Self {
         LockCell {
-            lock: RawLock::new(),
+            lock: ThreadLock::new(),
             value: UnsafeCell::new(value),
         }
     }
@@ -31,7 +32,7 @@ impl<T> LockCell<T> {
     #[cfg(goroutines_loom)]
     pub(crate) fn new(value: T) -> Self {
         LockCell {
-            lock: RawLock::new(),
+            lock: ThreadLock::new(),
             value: UnsafeCell::new(value),
         }
     }
@@ -70,12 +71,12 @@ impl<T> LockCell<T> {
 
     /// The address that orders locks when `select` takes several.
     pub(crate) fn address(&self) -> usize {
-        &self.lock as *const RawLock as usize
+        &self.lock as *const ThreadLock as usize
     }
 }
 
 /// Releases the lock when dropped, so a panic in a critical section cannot leave it held.
-struct Unlock<'a>(&'a RawLock);
+struct Unlock<'a>(&'a ThreadLock);
 
 impl Drop for Unlock<'_> {
     fn drop(&mut self) {
@@ -85,7 +86,7 @@ impl Drop for Unlock<'_> {
 }
 
 #[cfg(not(goroutines_loom))]
-pub(crate) use parked::RawLock;
+use parked::ThreadLock;
 
 #[cfg(not(goroutines_loom))]
 mod parked {
@@ -98,19 +99,19 @@ mod parked {
     const PARKED: u8 = 2;
 
     #[derive(Debug)]
-    pub(crate) struct RawLock {
+    pub(super) struct ThreadLock {
         state: AtomicU8,
     }
 
-    impl RawLock {
-        pub(crate) const fn new() -> Self {
-            RawLock {
+    impl ThreadLock {
+        pub(super) const fn new() -> Self {
+            ThreadLock {
                 state: AtomicU8::new(0),
             }
         }
 
         #[inline]
-        pub(crate) fn lock(&self) {
+        pub(super) fn lock(&self) {
             if self
                 .state
                 .compare_exchange_weak(0, LOCKED, Ordering::Acquire, Ordering::Relaxed)
@@ -152,7 +153,7 @@ mod parked {
                     state = now;
                     continue;
                 }
-                let key = self as *const RawLock as usize;
+                let key = self as *const ThreadLock as usize;
                 // SAFETY: the key is this lock's address, which no other parking_lot_core user
                 // of ours shares, and the callbacks neither panic nor park.
                 unsafe {
@@ -174,7 +175,7 @@ mod parked {
         ///
         /// The caller holds the lock.
         #[inline]
-        pub(crate) unsafe fn unlock(&self) {
+        pub(super) unsafe fn unlock(&self) {
             if self
                 .state
                 .compare_exchange(LOCKED, 0, Ordering::Release, Ordering::Relaxed)
@@ -186,7 +187,7 @@ mod parked {
 
         #[cold]
         fn unlock_slow(&self) {
-            let key = self as *const RawLock as usize;
+            let key = self as *const ThreadLock as usize;
             // SAFETY: as in `lock_slow`; the callback runs under parking_lot_core's bucket lock,
             // so no thread can park between its check and the store.
             unsafe {
@@ -201,7 +202,7 @@ mod parked {
 }
 
 #[cfg(goroutines_loom)]
-pub(crate) use modeled::RawLock;
+use modeled::ThreadLock;
 
 /// Under loom the lock is loom's mutex and condition variable, which loom explores without
 /// the unbounded branching of a spin loop; what is modeled is the protocols the lock guards.
@@ -210,20 +211,20 @@ mod modeled {
     use loom::sync::{Condvar, Mutex};
 
     #[derive(Debug)]
-    pub(crate) struct RawLock {
+    pub(super) struct ThreadLock {
         locked: Mutex<bool>,
         released: Condvar,
     }
 
-    impl RawLock {
-        pub(crate) fn new() -> Self {
-            RawLock {
+    impl ThreadLock {
+        pub(super) fn new() -> Self {
+            ThreadLock {
                 locked: Mutex::new(false),
                 released: Condvar::new(),
             }
         }
 
-        pub(crate) fn lock(&self) {
+        pub(super) fn lock(&self) {
             let mut locked = self.locked.lock().unwrap();
             while *locked {
                 locked = self.released.wait(locked).unwrap();
@@ -234,7 +235,7 @@ mod modeled {
         /// # Safety
         ///
         /// The caller holds the lock.
-        pub(crate) unsafe fn unlock(&self) {
+        pub(super) unsafe fn unlock(&self) {
             *self.locked.lock().unwrap() = false;
             self.released.notify_one();
         }
