@@ -84,6 +84,8 @@ mod shim;
 mod slab;
 
 #[cfg(not(goroutines_loom))]
+mod blocking;
+#[cfg(not(goroutines_loom))]
 mod join;
 #[cfg(not(goroutines_loom))]
 mod park;
@@ -99,6 +101,7 @@ pub use api::*;
 
 #[cfg(not(goroutines_loom))]
 mod api {
+    pub use crate::blocking::{blocking, checkpoint};
     pub use crate::join::JoinHandle;
     pub use crate::park::{
         Unparker, current_unparker, in_goroutine, park, park_deadline, park_timeout,

@@ -87,8 +87,7 @@ fn an_accept_loop_spreads_its_children_over_every_worker() {
             for child in children {
                 child.join().unwrap();
             }
-            let threads = started.lock().unwrap().len();
-            threads
+            started.lock().unwrap().len()
         })
     });
     assert_eq!(threads, 2, "the children started on one worker only");

@@ -3,6 +3,7 @@
 use std::fmt;
 use std::sync::{Arc, Mutex, Once};
 use std::thread;
+use std::time::Duration;
 
 use gstack::{DenseStacks, StackError, StackPool};
 
@@ -11,9 +12,14 @@ pub(crate) mod spawn;
 
 use crate::procs::{ProcsError, default_workers};
 use crate::runtime::spawn::{Builder, MAX_STACK_SIZE, MIN_STACK_SIZE};
+use crate::scheduler::blocking_pool::{BlockingPool, DEFAULT_MAX_BLOCKING_THREADS};
+use crate::scheduler::monitor::{
+    DEFAULT_PREEMPT_AFTER, DEFAULT_STUCK_AFTER, Monitor, MonitorConfig,
+};
 use crate::scheduler::shared::Config;
 use crate::scheduler::stacks::StackPolicy;
 use crate::scheduler::{RuntimeShared, WorkerLocal, worker_main};
+use crate::shim::Clock;
 
 /// A runtime: a set of worker threads that run goroutines.
 ///
@@ -27,7 +33,7 @@ use crate::scheduler::{RuntimeShared, WorkerLocal, worker_main};
 /// # Ok::<(), gsched::BuildError>(())
 /// ```
 pub struct Runtime {
-    shared: Arc<RuntimeShared>,
+    pub(crate) shared: Arc<RuntimeShared>,
     threads: Mutex<Vec<thread::JoinHandle<()>>>,
 }
 
@@ -51,8 +57,12 @@ pub enum BuildError {
     },
     /// The dense stack region could not be mapped.
     Stacks(StackError),
-    /// A worker thread could not be started.
+    /// A worker thread, or the monitor thread, could not be started.
     Thread(std::io::Error),
+    /// A `max_blocking_threads` of zero was asked for.
+    NoBlockingThreads,
+    /// `preempt_after` or `stuck_after` is zero.
+    ZeroThreshold(&'static str),
 }
 
 impl fmt::Display for BuildError {
@@ -70,7 +80,16 @@ impl fmt::Display for BuildError {
                  ({min}..={max} bytes)"
             ),
             BuildError::Stacks(err) => write!(f, "cannot reserve goroutine stacks: {err}"),
-            BuildError::Thread(err) => write!(f, "cannot start a worker thread: {err}"),
+            BuildError::Thread(err) => write!(f, "cannot start a runtime thread: {err}"),
+            BuildError::NoBlockingThreads => {
+                f.write_str("max_blocking_threads: a runtime needs at least one blocking thread")
+            }
+            BuildError::ZeroThreshold(setting) => {
+                write!(
+                    f,
+                    "{setting}: the monitor's thresholds must be longer than zero"
+                )
+            }
         }
     }
 }
@@ -85,6 +104,8 @@ pub struct RuntimeBuilder {
     dense: Option<(usize, usize)>,
     thread_name: String,
     leak_report: bool,
+    monitor: MonitorConfig,
+    max_blocking_threads: usize,
 }
 
 /// What shutting a runtime down found.
@@ -105,6 +126,12 @@ impl Runtime {
             dense: None,
             thread_name: "gsched-worker".to_string(),
             leak_report: false,
+            monitor: MonitorConfig {
+                preempt_after: DEFAULT_PREEMPT_AFTER,
+                stuck_after: DEFAULT_STUCK_AFTER,
+                clock: Clock::Real,
+            },
+            max_blocking_threads: DEFAULT_MAX_BLOCKING_THREADS,
         }
     }
 
@@ -276,6 +303,43 @@ impl RuntimeBuilder {
         self
     }
 
+    /// How long a goroutine may run before its time slice ends (10 ms, Go's figure): it then
+    /// yields at its next [`checkpoint`](crate::checkpoint), which every gsync operation that
+    /// can complete without blocking passes, and woken goroutines stop inheriting the slice, so
+    /// that goroutines waiting in the queues get the worker. Preemption is cooperative only: a
+    /// goroutine that never passes a checkpoint keeps its worker (see
+    /// [`stuck_after`](Self::stuck_after)).
+    pub fn preempt_after(mut self, slice: Duration) -> Self {
+        self.monitor.preempt_after = slice;
+        self
+    }
+
+    /// How long a goroutine may run without a switch before its worker counts as stuck (20 ms):
+    /// in a blocking call, or in a loop that never calls into gsched or gsync. Goroutines that
+    /// have not started on that worker then go to other workers, goroutines started there wait
+    /// (they never move), and the goroutine is reported once on stderr with its name, spawn
+    /// site and how long it ran. [`blocking`](crate::blocking) keeps blocking calls off the
+    /// workers.
+    pub fn stuck_after(mut self, limit: Duration) -> Self {
+        self.monitor.stuck_after = limit;
+        self
+    }
+
+    /// The most threads [`blocking`](crate::blocking) calls run on at once (512): calls
+    /// beyond wait for a thread in order. Threads start as calls need them and exit after
+    /// ten idle seconds.
+    pub fn max_blocking_threads(mut self, threads: usize) -> Self {
+        self.max_blocking_threads = threads;
+        self
+    }
+
+    /// The clock the monitor reads, for tests that move it by hand.
+    #[cfg(test)]
+    pub(crate) fn clock(mut self, clock: Clock) -> Self {
+        self.monitor.clock = clock;
+        self
+    }
+
     /// Starts the worker threads.
     ///
     /// # Errors
@@ -289,6 +353,15 @@ impl RuntimeBuilder {
         };
         if workers == 0 {
             return Err(BuildError::NoWorkers);
+        }
+        if self.max_blocking_threads == 0 {
+            return Err(BuildError::NoBlockingThreads);
+        }
+        if self.monitor.preempt_after.is_zero() {
+            return Err(BuildError::ZeroThreshold("preempt_after"));
+        }
+        if self.monitor.stuck_after.is_zero() {
+            return Err(BuildError::ZeroThreshold("stuck_after"));
         }
         let stack_size_error = |requested, max| BuildError::StackSize {
             requested,
@@ -328,6 +401,11 @@ impl RuntimeBuilder {
             Config {
                 leak_report: self.leak_report,
             },
+            self.monitor,
+            BlockingPool::new(
+                self.max_blocking_threads,
+                format!("{}-blocking", self.thread_name),
+            ),
         );
         let runtime = Runtime {
             shared: Arc::clone(&shared),
@@ -355,6 +433,17 @@ impl RuntimeBuilder {
                 .unwrap_or_else(|poison| poison.into_inner())
                 .push(thread);
         }
+        let monitor = Monitor::new(Arc::clone(&shared));
+        let thread = thread::Builder::new()
+            .name(format!("{}-monitor", self.thread_name))
+            .spawn(move || monitor.run())
+            .map_err(BuildError::Thread)?;
+        let _ = shared.monitor_thread.set(thread.thread().clone());
+        runtime
+            .threads
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .push(thread);
         Ok(runtime)
     }
 }

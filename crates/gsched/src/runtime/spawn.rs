@@ -255,8 +255,12 @@ fn new_task<B: Body>(
         None => runtime.stacks.default_size(),
     };
     let stack_size = u32::try_from(stack_size).expect("stack sizes are at most MAX_STACK_SIZE");
+    let id = next_goroutine_id();
+    if let Some(name) = &builder.name {
+        runtime.name_goroutine(id, Arc::clone(name));
+    }
     Ok(TaskRef::new(Task::new(
-        next_goroutine_id(),
+        id,
         builder.name,
         location,
         builder.migratable,

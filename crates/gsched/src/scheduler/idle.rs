@@ -104,7 +104,6 @@ mod worker_idle {
     use std::thread;
     use std::time::{Duration, Instant};
 
-    use super::super::stacks::{process_threads, report_stack_exhaustion};
     use super::super::worker::{StealCheck, WorkerLocal};
 
     /// Looks at the queues between two checks of the clock while spinning.
@@ -121,9 +120,6 @@ mod worker_idle {
     /// How long a worker sleeps at most while goroutines wait out their steal grace on another
     /// worker, in case that worker stays busy.
     const STEAL_RECHECK: Duration = Duration::from_millis(1);
-
-    /// How long a stall must last before the runtime reports it (see `nothing_can_progress`).
-    const STALL_CHECK: Duration = Duration::from_secs(2);
 
     /// How often at most an idle worker trims its heap (see `crate::slab`): soon after a burst
     /// ends, but not at every sleep of a worker that sleeps between every two messages.
@@ -201,23 +197,13 @@ mod worker_idle {
                 .into_iter()
                 .flatten()
                 .min();
-            let stalled = !shared.waiting_for_stack.is_empty();
-            let progress = shared.progress();
-            match (wake_at, stalled) {
-                (Some(deadline), _) => {
-                    thread::park_timeout(deadline.saturating_duration_since(Instant::now()));
+            match wake_at {
+                Some(deadline) => {
+                    thread::park_timeout(deadline.saturating_duration_since(Instant::now()))
                 }
-                (None, true) => thread::park_timeout(STALL_CHECK),
-                (None, false) => thread::park(),
+                None => thread::park(),
             }
             shared.end_sleep(self.index);
-            if stalled
-                && next_timer.is_none()
-                && self.nothing_can_progress(progress)
-                && !shared.stall_reported.swap(true, Ordering::Relaxed)
-            {
-                report_stack_exhaustion(&shared.stacks);
-            }
         }
 
         /// Gives memory back from this worker's heap and the shared one, at most once per
@@ -231,27 +217,6 @@ mod worker_idle {
             let gave_back = self.heap.heap().trim() | crate::slab::trim_shared();
             self.heap_trimmed.set((now, gave_back));
             gave_back
-        }
-
-        /// Whether, one stall period after seeing `progress`, goroutines still wait for stacks while
-        /// no goroutine finished, none is runnable, no timer is pending, every other worker sleeps,
-        /// and no thread outside the runtime exists that could release a stack: every stack is held
-        /// by a parked goroutine, and nothing will wake one. Only a report follows (the runtime
-        /// keeps waiting): a thread the runtime cannot see, such as a blocking call's, may still
-        /// make progress.
-        fn nothing_can_progress(&self, progress: u64) -> bool {
-            let shared = &*self.shared;
-            !shared.waiting_for_stack.is_empty()
-                && shared.progress() == progress
-                && shared.pending_timers.load(Ordering::SeqCst) == 0
-                && self.runnext.borrow().is_none()
-                && !self.has_visible_work(Instant::now())
-                && (0..shared.workers.len())
-                    .all(|index| index == self.index || shared.idle.is_sleeping(index))
-                && process_threads().is_some_and(|threads| {
-                    threads
-                        <= shared.workers.len() + shared.blocked_in_block_on.load(Ordering::Relaxed)
-                })
         }
     }
 }

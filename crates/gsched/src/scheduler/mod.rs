@@ -16,7 +16,9 @@
 //! | --- | --- |
 //! | `shared` | what every worker and goroutine of one runtime share: queues, sleep flags, stack policy, spawning and waking |
 //! | `worker` | a worker's own state and loop: pop, steal, run a goroutine until it switches out |
-//! | `idle` | spinning, sleeping and waking, with the no-lost-wake-up argument, and the stall report |
+//! | `idle` | spinning, sleeping and waking, with the no-lost-wake-up argument |
+//! | `blocking_pool` | the threads that run `blocking` calls |
+//! | `monitor` | the monitor thread (Go's sysmon): time slices, stuck workers, the stall report |
 //! | `timers` | each worker's timer heap; `timer_word` decides which of a timer and a wake-up retires a timed park |
 //! | `shutdown` | unwinding what is left, scope owners after their borrowers |
 //! | `stacks` | the stack policy and what happens when stacks run out |
@@ -26,9 +28,8 @@
 //! `idle`, `state`, `steal` and `timer_word` hold the protocols that the loom models check, and
 //! are built on the loom shim under `--cfg goroutines_loom`; the rest is not built then.
 //!
-//! Rooms for what comes next: a monitor thread (preemption marks, the deadlock report, the
-//! goroutine dump) and a blocking pool would be modules of their own here, and an I/O driver
-//! would plug into `idle` where a worker parks its thread.
+//! Rooms for what comes next: the deadlock report and the goroutine dump belong in `monitor`,
+//! and an I/O driver would plug into `idle` where a worker parks its thread.
 
 pub(crate) mod idle;
 pub(crate) mod state;
@@ -36,7 +37,11 @@ pub(crate) mod steal;
 pub(crate) mod timer_word;
 
 #[cfg(not(goroutines_loom))]
+pub(crate) mod blocking_pool;
+#[cfg(not(goroutines_loom))]
 pub(crate) mod injector;
+#[cfg(not(goroutines_loom))]
+pub(crate) mod monitor;
 #[cfg(not(goroutines_loom))]
 pub(crate) mod shared;
 #[cfg(not(goroutines_loom))]

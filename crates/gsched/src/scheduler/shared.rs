@@ -9,8 +9,10 @@ use std::thread::Thread;
 
 use crossbeam_queue::{ArrayQueue, SegQueue};
 
+use super::blocking_pool::BlockingPool;
 use super::idle::IdleFlags;
 use super::injector::Injector;
+use super::monitor::{MonitorConfig, Watch};
 use super::stacks::StackPolicy;
 use super::task::{DROPPED_AT_SHUTDOWN, NO_HOME, Task};
 use super::task_ref::TaskRef;
@@ -119,6 +121,13 @@ pub(crate) struct RuntimeShared {
     pub(super) stall_reported: AtomicBool,
     /// Goroutines unwound, dropped or leaked at shutdown, and their report lines.
     pub(super) leaked: Mutex<Vec<String>>,
+    pub(crate) monitor: MonitorConfig,
+    pub(crate) blocking: BlockingPool,
+    /// The monitor's thread, woken at shutdown.
+    pub(crate) monitor_thread: OnceLock<Thread>,
+    /// Names of the named goroutines that exist, by id, for the monitor's reports (which cannot
+    /// reach a goroutine's header safely).
+    named: Mutex<HashMap<u64, Arc<str>, BuildHasherDefault<IdHasher>>>,
 }
 
 pub(crate) struct WorkerShared {
@@ -131,9 +140,8 @@ pub(crate) struct WorkerShared {
     /// Goroutines only this worker may run: its started goroutines woken from elsewhere, and
     /// new ones spawned with `Builder::same_worker`.
     pub(crate) ready: SegQueue<TaskRef>,
-    /// Bumped each time the worker picks a goroutine: a worker whose count stands still while
-    /// its queue waits is busy in one goroutine, and its queue may be stolen from.
-    pub(crate) switches: Padded<AtomicU64>,
+    /// What the worker publishes for the monitor and for thieves (see `monitor.rs`).
+    pub(crate) watch: Padded<Watch>,
     pub(super) thread: OnceLock<Thread>,
     /// Bumped whenever a goroutine finishes here: the stall detector's sign of life, per worker
     /// so that finishing goroutines do not contend on one counter.
@@ -141,13 +149,19 @@ pub(crate) struct WorkerShared {
 }
 
 impl RuntimeShared {
-    pub(crate) fn new(workers: usize, stacks: StackPolicy, config: Config) -> Arc<Self> {
+    pub(crate) fn new(
+        workers: usize,
+        stacks: StackPolicy,
+        config: Config,
+        monitor: MonitorConfig,
+        blocking: BlockingPool,
+    ) -> Arc<Self> {
         Arc::new(RuntimeShared {
             workers: (0..workers)
                 .map(|_| WorkerShared {
                     next: ArrayQueue::new(1),
                     fresh: ArrayQueue::new(FRESH_CAPACITY),
-                    switches: Padded(AtomicU64::new(0)),
+                    watch: Padded(Watch::new()),
                     ready: SegQueue::new(),
                     thread: OnceLock::new(),
                     progress: AtomicU64::new(0),
@@ -166,6 +180,10 @@ impl RuntimeShared {
             blocked_in_block_on: AtomicUsize::new(0),
             stall_reported: AtomicBool::new(false),
             leaked: Mutex::new(Vec::new()),
+            monitor,
+            blocking,
+            monitor_thread: OnceLock::new(),
+            named: Mutex::new(HashMap::default()),
         })
     }
 
@@ -302,6 +320,50 @@ impl RuntimeShared {
         }
     }
 
+    /// Wakes a sleeping worker, if any, to look for goroutines to take (the monitor, after it
+    /// marked a worker stuck).
+    pub(crate) fn wake_idle_worker(&self) {
+        fence(Ordering::SeqCst);
+        for index in 0..self.workers.len() {
+            if self.wake_worker(index) {
+                return;
+            }
+        }
+    }
+
+    /// Records a named goroutine's name for the monitor's reports.
+    pub(crate) fn name_goroutine(&self, id: u64, name: Arc<str>) {
+        self.named
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .insert(id, name);
+    }
+
+    /// Forgets a named goroutine's name, as the goroutine goes away.
+    pub(crate) fn forget_name(&self, id: u64) {
+        self.named
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .remove(&id);
+    }
+
+    pub(crate) fn name_of(&self, id: u64) -> Option<Arc<str>> {
+        self.named
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .get(&id)
+            .cloned()
+    }
+
+    /// Threads of the process that belong to this runtime: its workers, its monitor, its
+    /// blocking threads, and threads blocked in its `block_on`.
+    pub(crate) fn own_threads(&self) -> usize {
+        self.workers.len()
+            + 1
+            + self.blocking.threads()
+            + self.blocked_in_block_on.load(Ordering::Relaxed)
+    }
+
     /// After pushing work any worker may take: wakes a sleeping worker unless one is spinning.
     fn wake_for_new_work(&self) {
         fence(Ordering::SeqCst);
@@ -339,6 +401,10 @@ impl RuntimeShared {
 
     pub(crate) fn begin_shutdown(&self) {
         self.shutdown.store(true, Ordering::SeqCst);
+        if let Some(monitor) = self.monitor_thread.get() {
+            monitor.unpark();
+        }
+        self.blocking.close();
         for (index, worker) in self.workers.iter().enumerate() {
             self.end_sleep(index);
             if let Some(thread) = worker.thread.get() {

@@ -232,6 +232,14 @@ impl<B: ?Sized> Task<B> {
     }
 }
 
+impl<B: ?Sized> Drop for Task<B> {
+    fn drop(&mut self) {
+        if self.name.is_some() {
+            self.runtime.forget_name(self.id);
+        }
+    }
+}
+
 /// Ends the process with a message, where std would abort too.
 #[cold]
 pub(crate) fn abort_with(message: &str) -> ! {

@@ -25,9 +25,6 @@ pub(super) const FRESH_CAPACITY: usize = 256;
 /// Scheduling ticks between fairness checks of the injector and timers (Go's figure).
 pub(super) const FAIRNESS_TICKS: u32 = 61;
 
-/// Consecutive `runnext` turns before the queues get one.
-pub(super) const RUNNEXT_STREAK: u32 = 16;
-
 /// Goroutines waiting on a worker that another worker takes at once; fewer wait out
 /// `STEAL_GRACE` first, since the worker is likely to run them itself right away.
 const SMALL_QUEUE: usize = 2;
@@ -45,7 +42,6 @@ pub(crate) struct WorkerLocal {
     /// The goroutine woken by the one running now, to run next; private, since a goroutine
     /// that has run never moves (a new one spawned here waits in `WorkerShared::next`).
     pub(crate) runnext: RefCell<Option<TaskRef>>,
-    pub(super) runnext_streak: Cell<u32>,
     pub(super) tick: Cell<u32>,
     pub(super) timers: RefCell<BinaryHeap<Reverse<Timer>>>,
     /// The heap size at which stale timers are next swept out (see `add_timer`).
@@ -104,51 +100,50 @@ impl WorkerLocal {
         })
     }
 
-    /// The next goroutine to run, and whether it is already `RUNNING` (it yielded).
-    fn pop_runnable(&self) -> Option<(TaskRef, bool)> {
+    /// The next goroutine to run, whether it is already `RUNNING` (it yielded), and whether it
+    /// inherits the current time slice (see `monitor.rs`).
+    fn pop_runnable(&self) -> Option<(TaskRef, bool, bool)> {
         let shared = &*self.shared;
         let me = &shared.workers[self.index];
         let tick = self.tick.get().wrapping_add(1);
         self.tick.set(tick);
+        let slice_expired = me.watch.slice_expired();
+        if slice_expired {
+            // A goroutine ran its whole slice: timers may be due that no idle moment fired.
+            self.fire_timers();
+        }
         if tick.is_multiple_of(FAIRNESS_TICKS) {
             self.fire_timers();
             if let Some(task) = shared.injector.pop().or_else(|| me.fresh.pop()) {
-                return Some((task, false));
+                return Some((task, false, false));
             }
         }
-        self.pop_queued()
-            .map(|task| (task, false))
-            .or_else(|| {
-                let yielded = self.yielded.borrow_mut().pop_front();
-                yielded.map(|task| (task, true))
-            })
-            .or_else(|| self.pop_shared().map(|task| (task, false)))
-    }
-
-    /// From `runnext`, the new goroutine in `next`, and the worker's inbox.
-    fn pop_queued(&self) -> Option<TaskRef> {
-        let me = &self.shared.workers[self.index];
-        if self.runnext_streak.get() < RUNNEXT_STREAK {
-            let next = self.runnext.borrow_mut().take().or_else(|| {
-                // `is_empty` first: popping an empty ArrayQueue issues a SeqCst fence.
-                (!me.next.is_empty()).then(|| me.next.pop()).flatten()
-            });
-            if let Some(task) = next {
-                self.runnext_streak.set(self.runnext_streak.get() + 1);
-                return Some(task);
-            }
+        // Go's `runnext`: the goroutine woken or spawned by the one that ran last goes first
+        // and inherits its time slice, until the monitor ends the slice.
+        if !slice_expired && let Some(task) = self.pop_next() {
+            return Some((task, false, true));
         }
-        self.runnext_streak.set(0);
         // `is_empty` first: popping an empty SegQueue issues a SeqCst fence.
         if !me.ready.is_empty()
             && let Some(task) = me.ready.pop()
         {
-            return Some(task);
+            return Some((task, false, false));
         }
-        self.runnext
-            .borrow_mut()
-            .take()
-            .or_else(|| (!me.next.is_empty()).then(|| me.next.pop()).flatten())
+        let yielded = self.yielded.borrow_mut().pop_front();
+        if let Some(task) = yielded {
+            return Some((task, true, false));
+        }
+        self.pop_shared()
+            .or_else(|| self.pop_next())
+            .map(|task| (task, false, false))
+    }
+
+    /// From `runnext`, or the new goroutine in `next`.
+    fn pop_next(&self) -> Option<TaskRef> {
+        let me = &self.shared.workers[self.index];
+        let woken = self.runnext.borrow_mut().take();
+        // `is_empty` first: popping an empty ArrayQueue issues a SeqCst fence.
+        woken.or_else(|| (!me.next.is_empty()).then(|| me.next.pop()).flatten())
     }
 
     /// From the worker's fresh queue, the injector, or another worker.
@@ -220,7 +215,10 @@ impl WorkerLocal {
         if waiting > SMALL_QUEUE {
             return StealCheck::Now;
         }
-        let switches = victim.switches.load(Ordering::Relaxed);
+        if victim.watch.stuck.load(Ordering::Acquire) {
+            return StealCheck::Now;
+        }
+        let switches = victim.watch.switches.load(Ordering::Relaxed);
         grace_check(&mut self.seen_busy.borrow_mut()[index], switches, now)
     }
 
@@ -277,11 +275,18 @@ impl WorkerLocal {
             .expect("a started goroutine has a coroutine");
         gstack::set_current_stack(coroutine.stack().limit(), coroutine.stack().base());
         self.current.set(Some(task.as_ptr()));
+        let watch = &self.shared.workers[self.index].watch;
+        watch.running_site.store(
+            std::ptr::from_ref(task.spawned_at).cast_mut(),
+            Ordering::Relaxed,
+        );
+        watch.running.store(task.id, Ordering::Release);
         let result = if unwind {
             coroutine.unwind(()).map(CoroutineResult::Yield)
         } else {
             Some(coroutine.resume(()))
         };
+        watch.running.store(0, Ordering::Relaxed);
         self.current.set(None);
         coroutine.stack().check();
         match result {
@@ -408,7 +413,6 @@ pub(crate) fn worker_main(shared: Arc<RuntimeShared>, index: usize) {
         index,
         shared: Arc::clone(&shared),
         runnext: RefCell::new(None),
-        runnext_streak: Cell::new(0),
         tick: Cell::new(index as u32),
         timers: RefCell::new(BinaryHeap::new()),
         timer_sweep_at: Cell::new(0),
@@ -426,9 +430,8 @@ pub(crate) fn worker_main(shared: Arc<RuntimeShared>, index: usize) {
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         while !shared.shutdown.load(Ordering::Acquire) {
             match local.pop_runnable() {
-                Some((task, running)) => {
-                    let switches = &shared.workers[index].switches;
-                    switches.store(switches.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+                Some((task, running, inherits)) => {
+                    shared.workers[index].watch.picked(inherits);
                     local.run(task, running);
                 }
                 None => {
