@@ -64,26 +64,23 @@ pub fn in_goroutine() -> bool {
 
 /// Parks the calling goroutine (or thread) until unparked; may return spuriously.
 pub fn park() {
-    park_until(None, "");
+    park_with(None, "");
 }
 
 /// As [`park`], naming what the goroutine waits on for the runtime's leak report.
 pub fn park_with_reason(reason: &'static str) {
-    park_until(None, reason);
+    park_with(None, reason);
 }
 
 /// Parks the calling goroutine (or thread) until unparked or until `timeout` has passed; may
 /// return spuriously. A timeout too long to be a point in time (`Duration::MAX`) means no
 /// timeout, as with `std::thread::park_timeout`.
 pub fn park_timeout(timeout: Duration) {
-    park_until(Instant::now().checked_add(timeout), "");
+    park_with(Instant::now().checked_add(timeout), "");
 }
 
-/// Parks the calling goroutine (or thread) until unparked or, when `deadline` is given, until it
-/// has passed; may return spuriously. `reason` names what the goroutine waits on in the runtime's
-/// leak report (Go's wait reasons: "chan receive", "sync.Mutex.Lock").
-///
-/// This is the general form the synchronization primitives block through.
+/// Parks the calling goroutine (or thread) until unparked or until `deadline` has passed; may
+/// return spuriously.
 ///
 /// ```
 /// use std::time::{Duration, Instant};
@@ -91,16 +88,23 @@ pub fn park_timeout(timeout: Duration) {
 /// gsched::run(|| {
 ///     let deadline = Instant::now() + Duration::from_millis(1);
 ///     while Instant::now() < deadline {
-///         gsched::park_deadline(Some(deadline), "example");
+///         gsched::park_until(deadline);
 ///     }
 /// });
 /// ```
-pub fn park_deadline(deadline: Option<Instant>, reason: &'static str) {
-    park_until(deadline, reason);
+pub fn park_until(deadline: Instant) {
+    park_with(Some(deadline), "");
+}
+
+/// As [`park_until`], naming what the goroutine waits on for the runtime's leak report (Go's
+/// wait reasons: "chan receive", "sync.Mutex.Lock"). With [`park_with_reason`], the form the
+/// synchronization primitives block through.
+pub fn park_with_reason_until(reason: &'static str, deadline: Instant) {
+    park_with(Some(deadline), reason);
 }
 
 /// The parking behind every public form; `reason` feeds the leak report.
-pub(crate) fn park_until(deadline: Option<Instant>, reason: &'static str) {
+pub(crate) fn park_with(deadline: Option<Instant>, reason: &'static str) {
     let goroutine = WorkerLocal::with_current(|local| {
         let task = local.current_task()?;
         if task.state.take_notification() {
@@ -178,6 +182,6 @@ pub fn sleep_until(deadline: Instant) {
         return;
     }
     while Instant::now() < deadline {
-        park_until(Some(deadline), "sleep");
+        park_with(Some(deadline), "sleep");
     }
 }

@@ -44,6 +44,7 @@ pub trait Locker {
 
 impl Locker for Mutex<()> {
     fn lock(&self) {
+        crate::shim::checkpoint();
         self.raw().acquire();
     }
 
@@ -54,6 +55,7 @@ impl Locker for Mutex<()> {
 
 impl Locker for RwMutex<()> {
     fn lock(&self) {
+        crate::shim::checkpoint();
         self.raw().acquire_write();
     }
 
@@ -75,6 +77,7 @@ impl RwMutex<()> {
 
 impl Locker for RLocker<'_> {
     fn lock(&self) {
+        crate::shim::checkpoint();
         self.0.raw().acquire_read();
     }
 

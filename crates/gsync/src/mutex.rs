@@ -66,6 +66,7 @@ impl<T> Mutex<T> {
 impl<T: ?Sized> Mutex<T> {
     /// Locks the mutex, parking the goroutine (or blocking the thread) until it is free.
     pub fn lock(&self) -> MutexGuard<'_, T> {
+        crate::shim::checkpoint();
         self.raw.acquire();
         self.guard()
     }
@@ -80,6 +81,7 @@ impl<T: ?Sized> Mutex<T> {
     /// assert_eq!(*mutex.try_lock().unwrap(), 1);
     /// ```
     pub fn try_lock(&self) -> Option<MutexGuard<'_, T>> {
+        crate::shim::checkpoint();
         self.raw.try_acquire().then(|| self.guard())
     }
 

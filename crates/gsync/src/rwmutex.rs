@@ -68,12 +68,14 @@ impl<T> RwMutex<T> {
 impl<T: ?Sized> RwMutex<T> {
     /// Locks for reading, parking while a writer holds the lock or waits for it.
     pub fn read(&self) -> RwMutexReadGuard<'_, T> {
+        crate::shim::checkpoint();
         self.raw.acquire_read();
         self.read_guard()
     }
 
     /// Locks for writing, parking until every reader and writer is gone.
     pub fn write(&self) -> RwMutexWriteGuard<'_, T> {
+        crate::shim::checkpoint();
         self.raw.acquire_write();
         self.write_guard()
     }
@@ -89,11 +91,13 @@ impl<T: ?Sized> RwMutex<T> {
     /// assert!(lock.try_write().is_some());
     /// ```
     pub fn try_read(&self) -> Option<RwMutexReadGuard<'_, T>> {
+        crate::shim::checkpoint();
         self.raw.try_acquire_read().then(|| self.read_guard())
     }
 
     /// Locks for writing if the lock is free right now.
     pub fn try_write(&self) -> Option<RwMutexWriteGuard<'_, T>> {
+        crate::shim::checkpoint();
         self.raw.try_acquire_write().then(|| self.write_guard())
     }
 

@@ -97,7 +97,19 @@ pub(crate) fn park(deadline: Option<Instant>, reason: &'static str) {
         modeled::Parker::current().park();
     }
     #[cfg(not(goroutines_loom))]
-    gsched::park_deadline(deadline, reason);
+    match deadline {
+        Some(deadline) => gsched::park_with_reason_until(reason, deadline),
+        None => gsched::park_with_reason(reason),
+    }
+}
+
+/// A preemption point (see `gsched::checkpoint`): every operation that can complete without
+/// blocking passes one, so that a goroutine looping on them shares its worker. Nothing under
+/// loom, which schedules threads itself.
+#[inline]
+pub(crate) fn checkpoint() {
+    #[cfg(not(goroutines_loom))]
+    gsched::checkpoint();
 }
 
 /// Runs `f` on a new goroutine, detached. Under loom it runs on a new modeled thread instead, so

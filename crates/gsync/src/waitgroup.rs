@@ -72,6 +72,7 @@ impl WaitGroup {
     /// wg.done(); // panics: sync: negative WaitGroup counter
     /// ```
     pub fn add(&self, delta: i32) {
+        crate::shim::checkpoint();
         let inner = &*self.inner;
         // One atomic add, as Go's: a compare-and-swap loop would retry while goroutines on
         // other workers call `done` at the same time. The count lives in the high half, so

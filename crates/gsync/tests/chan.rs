@@ -484,3 +484,45 @@ fn select_accepts_a_comma_after_every_kind_of_block_body() {
         ]
     );
 }
+
+/// Go's `BenchmarkPingPongHog` on one worker: a goroutine spins on `select!` with `default`
+/// while two others ping-pong. The spinner yields when its time slice ends, so the ping-pong
+/// completes; before, it held the worker for good and this hung.
+#[test]
+fn a_goroutine_spinning_on_select_default_shares_its_worker() {
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = runtime(1);
+        rt.block_on(|| {
+            let (stop_tx, stop) = chan::<()>(0);
+            let hog = go(move || {
+                loop {
+                    select! {
+                        recv(stop) -> _closed => return,
+                        default => {}
+                    }
+                }
+            });
+            let (ping_tx, ping) = chan::<u32>(0);
+            let (pong_tx, pong) = chan::<u32>(0);
+            let ponger = go(move || {
+                while let Ok(value) = ping.recv() {
+                    pong_tx.send(value + 1).unwrap();
+                }
+            });
+            for round in 0..200 {
+                ping_tx.send(round).unwrap();
+                assert_eq!(pong.recv().unwrap(), round + 1);
+            }
+            drop(ping_tx);
+            ponger.join().unwrap();
+            gsched::sleep(Duration::from_millis(10));
+            stop_tx.close();
+            hog.join().unwrap();
+        });
+        let _ = done_tx.send(());
+    });
+    done_rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the ping-pong starved behind the spinning goroutine");
+}

@@ -129,13 +129,17 @@ impl WorkerLocal {
         {
             return Some((task, false, false));
         }
+        // The slice is over: `runnext` starts a new one, ahead of the goroutine that just
+        // yielded for using up the last (it went to the back of `yielded`), as Go puts a
+        // preempted goroutine behind the others.
+        if slice_expired && let Some(task) = self.pop_next() {
+            return Some((task, false, false));
+        }
         let yielded = self.yielded.borrow_mut().pop_front();
         if let Some(task) = yielded {
             return Some((task, true, false));
         }
-        self.pop_shared()
-            .or_else(|| self.pop_next())
-            .map(|task| (task, false, false))
+        self.pop_shared().map(|task| (task, false, false))
     }
 
     /// From `runnext`, or the new goroutine in `next`.

@@ -71,6 +71,7 @@ impl<T> Sender<T> {
     ///
     /// If the channel is closed, or every receiver is gone, the value comes back in the error.
     pub fn send(&self, value: T) -> Result<(), SendError<T>> {
+        crate::shim::checkpoint();
         self.channel
             .send(value, None)
             .map_err(|(value, _)| SendError(value))
@@ -83,6 +84,7 @@ impl<T> Sender<T> {
     /// [`TrySendError::Full`] when it would wait, [`TrySendError::Closed`] when closed; either
     /// way with the value.
     pub fn try_send(&self, value: T) -> Result<(), TrySendError<T>> {
+        crate::shim::checkpoint();
         let mut slot = Some(value);
         match self.channel.try_send(&mut slot) {
             SendAttempt::Sent => Ok(()),
@@ -112,6 +114,7 @@ impl<T> Sender<T> {
     ///
     /// As [`send_timeout`](Sender::send_timeout).
     pub fn send_deadline(&self, value: T, deadline: Instant) -> Result<(), SendTimeoutError<T>> {
+        crate::shim::checkpoint();
         self.channel
             .send(value, Some(deadline))
             .map_err(|(value, closed)| match closed {
@@ -166,6 +169,7 @@ impl<T> Receiver<T> {
     ///
     /// [`RecvError`] once the channel is closed and drained.
     pub fn recv(&self) -> Result<T, RecvError> {
+        crate::shim::checkpoint();
         self.channel.recv(None).map_err(|_| RecvError)
     }
 
@@ -176,6 +180,7 @@ impl<T> Receiver<T> {
     /// [`TryRecvError::Empty`] when it would wait, [`TryRecvError::Closed`] once closed and
     /// drained.
     pub fn try_recv(&self) -> Result<T, TryRecvError> {
+        crate::shim::checkpoint();
         match self.channel.try_recv() {
             RecvAttempt::Received(value) => Ok(value),
             RecvAttempt::Closed => Err(TryRecvError::Closed),
@@ -202,6 +207,7 @@ impl<T> Receiver<T> {
     ///
     /// As [`recv_timeout`](Receiver::recv_timeout).
     pub fn recv_deadline(&self, deadline: Instant) -> Result<T, RecvTimeoutError> {
+        crate::shim::checkpoint();
         self.channel
             .recv(Some(deadline))
             .map_err(|closed| match closed {

@@ -235,6 +235,7 @@ impl<T> CaseOps for SendCase<'_, T> {
 ///
 /// With more than [`MAX_CASES`] cases.
 pub fn select_cases(cases: &mut [Case<'_>], mode: SelectMode) -> bool {
+    crate::shim::checkpoint();
     let count = cases.len();
     assert!(
         count <= MAX_CASES,
