@@ -9,20 +9,22 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"sort"
 	"sync"
 	"time"
 )
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: bench memory|switch|locks|spawn|uncontended [flags]")
+		fmt.Fprintln(os.Stderr, "usage: bench memory|switch|locks|spawn|uncontended|scheduling [flags]")
 		os.Exit(2)
 	}
 	section, args := os.Args[1], os.Args[2:]
 	flags := flag.NewFlagSet(section, flag.ExitOnError)
 	n := flags.Int("n", 10000, "goroutines, operations or readers")
 	workers := flags.Int("workers", runtime.NumCPU(), "GOMAXPROCS: OS threads running goroutines at once")
-	kind := flags.String("kind", "mutex", "locks: mutex or rwmutex")
+	kind := flags.String("kind", "mutex", "locks: mutex or rwmutex; scheduling: fresh-partner, yield or hog")
+	rounds := flags.Int("rounds", 30, "scheduling fresh-partner: rounds")
 	flags.Parse(args)
 	runtime.GOMAXPROCS(*workers)
 	switch section {
@@ -36,6 +38,8 @@ func main() {
 		spawn(*n)
 	case "uncontended":
 		uncontended(*n)
+	case "scheduling":
+		scheduling(*kind, *n, *rounds)
 	default:
 		fmt.Fprintf(os.Stderr, "unknown section %q\n", section)
 		os.Exit(2)
@@ -162,5 +166,104 @@ func uncontended(n int) {
 	if count != n {
 		os.Exit(1)
 	}
+	fmt.Printf("ns_per_op=%.2f\n", float64(elapsed.Nanoseconds())/float64(n))
+}
+
+// Scheduling behaviour, as the experiment program's `scheduling` section measures it.
+func scheduling(kind string, n, rounds int) {
+	switch kind {
+	case "fresh-partner":
+		freshPartner(n, rounds)
+	case "yield":
+		yields(n)
+	case "hog":
+		pingPongHog(n)
+	default:
+		fmt.Fprintf(os.Stderr, "unknown kind %q\n", kind)
+		os.Exit(2)
+	}
+}
+
+// Rounds in which a newly started goroutine sends n values to the main goroutine over an
+// unbuffered channel: the 90th-percentile and the worst round, per message.
+func freshPartner(n, rounds int) {
+	perMessage := make([]float64, 0, rounds)
+	for r := 0; r < rounds; r++ {
+		c := make(chan int)
+		done := make(chan struct{})
+		start := time.Now()
+		go func() {
+			for i := 0; i < n; i++ {
+				c <- i
+			}
+			close(done)
+		}()
+		for i := 0; i < n; i++ {
+			<-c
+		}
+		elapsed := time.Since(start)
+		<-done
+		perMessage = append(perMessage, float64(elapsed.Nanoseconds())/float64(n))
+	}
+	sort.Float64s(perMessage)
+	p90 := perMessage[(len(perMessage)*9+9)/10-1]
+	fmt.Printf("p90_ns_per_op=%.2f worst_ns_per_op=%.2f\n", p90, perMessage[len(perMessage)-1])
+}
+
+// Two goroutines take turns through runtime.Gosched on one P: time per yield.
+func yields(n int) {
+	runtime.GOMAXPROCS(1)
+	var wg sync.WaitGroup
+	start := time.Now()
+	for g := 0; g < 2; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < n; i++ {
+				runtime.Gosched()
+			}
+		}()
+	}
+	wg.Wait()
+	fmt.Printf("ns_per_op=%.2f\n", float64(time.Since(start).Nanoseconds())/float64(2*n))
+}
+
+// The runtime's BenchmarkPingPongHog: a goroutine spins on select with default while two
+// others ping-pong n times, on one P. Time per round trip.
+func pingPongHog(n int) {
+	runtime.GOMAXPROCS(1)
+	stop, done := make(chan bool), make(chan bool)
+	go func() {
+		for {
+			select {
+			case <-stop:
+				done <- true
+				return
+			default:
+			}
+		}
+	}()
+	ping, pong := make(chan bool), make(chan bool)
+	go func() {
+		for j := 0; j < n; j++ {
+			pong <- <-ping
+		}
+		close(stop)
+		done <- true
+	}()
+	go func() {
+		for i := 0; i < n; i++ {
+			ping <- <-pong
+		}
+		done <- true
+	}()
+	start := time.Now()
+	ping <- true
+	<-stop
+	elapsed := time.Since(start)
+	<-ping
+	<-done
+	<-done
+	<-done
 	fmt.Printf("ns_per_op=%.2f\n", float64(elapsed.Nanoseconds())/float64(n))
 }

@@ -276,6 +276,7 @@ impl<T> JoinHandle<T> {
     /// The goroutine's panic payload; if the runtime shut down before the goroutine finished,
     /// a payload saying so.
     pub fn join(mut self) -> std::thread::Result<T> {
+        crate::checkpoint();
         let result = self.packet.get().wait();
         // The result is taken: nothing is left for `drop` to detach.
         self.joined = true;

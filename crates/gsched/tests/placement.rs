@@ -152,3 +152,69 @@ fn a_goroutine_behind_a_busy_spawner_is_taken_by_an_idle_worker() {
         });
     });
 }
+
+/// A goroutine spawned beside a pair that hands the worker back and forth through `runnext`
+/// still starts: one goroutine runs next, as in Go, and the other waits in the queue, which the
+/// worker gets to. Before, the new goroutine waited behind the pair for good.
+#[test]
+fn a_goroutine_spawned_beside_a_runnext_pair_starts() {
+    within(Duration::from_secs(30), || {
+        let rt = runtime(1);
+        rt.block_on(|| {
+            let started = Arc::new(AtomicUsize::new(0));
+            let stop = Arc::new(AtomicUsize::new(0));
+            let (to_second, second_gets) = std::sync::mpsc::channel::<gsched::Unparker>();
+            let (to_first, first_gets) = std::sync::mpsc::channel::<gsched::Unparker>();
+            let first = {
+                let (started, stop) = (Arc::clone(&started), Arc::clone(&stop));
+                go(move || {
+                    to_second.send(gsched::current_unparker()).unwrap();
+                    let second = receive(&first_gets);
+                    let mut child = None;
+                    for round in 0.. {
+                        if round == 100 {
+                            let started = Arc::clone(&started);
+                            child = Some(go(move || started.fetch_add(1, Ordering::SeqCst)));
+                        }
+                        second.unpark();
+                        if stop.load(Ordering::SeqCst) == 1 {
+                            break;
+                        }
+                        gsched::park();
+                    }
+                    child.unwrap().join().unwrap();
+                })
+            };
+            let second = {
+                let stop = Arc::clone(&stop);
+                go(move || {
+                    to_first.send(gsched::current_unparker()).unwrap();
+                    let first = receive(&second_gets);
+                    loop {
+                        first.unpark();
+                        if stop.load(Ordering::SeqCst) == 1 {
+                            break;
+                        }
+                        gsched::park();
+                    }
+                })
+            };
+            while started.load(Ordering::SeqCst) == 0 {
+                gsched::park_timeout(Duration::from_millis(1));
+            }
+            stop.store(1, Ordering::SeqCst);
+            first.join().unwrap();
+            second.join().unwrap();
+        });
+    });
+}
+
+/// Receives without blocking the worker thread: the sender may be a goroutine on it.
+fn receive<T>(from: &std::sync::mpsc::Receiver<T>) -> T {
+    loop {
+        match from.try_recv() {
+            Ok(value) => return value,
+            Err(_) => gsched::yield_now(),
+        }
+    }
+}

@@ -10,11 +10,14 @@
 //! experiment uncontended --n OPS --kind gsync|parking_lot|std
 //! experiment spawn   --n N --kind goroutines|threads
 //! experiment amdahl  --serial S --workers W --work UNITS
+//! experiment scheduling --kind fresh-partner|yield|hog|tickers [--n N] [--rounds R]
+//!            [--workers W] [--blocker none|blocking|raw]
 //! ```
 
 mod amdahl;
 mod locks;
 mod memory;
+mod scheduling;
 mod spawn;
 mod switch;
 mod uncontended;
@@ -23,7 +26,7 @@ use std::collections::HashMap;
 use std::process::ExitCode;
 
 const USAGE: &str =
-    "usage: experiment memory|switch|locks|uncontended|spawn|amdahl [--key value]...";
+    "usage: experiment memory|switch|locks|uncontended|spawn|amdahl|scheduling [--key value]...";
 
 fn main() -> ExitCode {
     let mut args = std::env::args().skip(1);
@@ -45,6 +48,7 @@ fn main() -> ExitCode {
         "uncontended" => uncontended::run(&options),
         "spawn" => spawn::run(&options),
         "amdahl" => amdahl::run(&options),
+        "scheduling" => scheduling::run(&options),
         other => Err(format!("unknown experiment {other:?}")),
     };
     match result {

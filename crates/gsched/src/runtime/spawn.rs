@@ -226,6 +226,8 @@ impl Builder {
         let (id, name) = (task.id, task.name.clone());
         let joinable: TaskRef<dyn Joinable<T>> = task.clone().view::<dyn Joinable<T>>(|task| task);
         runtime.spawn(task.view::<dyn Body>(|task| task), placement);
+        // A loop that only spawns is a loop through the library: it shares its worker.
+        crate::checkpoint();
         Ok(JoinHandle {
             packet: PacketRef::InTask(joinable),
             id,
@@ -281,5 +283,6 @@ pub(crate) fn spawn_boxed(
     let task = new_task(&runtime, builder, BoxedBody::new(function), location)?;
     let (id, name) = (task.id, task.name.clone());
     runtime.spawn(task.view::<dyn Body>(|task| task), placement);
+    crate::checkpoint();
     Ok((id, name))
 }

@@ -250,6 +250,13 @@ impl RuntimeShared {
                 if let Some(displaced) = worker.next.force_push(task) {
                     self.push_fresh(index, displaced);
                 }
+                // One goroutine runs next (see `schedule_woken`): a woken one waiting there
+                // goes to the inbox, which only this worker runs.
+                WorkerLocal::with_current(|local| {
+                    if let Some(woken) = local.runnext.borrow_mut().take() {
+                        worker.ready.push(woken);
+                    }
+                });
                 self.wake_for_new_work();
             }
             (Some(index), Placement::SameWorker) => self.workers[index].ready.push(task),
@@ -267,7 +274,7 @@ impl RuntimeShared {
     }
 
     /// Onto worker `index`'s stealable queue, or the injector when that is full.
-    fn push_fresh(&self, index: usize, task: TaskRef) {
+    pub(super) fn push_fresh(&self, index: usize, task: TaskRef) {
         if let Err(task) = self.workers[index].fresh.push(task) {
             self.injector.push(task);
         }
@@ -304,6 +311,14 @@ impl RuntimeShared {
             WorkerLocal::with_current(|local| {
                 if let Some(previous) = local.runnext.replace(task.take()) {
                     self.workers[home].ready.push(previous);
+                }
+                // One goroutine runs next, as in Go: the one spawned before goes to the queue,
+                // or a pair talking through `runnext` would keep it waiting for good.
+                let worker = &self.workers[home];
+                if !worker.next.is_empty()
+                    && let Some(spawned) = worker.next.pop()
+                {
+                    self.push_fresh(home, spawned);
                 }
             });
             return;

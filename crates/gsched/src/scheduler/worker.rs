@@ -111,6 +111,20 @@ impl WorkerLocal {
         if slice_expired {
             // A goroutine ran its whole slice: timers may be due that no idle moment fired.
             self.fire_timers();
+            // And what was to run next waits behind the goroutines already waiting, as Go
+            // puts a preempted goroutine at the back: else a pair handing the worker back and
+            // forth through `runnext` would keep it for good.
+            let woken = self.runnext.borrow_mut().take();
+            if let Some(task) = woken
+                && task.state.try_start_run()
+            {
+                self.yielded.borrow_mut().push_back(task);
+            }
+            if !me.next.is_empty()
+                && let Some(task) = me.next.pop()
+            {
+                shared.push_fresh(self.index, task);
+            }
         }
         if tick.is_multiple_of(FAIRNESS_TICKS) {
             self.fire_timers();
@@ -127,12 +141,6 @@ impl WorkerLocal {
         if !me.ready.is_empty()
             && let Some(task) = me.ready.pop()
         {
-            return Some((task, false, false));
-        }
-        // The slice is over: `runnext` starts a new one, ahead of the goroutine that just
-        // yielded for using up the last (it went to the back of `yielded`), as Go puts a
-        // preempted goroutine behind the others.
-        if slice_expired && let Some(task) = self.pop_next() {
             return Some((task, false, false));
         }
         let yielded = self.yielded.borrow_mut().pop_front();
