@@ -105,41 +105,62 @@ impl WorkerLocal {
     fn pop_runnable(&self) -> Option<(TaskRef, bool, bool)> {
         let shared = &*self.shared;
         let me = &shared.workers[self.index];
+        let slice_expired = me.watch.slice_expired();
+        // Go's `runnext`: the goroutine woken or spawned by the one that ran last goes first
+        // and inherits its time slice, until the monitor ends the slice. Such picks are not
+        // scheduling ticks, as in Go: the queues get their turn once per slice, not once per
+        // message of a pair talking through `runnext`.
+        if !slice_expired && let Some(task) = self.pop_next() {
+            return Some((task, false, true));
+        }
         let tick = self.tick.get().wrapping_add(1);
         self.tick.set(tick);
-        let slice_expired = me.watch.slice_expired();
         if slice_expired {
             // A goroutine ran its whole slice: timers may be due that no idle moment fired.
             self.fire_timers();
-            // And what was to run next waits behind the goroutines already waiting, as Go
-            // puts a preempted goroutine at the back: else a pair handing the worker back and
-            // forth through `runnext` would keep it for good.
+            // The goroutine that used it up yielded to the back of `yielded`; the one it woke
+            // runs first but starts a slice of its own, and a new one waits in the queue: else
+            // a pair handing the worker back and forth through `runnext` would keep it.
             let woken = self.runnext.borrow_mut().take();
             if let Some(task) = woken
                 && task.state.try_start_run()
             {
-                self.yielded.borrow_mut().push_back(task);
+                self.yielded.borrow_mut().push_front(task);
             }
             if !me.next.is_empty()
                 && let Some(task) = me.next.pop()
             {
                 shared.push_fresh(self.index, task);
             }
-        }
-        if tick.is_multiple_of(FAIRNESS_TICKS) {
-            self.fire_timers();
-            if let Some(task) = shared.injector.pop().or_else(|| me.fresh.pop()) {
+            // Goroutines spawned from outside the runtime get one slice in each that ends, or
+            // pairs talking through `runnext` could hold them off for 61 slices.
+            if !shared.injector.is_empty()
+                && let Some(task) = shared.injector.pop()
+            {
                 return Some((task, false, false));
             }
         }
-        // Go's `runnext`: the goroutine woken or spawned by the one that ran last goes first
-        // and inherits its time slice, until the monitor ends the slice.
-        if !slice_expired && let Some(task) = self.pop_next() {
-            return Some((task, false, true));
+        if tick.is_multiple_of(FAIRNESS_TICKS) {
+            // The queues that come last get a turn now and then, as Go's global queue does.
+            self.fire_timers();
+            if let Some(task) = shared.injector.pop() {
+                return Some((task, false, false));
+            }
+            let yielded = self.yielded.borrow_mut().pop_front();
+            if let Some(task) = yielded {
+                return Some((task, true, false));
+            }
         }
-        // `is_empty` first: popping an empty SegQueue issues a SeqCst fence.
+        // `is_empty` first: popping an empty SegQueue or ArrayQueue issues a SeqCst fence.
         if !me.ready.is_empty()
             && let Some(task) = me.ready.pop()
+        {
+            return Some((task, false, false));
+        }
+        // Goroutines that yielded, or used up their slice, wait behind this worker's new ones,
+        // as Go puts them on the global queue.
+        if !me.fresh.is_empty()
+            && let Some(task) = me.fresh.pop()
         {
             return Some((task, false, false));
         }
@@ -158,13 +179,10 @@ impl WorkerLocal {
         woken.or_else(|| (!me.next.is_empty()).then(|| me.next.pop()).flatten())
     }
 
-    /// From the worker's fresh queue, the injector, or another worker.
+    /// From the injector, or another worker.
     fn pop_shared(&self) -> Option<TaskRef> {
         let shared = &*self.shared;
         let me = &shared.workers[self.index];
-        if let Some(task) = me.fresh.pop() {
-            return Some(task);
-        }
         if !shared.injector.is_empty()
             && let Some(task) = shared.injector.pop()
         {
