@@ -3,9 +3,10 @@
 //! - `cargo xtask test`: formatting, clippy, every test (unit, integration, doc, both switch
 //!   backends, release mode), the loom models and a smoke run of the benchmark report, stopping
 //!   at the first failing step.
-//! - `cargo xtask bench [--quick] [--only SECTION]`: the report: the seed's experiments side by
-//!   side with OS threads and Go, as tables and plots (the `bench-report` program,
-//!   `benches/src/bin/bench_report/`, which runs the `experiment` program).
+//! - `cargo xtask bench [--quick] [--load] [--only SECTION]`: the report: the seed's experiments
+//!   side by side with OS threads and Go, as tables and plots (the `bench-report` program,
+//!   `benches/src/bin/bench_report/`, which runs the `experiment` program); `--load` runs a busy
+//!   loop on every CPU meanwhile.
 //! - `cargo xtask bench --criterion [FILTER]`: the criterion micro-benchmarks (only those
 //!   matching FILTER when given), then the stack-memory program.
 //! - `cargo xtask soak [--minutes N] [--seconds N] [--workers N] [--seed N]`: the soak program
@@ -188,7 +189,7 @@ fn project_root() -> PathBuf {
 }
 
 const USAGE: &str = "usage: cargo xtask test
-       cargo xtask bench [--quick] [--only memory|switch|locks|spawn|amdahl]
+       cargo xtask bench [--quick] [--load] [--only memory|switch|locks|spawn|amdahl|scheduling]
        cargo xtask bench --criterion [FILTER...]
        cargo xtask soak [--minutes N] [--seconds N] [--workers N] [--seed N]";
 
@@ -209,7 +210,7 @@ fn parse_bench(args: &[String]) -> Result<BenchCommand, String> {
     let mut forwarded = Vec::new();
     while let Some(arg) = args.next() {
         match arg.as_str() {
-            "--quick" => forwarded.push(arg.clone()),
+            "--quick" | "--load" => forwarded.push(arg.clone()),
             "--only" => {
                 let section = args.next().ok_or("--only needs a section name")?;
                 forwarded.extend([arg.clone(), section.clone()]);

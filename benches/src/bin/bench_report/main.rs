@@ -16,6 +16,7 @@ mod locks;
 mod memory;
 mod plot;
 mod runner;
+mod scheduling;
 mod spawn;
 mod stats;
 mod switch;
@@ -26,7 +27,8 @@ use std::process::{Command, ExitCode};
 
 use runner::Runner;
 
-const USAGE: &str = "usage: bench-report [--quick] [--only memory|switch|locks|spawn|amdahl]";
+const USAGE: &str =
+    "usage: bench-report [--quick] [--load] [--only memory|switch|locks|spawn|amdahl|scheduling]";
 
 /// One section of the report, as it was measured.
 struct Section {
@@ -48,7 +50,7 @@ struct SectionKind {
 }
 
 /// The sections, in report order.
-const SECTIONS: [SectionKind; 5] = [
+const SECTIONS: [SectionKind; 6] = [
     SectionKind {
         name: "memory",
         planned_runs: memory::planned_runs,
@@ -74,11 +76,18 @@ const SECTIONS: [SectionKind; 5] = [
         planned_runs: amdahl::planned_runs,
         section: amdahl::section,
     },
+    SectionKind {
+        name: "scheduling",
+        planned_runs: scheduling::planned_runs,
+        section: scheduling::section,
+    },
 ];
 
 #[derive(Debug, PartialEq)]
 struct Options {
     quick: bool,
+    /// A busy loop on every CPU for the whole run, as a loaded machine has.
+    load: bool,
     only: Option<&'static str>,
 }
 
@@ -86,12 +95,14 @@ impl Options {
     fn parse(args: &[String]) -> Result<Options, String> {
         let mut options = Options {
             quick: false,
+            load: false,
             only: None,
         };
         let mut args = args.iter();
         while let Some(arg) = args.next() {
             match arg.as_str() {
                 "--quick" => options.quick = true,
+                "--load" => options.load = true,
                 "--only" => {
                     let only = args.next().ok_or("--only needs a section name")?;
                     let section = SECTIONS
@@ -151,10 +162,16 @@ fn run(root: &Path, options: &Options) -> Result<(), String> {
     if let Err(why) = &go {
         println!("==> Go column: {why}");
     }
+    let _load = options.load.then(Load::start);
     let machine = format!(
         "{}\nEach cell is the median of several runs, each in a fresh process, with ± half the \
-         interquartile range where that exceeds 0.5%.\n",
-        machine_description(go.is_ok())
+         interquartile range where that exceeds 0.5%.{}\n",
+        machine_description(go.is_ok()),
+        if options.load {
+            " Under load: a busy loop ran on every CPU for the whole run, ours and Go's alike."
+        } else {
+            ""
+        }
     );
     println!("\n{machine}");
 
@@ -184,10 +201,44 @@ fn run(root: &Path, options: &Options) -> Result<(), String> {
         .map_err(|err| format!("{}: {err}", report_path.display()))?;
     println!("==> wrote {}", report_path.display());
 
-    if !options.quick && options.only.is_none() {
+    // A loaded run's numbers describe the load, not the machine: they stay out of the README.
+    if !options.quick && !options.load && options.only.is_none() {
         publish(root, &out_dir, &machine, &sections)?;
     }
     Ok(())
+}
+
+/// A busy loop on every CPU the process may use, until dropped.
+struct Load {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Load {
+    fn start() -> Load {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let cpus = std::thread::available_parallelism().map_or(1, |cpus| cpus.get());
+        let threads = (0..cpus)
+            .map(|_| {
+                let stop = std::sync::Arc::clone(&stop);
+                std::thread::spawn(move || {
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        std::hint::spin_loop();
+                    }
+                })
+            })
+            .collect();
+        Load { stop, threads }
+    }
+}
+
+impl Drop for Load {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+    }
 }
 
 /// The experiment program, which cargo builds into the same folder as this one. Run once with
@@ -357,6 +408,7 @@ mod tests {
             parse("--quick --only memory"),
             Ok(Options {
                 quick: true,
+                load: false,
                 only: Some("memory")
             })
         );

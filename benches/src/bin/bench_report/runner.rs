@@ -23,6 +23,14 @@ impl Outcome {
         }
     }
 
+    /// The worst run, if there were any.
+    pub(crate) fn worst(&self) -> Option<f64> {
+        match self {
+            Outcome::Measured(summary) => Some(summary.worst),
+            Outcome::Missing(_) => None,
+        }
+    }
+
     /// The table cell: the median and its spread, or a dash with the reason.
     pub(crate) fn cell(&self, unit: Unit) -> String {
         match self {
@@ -33,13 +41,18 @@ impl Outcome {
 }
 
 /// `ours ÷ theirs` as a table cell, a dash when either is missing.
-pub(crate) fn ratio_cell(ours: &Outcome, theirs: &Outcome) -> String {
-    match (ours.median(), theirs.median()) {
+pub(crate) fn ratio_of(ours: Option<f64>, theirs: Option<f64>) -> String {
+    match (ours, theirs) {
         (Some(ours), Some(theirs)) if theirs > 0.0 => {
             stats::format_value(ours / theirs, Unit::Ratio)
         }
         _ => "—".to_string(),
     }
+}
+
+/// The medians' `ours ÷ theirs` as a table cell, a dash when either is missing.
+pub(crate) fn ratio_cell(ours: &Outcome, theirs: &Outcome) -> String {
+    ratio_of(ours.median(), theirs.median())
 }
 
 /// Runs our experiment program and the Go twins for one section.
@@ -73,13 +86,21 @@ impl Runner {
     }
 
     fn measure(&self, program: &Path, args: &[String], key: &str) -> Outcome {
-        let mut samples = Vec::new();
+        self.measure_keys(program, args, &[key])
+            .pop()
+            .expect("one outcome per key")
+    }
+
+    /// Several results of each run: one outcome per key, from the same processes.
+    fn measure_keys(&self, program: &Path, args: &[String], keys: &[&str]) -> Vec<Outcome> {
+        let missing = |why: String| keys.iter().map(|_| Outcome::Missing(why.clone())).collect();
+        let mut samples = vec![Vec::new(); keys.len()];
         for _ in 0..self.repetitions {
             self.progress
                 .set_message(format!("{} {}", program_name(program), args.join(" ")));
             let output = match Command::new(program).args(args).output() {
                 Ok(output) => output,
-                Err(err) => return Outcome::Missing(format!("cannot run: {err}")),
+                Err(err) => return missing(format!("cannot run: {err}")),
             };
             self.progress.inc(1);
             if !output.status.success() {
@@ -88,17 +109,23 @@ impl Runner {
                 let reason = stderr.lines().last().unwrap_or("failed").trim();
                 let reason = reason.split_once(": ").map_or(reason, |(_, why)| why);
                 let reason = reason.split_once(": ").map_or(reason, |(_, why)| why);
-                return Outcome::Missing(reason.to_string());
+                return missing(reason.to_string());
             }
-            match stats::parse_value(&String::from_utf8_lossy(&output.stdout), key) {
-                Ok(value) => samples.push(value),
-                Err(err) => return Outcome::Missing(err),
+            let stdout = String::from_utf8_lossy(&output.stdout);
+            for (key, samples) in keys.iter().zip(&mut samples) {
+                match stats::parse_value(&stdout, key) {
+                    Ok(value) => samples.push(value),
+                    Err(err) => return missing(err),
+                }
             }
         }
-        match Summary::of(&samples) {
-            Some(summary) => Outcome::Measured(summary),
-            None => Outcome::Missing("no valid sample".to_string()),
-        }
+        samples
+            .iter()
+            .map(|samples| match Summary::of(samples) {
+                Some(summary) => Outcome::Measured(summary),
+                None => Outcome::Missing("no valid sample".to_string()),
+            })
+            .collect()
     }
 
     /// The same runner, repeating each measurement `factor` times as often.
@@ -115,6 +142,26 @@ impl Runner {
     pub(crate) fn ours(&self, args: &[&str], key: &str) -> Outcome {
         let args: Vec<String> = args.iter().map(|arg| arg.to_string()).collect();
         self.measure(&self.ours, &args, key)
+    }
+
+    /// Our experiment program's results for `keys`, from the same runs of `args`.
+    pub(crate) fn ours_keys(&self, args: &[&str], keys: &[&str]) -> Vec<Outcome> {
+        let args: Vec<String> = args.iter().map(|arg| arg.to_string()).collect();
+        self.measure_keys(&self.ours, &args, keys)
+    }
+
+    /// The Go twin's results for `keys`, from the same runs of `args`.
+    pub(crate) fn go_keys(&self, args: &[&str], keys: &[&str]) -> Vec<Outcome> {
+        match &self.go {
+            Ok(go) => {
+                let args: Vec<String> = args.iter().map(|arg| arg.to_string()).collect();
+                self.measure_keys(go, &args, keys)
+            }
+            Err(why) => {
+                self.progress.inc(self.repetitions as u64);
+                keys.iter().map(|_| Outcome::Missing(why.clone())).collect()
+            }
+        }
     }
 
     /// The Go twin's `key` for `args`, or why there is no Go column.

@@ -25,6 +25,8 @@ pub(crate) struct Summary {
     /// The first and third quartiles: the middle half of the runs lies between them.
     pub(crate) lower_quartile: f64,
     pub(crate) upper_quartile: f64,
+    /// The highest run: what a user meets on a bad day.
+    pub(crate) worst: f64,
     pub(crate) runs: usize,
 }
 
@@ -40,6 +42,7 @@ impl Summary {
             median: quantile(&sorted, 0.5),
             lower_quartile: quantile(&sorted, 0.25),
             upper_quartile: quantile(&sorted, 0.75),
+            worst: sorted[sorted.len() - 1],
             runs: sorted.len(),
         })
     }
@@ -68,6 +71,7 @@ fn quantile(sorted: &[f64], q: f64) -> f64 {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Unit {
     Nanoseconds,
+    Microseconds,
     Seconds,
     Bytes,
     Ratio,
@@ -77,6 +81,7 @@ pub(crate) enum Unit {
 pub(crate) fn format_value(value: f64, unit: Unit) -> String {
     match unit {
         Unit::Nanoseconds => format_duration(value * 1e-9),
+        Unit::Microseconds => format_duration(value * 1e-6),
         Unit::Seconds => format_duration(value),
         Unit::Bytes => {
             if value >= 1e6 {
