@@ -401,7 +401,16 @@ mod tests {
             parse(""),
             Ok(Options {
                 quick: false,
+                load: false,
                 only: None
+            })
+        );
+        assert_eq!(
+            parse("--load --only scheduling"),
+            Ok(Options {
+                quick: false,
+                load: true,
+                only: Some("scheduling")
             })
         );
         assert_eq!(
