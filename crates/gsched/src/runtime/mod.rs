@@ -104,6 +104,7 @@ pub struct RuntimeBuilder {
     dense: Option<(usize, usize)>,
     thread_name: String,
     leak_report: bool,
+    all_migratable: bool,
     monitor: MonitorConfig,
     max_blocking_threads: usize,
 }
@@ -126,6 +127,7 @@ impl Runtime {
             dense: None,
             thread_name: "gsched-worker".to_string(),
             leak_report: false,
+            all_migratable: false,
             monitor: MonitorConfig {
                 preempt_after: DEFAULT_PREEMPT_AFTER,
                 stuck_after: DEFAULT_STUCK_AFTER,
@@ -303,6 +305,23 @@ impl RuntimeBuilder {
         self
     }
 
+    /// Makes every goroutine of this runtime migratable, as if each were spawned with
+    /// [`Builder::migratable`]: a goroutine may resume on any worker after a park or a yield,
+    /// and a woken one runs next on its waker's worker, as in Go. Talking goroutines then stay
+    /// together and the load balances, at the price of the contract below.
+    ///
+    /// # Safety
+    ///
+    /// As for [`Builder::migratable`], for every goroutine the runtime runs, including those
+    /// that libraries spawn on it: nothing a goroutine holds across a park, a yield, a sleep, a
+    /// join or any blocking gsync call is tied to its OS thread (no `Rc`, `RefCell` borrow or
+    /// other `!Send` value, no reference to a thread-local, no `std::sync::MutexGuard`, no
+    /// thread-affine handle).
+    pub unsafe fn migratable_goroutines(mut self) -> Self {
+        self.all_migratable = true;
+        self
+    }
+
     /// How long a goroutine may run before its time slice ends (10 ms, Go's figure): it then
     /// yields at its next [`checkpoint`](crate::checkpoint), which every gsync operation that
     /// can complete without blocking passes, and woken goroutines stop inheriting the slice, so
@@ -400,6 +419,7 @@ impl RuntimeBuilder {
             stacks,
             Config {
                 leak_report: self.leak_report,
+                all_migratable: self.all_migratable,
             },
             self.monitor,
             BlockingPool::new(

@@ -265,7 +265,7 @@ fn new_task<B: Body>(
         id,
         builder.name,
         location,
-        builder.migratable,
+        builder.migratable || runtime.config.all_migratable,
         stack_size,
         Arc::clone(runtime),
         body,

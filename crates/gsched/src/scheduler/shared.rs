@@ -91,6 +91,8 @@ pub fn num_goroutines() -> usize {
 
 pub(crate) struct Config {
     pub(crate) leak_report: bool,
+    /// Every goroutine may move between workers (`RuntimeBuilder::migratable_goroutines`).
+    pub(crate) all_migratable: bool,
 }
 
 /// Goroutines by id, hashed cheaply.
@@ -131,8 +133,9 @@ pub(crate) struct RuntimeShared {
 }
 
 pub(crate) struct WorkerShared {
-    /// The goroutine that the goroutine running here spawned last: it runs next, as the one in
-    /// Go's `runnext` after `newproc`. One slot; the one it displaces moves to `fresh`.
+    /// The goroutine that the goroutine running here spawned last, or a migratable one it woke:
+    /// it runs next, as the one in Go's `runnext`, and other workers may take it (see
+    /// `WorkerLocal::may_steal_from`). One slot; the one it displaces moves to `fresh`.
     pub(crate) next: ArrayQueue<TaskRef>,
     /// Goroutines that have not started, in order; other workers may steal them (see
     /// `WorkerLocal::may_steal_from`).
@@ -297,31 +300,43 @@ impl RuntimeShared {
             .unwrap_or(first)
     }
 
-    /// Puts a woken goroutine back to work: `runnext` when the waker runs on the goroutine's
-    /// own worker, else that worker's inbox (a migratable one goes to a stealable queue).
+    /// Puts a woken goroutine back to work, to run next on its waker's worker when the waker is
+    /// a goroutine of this runtime, as Go's `goready` does: in `runnext` when that is the woken
+    /// one's own worker, and for a migratable one on any worker in `next`, from which idle
+    /// workers may take it. Else its worker's inbox (a migratable one goes to a stealable queue).
     pub(crate) fn schedule_woken(self: &Arc<Self>, task: TaskRef) {
         let home = task.home.load(Ordering::Relaxed);
         debug_assert_ne!(home, NO_HOME, "only a goroutine that ran can be parked");
-        let on_home = WorkerLocal::with_current(|local| {
-            local.index == home && Arc::ptr_eq(&local.shared, self) && local.in_goroutine()
+        let waker = WorkerLocal::with_current(|local| {
+            (Arc::ptr_eq(&local.shared, self) && local.in_goroutine()).then_some(local.index)
         })
-        .unwrap_or(false);
-        if on_home {
-            let mut task = Some(task);
-            WorkerLocal::with_current(|local| {
-                if let Some(previous) = local.runnext.replace(task.take()) {
-                    self.workers[home].ready.push(previous);
-                }
+        .flatten();
+        match waker {
+            Some(index) if index == home => {
+                let mut task = Some(task);
+                WorkerLocal::with_current(|local| {
+                    if let Some(previous) = local.runnext.replace(task.take()) {
+                        self.workers[index].ready.push(previous);
+                    }
+                });
                 // One goroutine runs next, as in Go: the one spawned before goes to the queue,
                 // or a pair talking through `runnext` would keep it waiting for good.
-                let worker = &self.workers[home];
+                let worker = &self.workers[index];
                 if !worker.next.is_empty()
                     && let Some(spawned) = worker.next.pop()
                 {
-                    self.push_fresh(home, spawned);
+                    self.push_fresh(index, spawned);
                 }
-            });
-            return;
+                return;
+            }
+            Some(index) if task.migratable => {
+                if let Some(displaced) = self.workers[index].next.force_push(task) {
+                    self.push_fresh(index, displaced);
+                }
+                self.wake_for_new_work();
+                return;
+            }
+            _ => {}
         }
         if task.migratable {
             if let Err(task) = self.workers[home].fresh.push(task) {
