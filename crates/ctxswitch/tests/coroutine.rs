@@ -6,6 +6,7 @@ use std::panic::{self, AssertUnwindSafe};
 use std::rc::Rc;
 
 use ctxswitch::{Coroutine, CoroutineResult, DefaultStack, MIN_STACK_SIZE, Stack, on_stack};
+use testkit::ChildTest;
 
 #[test]
 fn values_round_trip_both_ways() {
@@ -329,7 +330,7 @@ fn a_coroutine_that_suspends_while_dropped_is_leaked_without_a_panic() {
     drop(stuck);
 }
 
-const TLS_CHILD: &str = "CTXSWITCH_TLS_CHILD";
+const TLS_CHILD: ChildTest = ChildTest::new("CTXSWITCH_TLS_CHILD");
 
 /// A thread-local whose destructor records that it is gone.
 struct Data(u64);
@@ -366,7 +367,7 @@ thread_local! {
 #[test]
 #[ignore = "run as a child process by its parent test"]
 fn tls_child() {
-    if std::env::var_os(TLS_CHILD).is_none() {
+    if !TLS_CHILD.is_child("tls_child") {
         return;
     }
     std::thread::spawn(|| {
@@ -389,11 +390,7 @@ fn tls_child() {
 
 #[test]
 fn a_coroutine_dropped_during_thread_exit_is_leaked_not_unwound() {
-    let output = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "tls_child", "--ignored", "--nocapture"])
-        .env(TLS_CHILD, "1")
-        .output()
-        .unwrap();
+    let output = TLS_CHILD.run("tls_child").ignored().output();
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
@@ -407,14 +404,14 @@ fn a_coroutine_dropped_during_thread_exit_is_leaked_not_unwound() {
     );
 }
 
-const PANIC_CHILD: &str = "CTXSWITCH_PANIC_CHILD";
+const PANIC_CHILD: ChildTest = ChildTest::new("CTXSWITCH_PANIC_CHILD");
 
 /// Child: a coroutine suspends inside a destructor that its own panic runs, and is then
 /// dropped and unwound step by step: a second unwind there would abort the process.
 #[test]
 #[ignore = "run as a child process by its parent test"]
 fn suspended_mid_panic_child() {
-    if std::env::var_os(PANIC_CHILD).is_none() {
+    if !PANIC_CHILD.is_child("suspended_mid_panic_child") {
         return;
     }
     struct SuspendOnDrop<'a>(&'a ctxswitch::Yielder<(), ()>);
@@ -441,16 +438,10 @@ fn suspended_mid_panic_child() {
 
 #[test]
 fn a_coroutine_suspended_inside_its_own_panic_is_leaked_not_unwound_again() {
-    let output = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "suspended_mid_panic_child",
-            "--ignored",
-            "--nocapture",
-        ])
-        .env(PANIC_CHILD, "1")
-        .output()
-        .unwrap();
+    let output = PANIC_CHILD
+        .run("suspended_mid_panic_child")
+        .ignored()
+        .output();
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(

@@ -396,3 +396,37 @@ fn remote_frees_reach_the_owner_exactly_once() {
         }
     });
 }
+
+/// A goroutine woken onto its home worker's inbox while that worker goes to sleep is never
+/// left behind: the pusher's `wake_owner` and the worker's `announce` meet on the worker's flag
+/// (see `idle.rs`). Removing the worker's look after `announce` makes it park for good here.
+#[test]
+fn a_push_racing_a_worker_going_to_sleep_wakes_it() {
+    loom::model(|| {
+        let flags = Arc::new(IdleFlags::new(1));
+        let inbox = Arc::new(AtomicUsize::new(0));
+        let worker = {
+            let (flags, inbox) = (Arc::clone(&flags), Arc::clone(&inbox));
+            thread::spawn(move || {
+                loop {
+                    if inbox.load(Ordering::Relaxed) > 0 {
+                        return;
+                    }
+                    flags.announce(0);
+                    if inbox.load(Ordering::Relaxed) > 0 {
+                        flags.end(0);
+                        return;
+                    }
+                    thread::park();
+                    flags.end(0);
+                }
+            })
+        };
+        let worker_thread = worker.thread().clone();
+        inbox.fetch_add(1, Ordering::Relaxed);
+        if flags.wake_owner(0) {
+            worker_thread.unpark();
+        }
+        worker.join().unwrap();
+    });
+}

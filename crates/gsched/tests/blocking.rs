@@ -1,13 +1,11 @@
 //! `blocking`: calls that block their thread run on the blocking pool while the goroutine parks.
 
-mod common;
-
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-use common::within;
 use gsched::{BuildError, Runtime, blocking, go};
+use testkit::within;
 
 fn runtime(workers: usize) -> Runtime {
     Runtime::builder().workers(workers).build().unwrap()

@@ -8,9 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use gsched::{Runtime, go};
-
-mod common;
-use common::within;
+use testkit::within;
 
 struct SleepOnDrop(Arc<AtomicBool>);
 

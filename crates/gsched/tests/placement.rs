@@ -1,16 +1,14 @@
 //! Where goroutines start: next to their spawner by default, spread when there is a backlog,
 //! and as `Builder::same_worker` and `Builder::spread` say.
 
-mod common;
-
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::ThreadId;
 use std::time::Duration;
 
-use common::within;
 use gsched::{Builder, Runtime, go};
+use testkit::within;
 
 fn runtime(workers: usize) -> Runtime {
     Runtime::builder().workers(workers).build().unwrap()
@@ -217,4 +215,59 @@ fn receive<T>(from: &std::sync::mpsc::Receiver<T>) -> T {
             Err(_) => gsched::yield_now(),
         }
     }
+}
+
+/// On a runtime of migratable goroutines, a woken goroutine runs next on its waker's worker, as
+/// in Go: two goroutines that start apart and talk end up on one worker.
+#[test]
+fn migratable_partners_started_apart_come_together() {
+    within(Duration::from_secs(30), || {
+        // SAFETY: the goroutines below hold nothing tied to their thread across a park.
+        let rt = unsafe { Runtime::builder().workers(2).migratable_goroutines() }
+            .build()
+            .unwrap();
+        rt.block_on(|| {
+            const ROUNDS: usize = 2_000;
+            let (to_second, second_gets) = std::sync::mpsc::channel::<gsched::Unparker>();
+            let (to_first, first_gets) = std::sync::mpsc::channel::<gsched::Unparker>();
+            let turn = Arc::new(AtomicUsize::new(0));
+            let player = |me: usize,
+                          to_other: std::sync::mpsc::Sender<gsched::Unparker>,
+                          from_other: std::sync::mpsc::Receiver<gsched::Unparker>,
+                          turn: Arc<AtomicUsize>| {
+                move || {
+                    to_other.send(gsched::current_unparker()).unwrap();
+                    let other = receive(&from_other);
+                    let mut threads = Vec::with_capacity(ROUNDS);
+                    for round in 0..ROUNDS {
+                        while turn.load(Ordering::Acquire) != 2 * round + me {
+                            gsched::park();
+                        }
+                        threads.push(here());
+                        turn.store(2 * round + me + 1, Ordering::Release);
+                        other.unpark();
+                    }
+                    threads
+                }
+            };
+            let first = Builder::new()
+                .spread()
+                .spawn(player(0, to_second, first_gets, Arc::clone(&turn)))
+                .unwrap();
+            let second = Builder::new()
+                .same_worker()
+                .spawn(player(1, to_first, second_gets, turn))
+                .unwrap();
+            let (first, second) = (first.join().unwrap(), second.join().unwrap());
+            let together = first[ROUNDS - 100..]
+                .iter()
+                .zip(&second[ROUNDS - 100..])
+                .filter(|(a, b)| a == b)
+                .count();
+            assert!(
+                together >= 90,
+                "only {together} of the last 100 rounds together"
+            );
+        });
+    });
 }

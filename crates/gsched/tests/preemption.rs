@@ -1,13 +1,11 @@
 //! Cooperative preemption: a goroutine that loops through `checkpoint` shares its worker.
 
-mod common;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use common::within;
 use gsched::{Runtime, checkpoint, go};
+use testkit::within;
 
 /// On one worker, a goroutine spinning through `checkpoint` no longer holds the worker for
 /// good: the main goroutine's 10 ms sleep returns, within a few slices.

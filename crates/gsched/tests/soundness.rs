@@ -2,48 +2,15 @@
 //! from safe code, and no fault that kills a worker, hangs a join or ends the process. Crashes
 //! and hangs run in child processes (this binary re-run on one test), bounded by a timeout.
 
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, mpsc};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use gsched::{BuildError, Builder, Runtime, SpawnError, go};
+use testkit::{ChildTest, within};
 
-mod common;
-use common::within;
-
-const CHILD: &str = "GSCHED_SOUNDNESS_CHILD";
-
-/// Runs test `name` of this binary in a child process with `env`, killing it after `limit`.
-fn run_child(name: &str, env: &[(&str, &str)], limit: Duration) -> Output {
-    let mut command = Command::new(std::env::current_exe().unwrap());
-    command
-        .args([name, "--exact", "--nocapture", "--test-threads=1"])
-        .env(CHILD, name)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    for (key, value) in env {
-        command.env(key, value);
-    }
-    let mut child = command.spawn().unwrap();
-    let started = Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        if started.elapsed() > limit {
-            let _ = child.kill();
-            let output = child.wait_with_output().unwrap();
-            panic!(
-                "child {name} hung for {limit:?}; stderr: {}",
-                String::from_utf8_lossy(&output.stderr)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.wait_with_output().unwrap()
-}
-
-fn in_child(name: &str) -> bool {
-    std::env::var(CHILD).is_ok_and(|value| value == name)
-}
+const CHILD: ChildTest = ChildTest::new("GSCHED_SOUNDNESS_CHILD");
 
 /// The child printed `marker` on stdout and exited cleanly.
 fn assert_child_ok(output: &Output, marker: &str) {
@@ -74,7 +41,7 @@ impl Drop for Reader<'_> {
 #[test]
 fn a_scope_owner_unwinds_after_its_scoped_goroutines_at_shutdown() {
     const NAME: &str = "a_scope_owner_unwinds_after_its_scoped_goroutines_at_shutdown";
-    if in_child(NAME) {
+    if CHILD.is_child(NAME) {
         for workers in [1, 2] {
             let readers = Arc::new(AtomicUsize::new(0));
             let rt = Runtime::builder().workers(workers).build().unwrap();
@@ -111,7 +78,7 @@ fn a_scope_owner_unwinds_after_its_scoped_goroutines_at_shutdown() {
         println!("scopes unwound in order");
         return;
     }
-    let output = run_child(NAME, &[], Duration::from_secs(60));
+    let output = CHILD.run(NAME).output();
     assert_child_ok(&output, "scopes unwound in order");
 }
 
@@ -170,7 +137,7 @@ fn an_unfinishable_scoped_goroutine_leaks_its_owner() {
 #[test]
 fn migratable_goroutines_shut_down_cleanly() {
     const NAME: &str = "migratable_goroutines_shut_down_cleanly";
-    if in_child(NAME) {
+    if CHILD.is_child(NAME) {
         let dropped = Arc::new(AtomicUsize::new(0));
         let rt = Runtime::builder().workers(2).build().unwrap();
         let before = gsched::num_goroutines();
@@ -212,7 +179,7 @@ fn migratable_goroutines_shut_down_cleanly() {
         println!("migratable shutdown ok");
         return;
     }
-    let output = run_child(NAME, &[], Duration::from_secs(60));
+    let output = CHILD.run(NAME).output();
     assert_child_ok(&output, "migratable shutdown ok");
 }
 
@@ -373,7 +340,7 @@ fn stack_sizes_are_checked_where_they_are_given() {
 #[test]
 fn a_payload_that_panics_on_drop_aborts_with_a_message() {
     const NAME: &str = "a_payload_that_panics_on_drop_aborts_with_a_message";
-    if in_child(NAME) {
+    if CHILD.is_child(NAME) {
         struct Bomb;
         impl Drop for Bomb {
             fn drop(&mut self) {
@@ -390,7 +357,7 @@ fn a_payload_that_panics_on_drop_aborts_with_a_message() {
         println!("not aborted");
         return;
     }
-    let output = run_child(NAME, &[], Duration::from_secs(60));
+    let output = CHILD.run(NAME).output();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success(), "{stderr}");
     assert!(
@@ -404,7 +371,7 @@ fn a_payload_that_panics_on_drop_aborts_with_a_message() {
 #[test]
 fn a_stack_the_kernel_refuses_reaches_join() {
     const NAME: &str = "a_stack_the_kernel_refuses_reaches_join";
-    if in_child(NAME) {
+    if CHILD.is_child(NAME) {
         gstack::set_stack_limit(1_000_000);
         // Leave the kernel room for about 2,000 more stacks (and the threads and heap).
         let mut hogs = Vec::new();
@@ -453,7 +420,7 @@ fn a_stack_the_kernel_refuses_reaches_join() {
         println!("refused stacks reached join: {failed} failed, {finished} finished");
         return;
     }
-    let output = run_child(NAME, &[], Duration::from_secs(300));
+    let output = CHILD.run(NAME).limit(Duration::from_secs(300)).output();
     assert_child_ok(&output, "refused stacks reached join");
 }
 
@@ -461,7 +428,7 @@ fn a_stack_the_kernel_refuses_reaches_join() {
 #[test]
 fn a_failing_scope_go_does_not_hang_the_scope() {
     const NAME: &str = "a_failing_scope_go_does_not_hang_the_scope";
-    if in_child(NAME) {
+    if CHILD.is_child(NAME) {
         let outcome = std::panic::catch_unwind(|| {
             gsched::scope(|s| {
                 s.go(|| ());
@@ -476,7 +443,11 @@ fn a_failing_scope_go_does_not_hang_the_scope() {
         println!("scope returned");
         return;
     }
-    let output = run_child(NAME, &[("GSCHED_PROCS", "abc")], Duration::from_secs(30));
+    let output = CHILD
+        .run(NAME)
+        .env("GSCHED_PROCS", "abc")
+        .limit(Duration::from_secs(30))
+        .output();
     assert_child_ok(&output, "scope returned");
 }
 
@@ -484,11 +455,15 @@ fn a_failing_scope_go_does_not_hang_the_scope() {
 #[test]
 fn go_panics_at_the_callers_line() {
     const NAME: &str = "go_panics_at_the_callers_line";
-    if in_child(NAME) {
+    if CHILD.is_child(NAME) {
         let _ = go(|| ());
         return;
     }
-    let output = run_child(NAME, &[("GSCHED_PROCS", "abc")], Duration::from_secs(30));
+    let output = CHILD
+        .run(NAME)
+        .env("GSCHED_PROCS", "abc")
+        .limit(Duration::from_secs(30))
+        .output();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success(), "{stderr}");
     assert!(stderr.contains("tests/soundness.rs:"), "{stderr}");
@@ -622,7 +597,7 @@ fn a_destructor_that_sleeps_briefly_during_shutdown_finishes() {
 #[test]
 fn a_goroutine_parked_inside_its_panic_is_leaked_at_shutdown() {
     const NAME: &str = "a_goroutine_parked_inside_its_panic_is_leaked_at_shutdown";
-    if in_child(NAME) {
+    if CHILD.is_child(NAME) {
         let dropped = Arc::new(AtomicUsize::new(0));
         let rt = Runtime::builder().workers(1).build().unwrap();
         let counter = Arc::clone(&dropped);
@@ -659,6 +634,6 @@ fn a_goroutine_parked_inside_its_panic_is_leaked_at_shutdown() {
         println!("leaked, not aborted");
         return;
     }
-    let output = run_child(NAME, &[], Duration::from_secs(60));
+    let output = CHILD.run(NAME).output();
     assert_child_ok(&output, "leaked, not aborted");
 }

@@ -1,30 +1,18 @@
 //! Goroutines beyond the stack budget wait for stacks; when none can ever be freed the runtime
 //! stops with a clear error. Both run in child processes: the budget is process-wide.
 
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use gsched::{Runtime, go};
+use testkit::ChildTest;
 
-const CHILD: &str = "GSCHED_STACK_LIMIT_CHILD";
-
-fn run_child(test: &str) -> std::process::Output {
-    Command::new(std::env::current_exe().unwrap())
-        .args([test, "--exact", "--nocapture"])
-        .env(CHILD, test)
-        .output()
-        .unwrap()
-}
-
-fn in_child(test: &str) -> bool {
-    std::env::var(CHILD).is_ok_and(|value| value == test)
-}
+const CHILD: ChildTest = ChildTest::new("GSCHED_STACK_LIMIT_CHILD");
 
 #[test]
 fn goroutines_wait_for_stacks_when_the_budget_is_spent() {
     const NAME: &str = "goroutines_wait_for_stacks_when_the_budget_is_spent";
-    if in_child(NAME) {
+    if CHILD.is_child(NAME) {
         let rt = Runtime::builder().workers(2).build().unwrap();
         let finished = rt.block_on(|| {
             gstack::set_stack_limit(gstack::stacks_in_use() + 6);
@@ -42,7 +30,7 @@ fn goroutines_wait_for_stacks_when_the_budget_is_spent() {
         println!("all finished");
         return;
     }
-    let output = run_child(NAME);
+    let output = CHILD.run(NAME).output();
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         output.status.success() && stdout.contains("all finished"),
@@ -55,7 +43,7 @@ fn goroutines_wait_for_stacks_when_the_budget_is_spent() {
 #[test]
 fn a_long_wait_for_stacks_that_an_outside_thread_ends_is_not_killed() {
     const NAME: &str = "a_long_wait_for_stacks_that_an_outside_thread_ends_is_not_killed";
-    if in_child(NAME) {
+    if CHILD.is_child(NAME) {
         static RELEASED: AtomicBool = AtomicBool::new(false);
         let rt = Runtime::builder().workers(2).build().unwrap();
         let (unparkers_tx, unparkers_rx) = std::sync::mpsc::channel();
@@ -89,7 +77,7 @@ fn a_long_wait_for_stacks_that_an_outside_thread_ends_is_not_killed() {
         println!("all finished");
         return;
     }
-    let output = run_child(NAME);
+    let output = CHILD.run(NAME).output();
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         output.status.success() && stdout.contains("all finished"),

@@ -1,10 +1,10 @@
 //! Dense stacks: beyond the map limit, with canaries.
 
 use std::os::unix::process::ExitStatusExt;
-use std::process::Command;
 
 use ctxswitch::{Coroutine, CoroutineResult, Stack};
 use gstack::{DenseStack, DenseStacks, StackError};
+use testkit::ChildTest;
 
 #[test]
 fn more_parked_coroutines_than_guarded_stacks_could_hold() {
@@ -57,8 +57,9 @@ fn a_full_region_is_an_error_and_slots_are_reused() {
 
 #[test]
 fn a_clobbered_canary_aborts_with_a_message() {
-    const CHILD: &str = "GSTACK_DENSE_CANARY_CHILD";
-    if std::env::var_os(CHILD).is_some() {
+    const NAME: &str = "a_clobbered_canary_aborts_with_a_message";
+    const CHILD: ChildTest = ChildTest::new("GSTACK_DENSE_CANARY_CHILD");
+    if CHILD.is_child(NAME) {
         // SAFETY: the overrun below stays within this region's gap, which is what the canary
         // exists to detect.
         let stacks = unsafe { DenseStacks::new(32 * 1024, 2) }.unwrap();
@@ -69,15 +70,7 @@ fn a_clobbered_canary_aborts_with_a_message() {
         drop(stack);
         unreachable!("the canary check did not fire");
     }
-    let output = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "a_clobbered_canary_aborts_with_a_message",
-            "--exact",
-            "--nocapture",
-        ])
-        .env(CHILD, "1")
-        .output()
-        .unwrap();
+    let output = CHILD.run(NAME).output();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.signal(), Some(libc::SIGABRT), "{stderr}");
     assert!(

@@ -2,10 +2,9 @@
 
 mod common;
 
-use std::process::Command;
-
 use ctxswitch::{Coroutine, CoroutineResult, Stack, page_size};
 use gstack::GuardedStack;
+use testkit::ChildTest;
 
 /// Resident pages of `range` by `mincore`: exact for this stack alone, whatever other tests do.
 fn resident_pages(range: std::ops::Range<usize>) -> usize {
@@ -73,11 +72,12 @@ fn allocation_failures_are_errors_not_crashes() {
     );
 }
 
-const OVERFLOW_CHILD: &str = "GSTACK_TEST_OVERFLOW_CHILD";
+const OVERFLOW_CHILD: ChildTest = ChildTest::new("GSTACK_TEST_OVERFLOW_CHILD");
 
 #[test]
 fn overflow_hits_the_guard_page_instead_of_other_memory() {
-    if std::env::var_os(OVERFLOW_CHILD).is_some() {
+    const NAME: &str = "overflow_hits_the_guard_page_instead_of_other_memory";
+    if OVERFLOW_CHILD.is_child(NAME) {
         let stack = GuardedStack::new(64 * 1024).unwrap();
         let mut co = Coroutine::<(), (), u64, GuardedStack>::with_stack(stack, |_, ()| {
             common::recurse_forever(0)
@@ -86,15 +86,7 @@ fn overflow_hits_the_guard_page_instead_of_other_memory() {
         co.resume(());
         unreachable!("unbounded recursion returned");
     }
-    let output = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "overflow_hits_the_guard_page_instead_of_other_memory",
-            "--exact",
-            "--nocapture",
-        ])
-        .env(OVERFLOW_CHILD, "1")
-        .output()
-        .unwrap();
+    let output = OVERFLOW_CHILD.run(NAME).output();
     use std::os::unix::process::ExitStatusExt;
     let signal = output.status.signal();
     assert!(

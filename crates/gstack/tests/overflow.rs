@@ -3,25 +3,13 @@
 mod common;
 
 use std::os::unix::process::ExitStatusExt;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use ctxswitch::Coroutine;
 use gstack::GuardedStack;
+use testkit::ChildTest;
 
-const CHILD: &str = "GSTACK_OVERFLOW_CHILD";
-
-/// Re-runs this test binary on `test` alone with the child variable set.
-fn run_child(test: &str) -> Output {
-    Command::new(std::env::current_exe().unwrap())
-        .args([test, "--exact", "--nocapture", "--test-threads", "1"])
-        .env(CHILD, test)
-        .output()
-        .unwrap()
-}
-
-fn in_child(test: &str) -> bool {
-    std::env::var(CHILD).is_ok_and(|value| value == test)
-}
+const CHILD: ChildTest = ChildTest::new("GSTACK_OVERFLOW_CHILD");
 
 fn assert_aborted_with(output: &Output, expected: &str) {
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -40,7 +28,7 @@ fn assert_aborted_with(output: &Output, expected: &str) {
 #[test]
 fn a_coroutine_overflow_names_the_goroutine() {
     const NAME: &str = "a_coroutine_overflow_names_the_goroutine";
-    if in_child(NAME) {
+    if CHILD.is_child(NAME) {
         gstack::install_overflow_handler().unwrap();
         let stack = GuardedStack::new(64 * 1024).unwrap();
         stack.set_label(7, "deep");
@@ -51,7 +39,7 @@ fn a_coroutine_overflow_names_the_goroutine() {
         co.resume(());
         unreachable!("unbounded recursion returned");
     }
-    let output = run_child(NAME);
+    let output = CHILD.run(NAME).output();
     assert_aborted_with(
         &output,
         "goroutine stack overflow: goroutine 7 (\"deep\"), stack of 64 KiB\n",
@@ -61,7 +49,7 @@ fn a_coroutine_overflow_names_the_goroutine() {
 #[test]
 fn a_segment_overflow_on_an_os_thread_is_reported() {
     const NAME: &str = "a_segment_overflow_on_an_os_thread_is_reported";
-    if in_child(NAME) {
+    if CHILD.is_child(NAME) {
         gstack::install_overflow_handler().unwrap();
         std::thread::Builder::new()
             .name("grower".into())
@@ -71,7 +59,7 @@ fn a_segment_overflow_on_an_os_thread_is_reported() {
             .unwrap();
         unreachable!("unbounded recursion returned");
     }
-    let output = run_child(NAME);
+    let output = CHILD.run(NAME).output();
     assert_aborted_with(
         &output,
         "goroutine stack overflow: stack segment of thread 'grower', stack of 64 KiB\n",
@@ -81,7 +69,7 @@ fn a_segment_overflow_on_an_os_thread_is_reported() {
 #[test]
 fn other_overflows_keep_the_standard_report() {
     const NAME: &str = "other_overflows_keep_the_standard_report";
-    if in_child(NAME) {
+    if CHILD.is_child(NAME) {
         gstack::install_overflow_handler().unwrap();
         std::thread::Builder::new()
             .name("plain".into())
@@ -92,7 +80,7 @@ fn other_overflows_keep_the_standard_report() {
             .unwrap();
         unreachable!("unbounded recursion returned");
     }
-    let output = run_child(NAME);
+    let output = CHILD.run(NAME).output();
     assert_aborted_with(&output, "has overflowed its stack");
     assert!(String::from_utf8_lossy(&output.stderr).contains("thread 'plain'"));
     assert!(!String::from_utf8_lossy(&output.stderr).contains("goroutine stack overflow"));

@@ -1,26 +1,11 @@
 //! A destructor that waits during a panic's unwind parks its goroutine like any other wait: the
 //! goroutine that will wake it runs meanwhile, even when it is pinned to the same worker.
 
-use std::sync::mpsc;
 use std::time::Duration;
 
 use gsched::{Runtime, go};
 use gsync::{Mutex, chan};
-
-/// Runs `scenario` on a thread and fails if it does not finish in time: a hang is a failure.
-fn within<T: Send + 'static>(limit: Duration, scenario: impl FnOnce() -> T + Send + 'static) -> T {
-    let (done, outcome) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = done.send(std::panic::catch_unwind(std::panic::AssertUnwindSafe(
-            scenario,
-        )));
-    });
-    match outcome.recv_timeout(limit) {
-        Ok(Ok(value)) => value,
-        Ok(Err(payload)) => std::panic::resume_unwind(payload),
-        Err(_) => panic!("the scenario hung for {limit:?}"),
-    }
-}
+use testkit::within;
 
 /// Locks the mutex when dropped.
 struct LockOnDrop(&'static Mutex<u32>);

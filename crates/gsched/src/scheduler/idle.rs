@@ -1,11 +1,22 @@
 //! Which workers sleep, and the one decision shutdown takes from that: the runtime is quiet.
 //!
-//! A worker going to sleep sets its flag (`announce`), which issues a `SeqCst` fence, and then
-//! looks at its queues once more before it parks its thread. Whoever gives a worker work pushes
-//! it, issues a `SeqCst` fence, and then calls `wake`, which clears the flag if it is set and
-//! tells the caller to unpark the thread. The two fences order each side's store before its
-//! load: either the pusher sees the flag (and wakes the worker), or the worker's last look sees
-//! the work. Thread parking keeps a token, so an unpark that lands before the park is not lost.
+//! A worker going to sleep sets its flag (`announce`) and then looks at its queues once more
+//! before it parks its thread. Thread parking keeps a token, so an unpark that lands before the
+//! park is not lost. Two kinds of push must not lose the wake-up:
+//!
+//! - Work for one worker (a goroutine woken onto its home worker's inbox): the pusher clears
+//!   that worker's flag with a swap (`wake_owner`) after its push. The worker set the flag with
+//!   a swap too, so the two read-modify-writes of the one flag are ordered: if the pusher's
+//!   comes second it reads `true` and unparks the worker; if the worker's comes second, it
+//!   acquires the pusher's push, and its last look finds the work. The loom model
+//!   `a_push_racing_a_worker_going_to_sleep_wakes_it` checks this with the real type.
+//! - Work any worker may take (a new goroutine): the pusher issues a `SeqCst` fence and reads
+//!   the sleeper count (`wake` on a worker found asleep); `announce` issues a `SeqCst` fence
+//!   after raising the flag and the count. The fences order each side's store before its load:
+//!   either the pusher sees a sleeper, or the sleeper's last look sees the work. Meeting on one
+//!   read-modify-write here would make every spawn on every worker write one shared line; the
+//!   fences keep that line read-mostly. loom 0.7 cannot check this store-buffering shape with
+//!   fences (tokio-rs/loom#180), so it rests on the C++ fence rules and the soak.
 //!
 //! During shutdown the same flags decide when every worker is done (`try_quiesce`): a worker
 //! that finds every flag set after its own last look knows that each worker looked after its
@@ -14,8 +25,12 @@
 
 use crate::shim::{AtomicBool, AtomicUsize, Ordering, fence};
 
+/// A worker's flag, on a cache line of its own: pushers write it.
+#[repr(align(128))]
+struct SleepFlag(AtomicBool);
+
 pub(crate) struct IdleFlags {
-    sleeping: Box<[AtomicBool]>,
+    sleeping: Box<[SleepFlag]>,
     /// Workers whose flag is set.
     sleepers: AtomicUsize,
     /// Set once shutdown found every worker asleep with nothing left to do.
@@ -28,7 +43,9 @@ pub(crate) struct IdleFlags {
 impl IdleFlags {
     pub(crate) fn new(workers: usize) -> Self {
         IdleFlags {
-            sleeping: (0..workers).map(|_| AtomicBool::new(false)).collect(),
+            sleeping: (0..workers)
+                .map(|_| SleepFlag(AtomicBool::new(false)))
+                .collect(),
             sleepers: AtomicUsize::new(0),
             quiesced: AtomicBool::new(false),
             shut_down: AtomicUsize::new(0),
@@ -47,7 +64,8 @@ impl IdleFlags {
     /// Sets worker `index`'s flag; the caller then looks for work once more before it parks.
     #[inline]
     pub(crate) fn announce(&self, index: usize) {
-        self.sleeping[index].store(true, Ordering::SeqCst);
+        // A swap, not a store: `wake_owner` meets it on this flag (see the module docs).
+        self.sleeping[index].0.swap(true, Ordering::SeqCst);
         self.sleepers.fetch_add(1, Ordering::SeqCst);
         fence(Ordering::SeqCst);
     }
@@ -55,22 +73,30 @@ impl IdleFlags {
     /// Clears worker `index`'s flag; true if this call cleared it.
     #[inline]
     pub(crate) fn end(&self, index: usize) -> bool {
-        let was_sleeping = self.sleeping[index].swap(false, Ordering::SeqCst);
+        let was_sleeping = self.sleeping[index].0.swap(false, Ordering::SeqCst);
         if was_sleeping {
             self.sleepers.fetch_sub(1, Ordering::SeqCst);
         }
         was_sleeping
     }
 
-    /// After work for worker `index` was pushed and fenced: true when the caller must unpark
-    /// that worker's thread (this call cleared its flag).
+    /// After work any worker may take was pushed and fenced, for a worker seen among the
+    /// sleepers: true when the caller must unpark that worker's thread (this call cleared its
+    /// flag).
     #[inline]
     pub(crate) fn wake(&self, index: usize) -> bool {
-        self.sleeping[index].load(Ordering::SeqCst) && self.end(index)
+        self.sleeping[index].0.load(Ordering::SeqCst) && self.end(index)
+    }
+
+    /// After work only worker `index` runs was pushed (no fence needed): true when the caller
+    /// must unpark that worker's thread (this call cleared its flag).
+    #[inline]
+    pub(crate) fn wake_owner(&self, index: usize) -> bool {
+        self.end(index)
     }
 
     pub(crate) fn is_sleeping(&self, index: usize) -> bool {
-        self.sleeping[index].load(Ordering::SeqCst)
+        self.sleeping[index].0.load(Ordering::SeqCst)
     }
 
     /// Workers asleep now.

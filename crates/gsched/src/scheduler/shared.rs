@@ -266,8 +266,7 @@ impl RuntimeShared {
             (own_worker, Placement::Spread) if self.workers.len() > 1 => {
                 let target = self.spread_target(own_worker);
                 self.workers[target].ready.push(task);
-                fence(Ordering::SeqCst);
-                self.wake_worker(target);
+                self.wake_owner(target);
             }
             _ => {
                 self.injector.push(task);
@@ -345,8 +344,7 @@ impl RuntimeShared {
             self.wake_for_new_work();
         } else {
             self.workers[home].ready.push(task);
-            fence(Ordering::SeqCst);
-            self.wake_worker(home);
+            self.wake_owner(home);
         }
     }
 
@@ -404,6 +402,15 @@ impl RuntimeShared {
             if self.wake_worker(index) {
                 return;
             }
+        }
+    }
+
+    /// After pushing work only worker `index` runs: wakes it if it sleeps (see `idle.rs`).
+    fn wake_owner(&self, index: usize) {
+        if self.idle.wake_owner(index)
+            && let Some(thread) = self.workers[index].thread.get()
+        {
+            thread.unpark();
         }
     }
 
