@@ -3,6 +3,7 @@
 use std::cell::UnsafeCell;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use crate::park::{Unparker, current_unparker, park_with_reason, yield_now};
 use crate::scheduler::WorkerLocal;
@@ -41,31 +42,31 @@ where
     let Some((task, pool)) = caller else {
         return f();
     };
-    let _borrow = Borrow::new(task);
-    let call = Call {
+    let borrow = Borrow::new(task);
+    // Shared, not on this stack: the job still holds it for a moment after it says `done`.
+    let call = Arc::new(Call {
         result: UnsafeCell::new(None),
         done: AtomicBool::new(false),
         waiter: current_unparker(),
-    };
-    let call_ref = &call;
+    });
+    let job_call = Arc::clone(&call);
     let job: Box<dyn FnOnce() + Send + '_> = Box::new(move || {
         let result = panic::catch_unwind(AssertUnwindSafe(f));
         // SAFETY: the caller reads the slot only after `done`, set below.
-        unsafe { *call_ref.result.get() = Some(result) };
-        // Taken before `done`: once it is set, the caller may return and `call` is gone.
-        let waiter = call_ref.waiter.clone();
-        call_ref.done.store(true, Ordering::Release);
-        waiter.unpark();
+        unsafe { *job_call.result.get() = Some(result) };
+        job_call.done.store(true, Ordering::Release);
+        job_call.waiter.unpark();
+        // Only now may shutdown unwind the caller: nothing here touches its stack any more.
+        drop(borrow);
     });
-    // SAFETY: the job borrows `call` and whatever `f` borrows, all of which outlive it: this
-    // function does not return before the job sets `done`, after which the job touches only
-    // what it owns; and while the job may run, the goroutine is not unwound at shutdown (it
-    // counts a borrower, see `Borrow`), so its stack stays in place even if it never resumes.
+    // SAFETY: the job borrows only what `f` borrows from the caller, which outlives the job's
+    // use of it: the caller does not return before the job sets `done`, after which the job
+    // touches only what it owns; and until then the caller is not unwound at shutdown (it
+    // counts a borrower, released by the job last, see `Borrow`), so its stack stays in place
+    // even if it never resumes.
     let job: Job = unsafe { std::mem::transmute::<Box<dyn FnOnce() + Send + '_>, Job>(job) };
     if let Err(job) = pool.submit(job) {
-        // No blocking thread can run it (the runtime is shutting down, or none could start):
-        // run it here rather than fail.
-        job();
+        run_refused(job);
     }
     while !call.done.load(Ordering::Acquire) {
         park_with_reason("blocking call");
@@ -75,6 +76,33 @@ where
         Some(Ok(value)) => value,
         Some(Err(payload)) => panic::resume_unwind(payload),
         None => unreachable!("a finished blocking call leaves its result"),
+    }
+}
+
+/// A call the pool refused (the runtime is shutting down, or no blocking thread could start):
+/// on a thread of its own, so that the worker does not block in it; on the worker only when no
+/// thread can start at all.
+#[cold]
+fn run_refused(job: Job) {
+    // `spawn` drops its closure when it fails: keep the job where this thread can take it back.
+    let slot = Arc::new(Mutex::new(Some(job)));
+    let take = |slot: &Mutex<Option<Job>>| {
+        slot.lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .take()
+    };
+    let for_thread = Arc::clone(&slot);
+    let started = std::thread::Builder::new()
+        .name("gsched-blocking".to_string())
+        .spawn(move || {
+            if let Some(job) = take(&for_thread) {
+                job();
+            }
+        });
+    if started.is_err()
+        && let Some(job) = take(&slot)
+    {
+        job();
     }
 }
 
@@ -126,13 +154,16 @@ impl Drop for Borrow {
 ///     assert!(sum > 0);
 /// });
 /// ```
+///
+/// It never yields while the goroutine unwinds a panic (or is unwound at shutdown): another
+/// goroutine run meanwhile would read `std::thread::panicking()` as true on the shared thread.
 #[inline]
 pub fn checkpoint() {
     let expired = WorkerLocal::with_current(|local| {
         local.in_goroutine() && local.shared.workers[local.index].watch.slice_expired()
     })
     .unwrap_or(false);
-    if expired {
+    if expired && !std::thread::panicking() {
         yield_now();
     }
 }

@@ -224,8 +224,14 @@ impl Builder {
         let placement = self.placement;
         let task = new_task(runtime, self, JoinSlot::new(f), location)?;
         let (id, name) = (task.id, task.name.clone());
-        let joinable: TaskRef<dyn Joinable<T>> = task.clone().view::<dyn Joinable<T>>(|task| task);
-        runtime.spawn(task.view::<dyn Body>(|task| task), placement);
+        // SAFETY: both conversions only unsize, to traits `JoinSlot` implements.
+        let (joinable, task) = unsafe {
+            (
+                task.clone().view::<dyn Joinable<T>>(|task| task),
+                task.view::<dyn Body>(|task| task),
+            )
+        };
+        runtime.spawn(task, placement);
         // A loop that only spawns is a loop through the library: it shares its worker.
         crate::checkpoint();
         Ok(JoinHandle {
@@ -282,7 +288,8 @@ pub(crate) fn spawn_boxed(
     let placement = builder.placement;
     let task = new_task(&runtime, builder, BoxedBody::new(function), location)?;
     let (id, name) = (task.id, task.name.clone());
-    runtime.spawn(task.view::<dyn Body>(|task| task), placement);
+    // SAFETY: the conversion only unsizes, to a trait `BoxedBody` implements.
+    runtime.spawn(unsafe { task.view::<dyn Body>(|task| task) }, placement);
     crate::checkpoint();
     Ok((id, name))
 }

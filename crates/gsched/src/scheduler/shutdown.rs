@@ -68,6 +68,9 @@ impl WorkerLocal {
         let shared = &*self.shared;
         let me = &shared.workers[self.index];
         shared.idle.enter_shutdown(self.index, false);
+        // The monitor has stopped; a slice it ended before must not make the destructors that
+        // run from here yield at every checkpoint.
+        me.watch.preempt.store(false, Ordering::Relaxed);
         // Yielded goroutines are `RUNNING` and ours: schedule them like the others.
         for task in self.yielded.borrow_mut().drain(..) {
             task.state.finish_yield();

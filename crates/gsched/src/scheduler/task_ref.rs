@@ -68,8 +68,14 @@ impl<B: ?Sized> TaskRef<B> {
     }
 
     /// The same reference, seen through a trait the body implements.
+    ///
+    /// # Safety
+    ///
+    /// `convert` only unsizes the pointer (`|task| task` to a `dyn` type the body implements):
+    /// the result points to the same task, and its metadata describes the same body, since the
+    /// drop and the layout used to free the block come from it.
     #[inline]
-    pub(crate) fn view<V: ?Sized>(
+    pub(crate) unsafe fn view<V: ?Sized>(
         self,
         convert: impl FnOnce(NonNull<Task<B>>) -> NonNull<Task<V>>,
     ) -> TaskRef<V> {

@@ -67,11 +67,19 @@ thread_local! {
     static WORKER: Cell<*const WorkerLocal> = const { Cell::new(std::ptr::null()) };
 }
 
+/// The current thread's worker pointer, if the thread-local is still there. Never inlined: a
+/// migratable goroutine may move to another thread across a call that suspends it, and a
+/// thread-local's address computed before the suspension must not be reused after it.
+#[inline(never)]
+fn current_worker() -> Option<*const WorkerLocal> {
+    WORKER.try_with(Cell::get).ok()
+}
+
 impl WorkerLocal {
     /// Runs `f` with the current thread's worker, if it is one.
     #[inline]
     pub(crate) fn with_current<R>(f: impl FnOnce(&WorkerLocal) -> R) -> Option<R> {
-        let worker = WORKER.try_with(Cell::get).ok()?;
+        let worker = current_worker()?;
         // SAFETY: the pointer is set by `worker_main` to a value that lives for the whole loop
         // and is cleared before it is dropped; only this thread reads it.
         (!worker.is_null()).then(|| f(unsafe { &*worker }))
@@ -125,7 +133,11 @@ impl WorkerLocal {
             if let Some(task) = woken
                 && task.state.try_start_run()
             {
-                self.yielded.borrow_mut().push_front(task);
+                // Ahead of the goroutine that yielded last (the one that used the slice up),
+                // behind those that waited longer.
+                let mut yielded = self.yielded.borrow_mut();
+                let ahead_of_last = yielded.len().saturating_sub(1);
+                yielded.insert(ahead_of_last, task);
             }
             if !me.next.is_empty()
                 && let Some(task) = me.next.pop()
@@ -143,7 +155,7 @@ impl WorkerLocal {
         if tick.is_multiple_of(FAIRNESS_TICKS) {
             // The queues that come last get a turn now and then, as Go's global queue does.
             self.fire_timers();
-            if let Some(task) = shared.injector.pop() {
+            if let Some(task) = shared.injector.pop().or_else(|| me.fresh.pop()) {
                 return Some((task, false, false));
             }
             let yielded = self.yielded.borrow_mut().pop_front();

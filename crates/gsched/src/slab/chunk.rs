@@ -27,12 +27,6 @@ const CHUNKS_PER_RESERVATION: usize = 256;
 /// the lock of the heap that owns no thread.
 #[repr(C, align(64))]
 pub(crate) struct Chunk {
-    /// Blocks other threads freed (see `remote.rs`).
-    pub(crate) remote: RemoteFrees,
-    /// The id of the owning heap. It changes only while no block is out (a chunk taken from
-    /// the pool), or by the owner itself (orphaning at its thread's exit), so a thread reads its
-    /// own id here exactly when it owns the chunk.
-    pub(crate) owner: AtomicUsize,
     /// Free blocks the owner can hand out.
     local: Cell<*mut FreeBlock>,
     /// Offset of the first block never handed out.
@@ -44,6 +38,19 @@ pub(crate) struct Chunk {
     class: Cell<usize>,
     /// Whether the chunk is on its heap's list of chunks with free blocks.
     pub(crate) listed: Cell<bool>,
+    /// What other threads touch, on the header's second cache line: their frees must not
+    /// steal the line the owner writes at every allocation.
+    pub(crate) shared: ChunkShared,
+}
+
+#[repr(C, align(64))]
+pub(crate) struct ChunkShared {
+    /// Blocks other threads freed (see `remote.rs`).
+    pub(crate) remote: RemoteFrees,
+    /// The id of the owning heap. It changes only while no block is out (a chunk taken from
+    /// the pool), or by the owner itself (orphaning at its thread's exit), so a thread reads its
+    /// own id here exactly when it owns the chunk.
+    pub(crate) owner: AtomicUsize,
 }
 
 const _: () = assert!(std::mem::size_of::<Chunk>() <= HEADER_SIZE);
@@ -84,7 +91,7 @@ impl Chunk {
 
     /// Moves the blocks other threads freed onto `local`; true if there were any.
     pub(crate) fn collect_remote(&self) -> bool {
-        let mut block = self.remote.take_all();
+        let mut block = self.shared.remote.take_all();
         if block.is_null() {
             return false;
         }
@@ -178,14 +185,16 @@ pub(crate) fn take(class: usize, block_size: usize, owner: usize) -> io::Result<
     // its header; its memory is either fresh or was given back whole.
     unsafe {
         chunk.as_ptr().write(Chunk {
-            remote: RemoteFrees::new(),
-            owner: AtomicUsize::new(owner),
             local: Cell::new(ptr::null_mut()),
             bump: Cell::new(HEADER_SIZE),
             used: Cell::new(0),
             block_size: Cell::new(block_size),
             class: Cell::new(class),
             listed: Cell::new(false),
+            shared: ChunkShared {
+                remote: RemoteFrees::new(),
+                owner: AtomicUsize::new(owner),
+            },
         });
     }
     Ok(chunk)

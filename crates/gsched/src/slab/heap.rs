@@ -32,6 +32,14 @@ thread_local! {
     static CURRENT: Cell<*const Heap> = const { Cell::new(std::ptr::null()) };
 }
 
+/// The current thread's heap (null on threads that are not workers). Never inlined: a
+/// migratable goroutine may move to another thread across a call that suspends it, and a
+/// thread-local's address computed before the suspension must not be reused after it.
+#[inline(never)]
+fn current_heap() -> *const Heap {
+    CURRENT.with(Cell::get)
+}
+
 /// The class of `layout`, if a block serves it.
 #[inline]
 pub(super) fn class_of(layout: Layout) -> Option<usize> {
@@ -65,7 +73,7 @@ pub(crate) fn alloc(layout: Layout) -> NonNull<u8> {
     let Some(class) = class_of(layout) else {
         return global_alloc(layout);
     };
-    let heap = CURRENT.with(Cell::get);
+    let heap = current_heap();
     let block = if heap.is_null() {
         shared().alloc(class)
     } else {
@@ -92,16 +100,16 @@ pub(crate) unsafe fn dealloc(block: NonNull<u8>, layout: Layout) {
     }
     // SAFETY: the block lies in a chunk, which stays mapped and owned while a block is out.
     let chunk = unsafe { Chunk::of(block).as_ref() };
-    let heap = CURRENT.with(Cell::get);
+    let heap = current_heap();
     // SAFETY: as in `alloc`.
-    if !heap.is_null() && unsafe { &*heap }.id == chunk.owner.load(Ordering::Relaxed) {
+    if !heap.is_null() && unsafe { &*heap }.id == chunk.shared.owner.load(Ordering::Relaxed) {
         // SAFETY: this thread owns the chunk, and the block is free (the contract).
         unsafe { chunk.push_local(block) };
         // SAFETY: as above.
         unsafe { &*heap }.note_free(chunk);
     } else {
         // SAFETY: the block is free, at least 16 bytes and 16-aligned (the contract).
-        unsafe { chunk.remote.push(block.cast().as_ptr()) };
+        unsafe { chunk.shared.remote.push(block.cast().as_ptr()) };
     }
 }
 
@@ -295,7 +303,7 @@ impl Heap {
                 // shared heap's lock, held here, orders the chunk's plain fields for its next
                 // user.
                 let header = unsafe { chunk.as_ref() };
-                header.owner.store(SHARED_HEAP, Ordering::Relaxed);
+                header.shared.owner.store(SHARED_HEAP, Ordering::Relaxed);
                 header.listed.set(header.has_local());
                 if header.has_local() {
                     into.with_free.borrow_mut().push(chunk);
