@@ -155,6 +155,11 @@ impl Drop for Borrow {
 /// });
 /// ```
 ///
+/// Because a checkpoint may yield, holding a `std::sync::Mutex` guard, or a `RefCell` borrow of
+/// a thread-local, across one can deadlock or panic: a neighbour run meanwhile on the same
+/// thread may want the same lock or cell. That holds for every gsync call, the `try_*` ones and
+/// `WaitGroup::done` included, as it does for every call that may park.
+///
 /// It never yields while the goroutine unwinds a panic (or is unwound at shutdown): another
 /// goroutine run meanwhile would read `std::thread::panicking()` as true on the shared thread.
 #[inline]

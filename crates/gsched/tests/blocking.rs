@@ -162,3 +162,56 @@ fn zero_blocking_threads_or_thresholds_are_refused() {
         Err(BuildError::ZeroThreshold("stuck_after"))
     ));
 }
+
+/// Sets its flag when dropped: shows that a goroutine was unwound.
+struct SetOnDrop(Arc<AtomicBool>);
+
+impl Drop for SetOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
+/// A goroutine whose blocking call returns while shutdown is still unwinding others is
+/// unwound too, its destructors run: the call gives its borrow of the stack back as it ends.
+/// Before, the goroutine still counted the borrow when shutdown looked at it, and was leaked.
+#[test]
+fn a_blocking_call_that_returns_during_shutdown_lets_its_goroutine_unwind() {
+    within(Duration::from_secs(30), || {
+        let rt = runtime(1);
+        let unwound = Arc::new(AtomicBool::new(false));
+        let (started, is_started) = std::sync::mpsc::channel();
+        let guard = SetOnDrop(Arc::clone(&unwound));
+        drop(rt.spawn(move || {
+            let _guard = guard;
+            blocking(|| {
+                started.send(()).unwrap();
+                std::thread::sleep(Duration::from_millis(200));
+            });
+            loop {
+                gsched::park();
+            }
+        }));
+        // Keeps shutdown busy past the call's end: its destructor waits for a timer.
+        struct SlowDrop;
+        impl Drop for SlowDrop {
+            fn drop(&mut self) {
+                gsched::sleep(Duration::from_millis(600));
+            }
+        }
+        drop(rt.spawn(|| {
+            let _slow = SlowDrop;
+            loop {
+                gsched::park();
+            }
+        }));
+        is_started.recv().unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        let report = rt.shutdown();
+        assert!(
+            unwound.load(Ordering::SeqCst),
+            "the goroutine was leaked: {:?}",
+            report.leaked
+        );
+    });
+}

@@ -37,3 +37,53 @@ fn a_spinning_goroutine_yields_at_its_checkpoints() {
 fn a_checkpoint_on_a_plain_thread_returns() {
     checkpoint();
 }
+
+/// A goroutine unwinding a panic does not yield at its checkpoints: a neighbour run meanwhile
+/// on the same thread would read `std::thread::panicking()` as true, and a std mutex guard it
+/// dropped would poison its mutex.
+#[test]
+fn a_goroutine_unwinding_a_panic_does_not_yield_at_checkpoints() {
+    within(Duration::from_secs(30), || {
+        let rt = Runtime::builder()
+            .workers(1)
+            .preempt_after(Duration::from_micros(200))
+            .build()
+            .unwrap();
+        let saw_panicking = Arc::new(AtomicBool::new(false));
+        let stop = Arc::new(AtomicBool::new(false));
+        rt.block_on({
+            let (saw_panicking, stop) = (Arc::clone(&saw_panicking), Arc::clone(&stop));
+            move || {
+                let neighbour_stop = Arc::clone(&stop);
+                let neighbour = go(move || {
+                    while !neighbour_stop.load(Ordering::Relaxed) {
+                        if std::thread::panicking() {
+                            saw_panicking.store(true, Ordering::Relaxed);
+                        }
+                        gsched::yield_now();
+                    }
+                });
+                struct CheckpointsWhileDropped;
+                impl Drop for CheckpointsWhileDropped {
+                    fn drop(&mut self) {
+                        let until = std::time::Instant::now() + Duration::from_millis(50);
+                        while std::time::Instant::now() < until {
+                            checkpoint();
+                        }
+                    }
+                }
+                let panicking = go(|| {
+                    let _guard = CheckpointsWhileDropped;
+                    panic!("on purpose");
+                });
+                assert!(panicking.join().is_err());
+                stop.store(true, Ordering::Relaxed);
+                neighbour.join().unwrap();
+            }
+        });
+        assert!(
+            !saw_panicking.load(Ordering::Relaxed),
+            "a neighbour ran while a goroutine was unwinding"
+        );
+    });
+}

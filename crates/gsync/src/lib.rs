@@ -28,6 +28,15 @@
 //! assert_eq!(*count.lock(), 5);
 //! ```
 //!
+//! # Sharing the worker
+//!
+//! Every operation that can complete without blocking (`try_*`, the fast paths of send, receive
+//! and lock, `select!` with `default`, `WaitGroup::done`) passes a preemption checkpoint
+//! ([`gsched::checkpoint`]): once the calling goroutine has used up its time slice, it yields
+//! there, so a goroutine spinning on `select!` with `default` shares its worker as in Go. So do
+//! not hold a `std::sync::Mutex` guard or a thread-local `RefCell` borrow across any call of
+//! this crate: a goroutine run meanwhile on the same thread may want it.
+//!
 //! # Verified
 //!
 //! The waiting protocols (the lock word and wait queue of each primitive, the channel handoff,
