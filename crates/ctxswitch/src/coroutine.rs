@@ -1,4 +1,8 @@
 //! The safe coroutine API over the raw switch.
+//!
+//! Longer than this crate's other files (about 620 lines, most of them docs and `SAFETY`
+//! arguments): the states a coroutine moves through, resume, unwind and drop are one state
+//! machine whose invariants read best together.
 
 use std::any::Any;
 use std::fmt;
