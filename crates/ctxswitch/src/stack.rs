@@ -148,6 +148,7 @@ impl fmt::Debug for DefaultStack {
 }
 
 /// The system page size.
+#[inline]
 pub fn page_size() -> usize {
     use std::sync::atomic::{AtomicUsize, Ordering};
     static PAGE_SIZE: AtomicUsize = AtomicUsize::new(0);

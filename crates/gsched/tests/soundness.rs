@@ -372,6 +372,8 @@ fn a_payload_that_panics_on_drop_aborts_with_a_message() {
 fn a_stack_the_kernel_refuses_reaches_join() {
     const NAME: &str = "a_stack_the_kernel_refuses_reaches_join";
     if CHILD.is_child(NAME) {
+        // Only stacks of a mapping each can run the kernel out of mappings.
+        gstack::force_mapping_per_stack();
         gstack::set_stack_limit(1_000_000);
         // Leave the kernel room for about 2,000 more stacks (and the threads and heap).
         let mut hogs = Vec::new();

@@ -1,5 +1,6 @@
 //! Dense stacks: many stacks carved from one mapping, for more parked goroutines than the
-//! kernel's map limit allows guarded stacks.
+//! kernel's map limit allows guarded stacks with a mapping each. Kept only for kernels without
+//! guard regions (see the crate docs, "The dense policy").
 //!
 //! Layout, from low to high addresses, for slots of `slot_size` bytes starting at `S`:
 //!
@@ -76,7 +77,9 @@ impl Drop for DenseRegion {
 }
 
 /// Many stacks carved from one mapping: the `unsafe` opt-in for more goroutines than
-/// `vm.max_map_count` allows guarded stacks (about 30,000 by default).
+/// `vm.max_map_count` allows guarded stacks (about 30,000 by default) on a kernel without guard
+/// regions. Where the kernel has them ([`stack_backend`](crate::stack_backend)), a
+/// [`StackPool`](crate::StackPool) is as dense and guards every stack: use it instead.
 ///
 /// ```
 /// use ctxswitch::{Coroutine, CoroutineResult};

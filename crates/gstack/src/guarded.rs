@@ -22,6 +22,10 @@ pub const GOROUTINE_STACK_SIZE: usize = 256 * 1024;
 /// A goroutine stack: an anonymous mapping reserved without committing memory, with an
 /// inaccessible guard page below the usable range, counted against the map budget.
 ///
+/// This is what a [`StackPool`](crate::StackPool) hands out on a kernel without guard regions
+/// (see [`stack_backend`](crate::stack_backend)); it works standalone on any kernel, at two
+/// kernel mappings per stack.
+///
 /// ```
 /// use ctxswitch::{Coroutine, CoroutineResult, Stack};
 /// use gstack::GuardedStack;
@@ -95,14 +99,14 @@ impl GuardedStack {
     /// just the name when `id` is 0. Names longer than 48 bytes are cut.
     pub fn set_label(&self, id: u64, name: &str) {
         if let Some(index) = self.guard_slot {
-            registry::guard_slot(index).set_label(id, name);
+            registry::guard_label(index).set(id, name);
         }
     }
 
     /// Forgets the label, as a stack going back to a pool should.
     pub(crate) fn clear_label(&self) {
         if let Some(index) = self.guard_slot {
-            registry::guard_slot(index).clear_label();
+            registry::guard_label(index).clear();
         }
     }
 
@@ -129,10 +133,12 @@ impl Drop for GuardedStack {
 // SAFETY: `limit..base` is the read-write part of a mapping owned by this value alone, page
 // aligned, never moved, with the PROT_NONE guard page right below `limit`.
 unsafe impl Stack for GuardedStack {
+    #[inline]
     fn base(&self) -> usize {
         self.mapping as usize + self.len
     }
 
+    #[inline]
     fn limit(&self) -> usize {
         self.mapping as usize + page_size()
     }

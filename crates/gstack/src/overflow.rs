@@ -1,16 +1,20 @@
 //! Overflow reports: a SIGSEGV/SIGBUS handler that names the goroutine whose stack overflowed.
 //!
 //! The handler runs on the thread's alternate signal stack (the overflowed stack has no room
-//! left). When the fault address lies in a registered guard page it writes one line to stderr
-//! with async-signal-safe calls only (no allocation, no locks, `write(2)`), then aborts. Any
-//! other fault goes to the handler that was installed before ours, so Rust's own "thread has
-//! overflowed its stack" message and ordinary crashes look as they always do.
+//! left). When the fault address lies in a guard page (a registered [`GuardedStack`]'s, found in
+//! the guard slots, or a guard-region slot's, found by arithmetic from the region table) it
+//! writes one line to stderr with async-signal-safe calls only (no allocation, no locks,
+//! `write(2)`), then aborts. Both backends print the same line. Any other fault goes to the
+//! handler that was installed before ours, so Rust's own "thread has overflowed its stack"
+//! message and ordinary crashes look as they always do.
+//!
+//! [`GuardedStack`]: crate::GuardedStack
 
 use std::io;
-use std::sync::atomic::Ordering;
 use std::sync::{Once, OnceLock};
 
-use crate::registry::{self, LABEL_CAPACITY};
+use crate::label::LABEL_CAPACITY;
+use crate::{region, registry};
 
 static INSTALL: Once = Once::new();
 
@@ -165,14 +169,15 @@ extern "C" fn handle_fault(
 ) {
     // SAFETY: the kernel passes a valid `siginfo_t` to an SA_SIGINFO handler.
     let addr = unsafe { (*info).si_addr() } as usize;
-    if let Some(slot) = registry::find_guard(addr) {
+    let found = registry::find_guard(addr).or_else(|| region::find_guard(addr));
+    if let Some((label, stack_size)) = found {
         let mut line = Line {
             bytes: [0; 160],
             len: 0,
         };
+        let mut name = [0u8; LABEL_CAPACITY];
+        let (id, len) = label.read(&mut name);
         line.push(b"goroutine stack overflow: ");
-        let len = slot.label_len.load(Ordering::Acquire).min(LABEL_CAPACITY);
-        let id = slot.id.load(Ordering::Relaxed);
         if id != 0 {
             line.push(b"goroutine ");
             line.push_number(id);
@@ -180,9 +185,7 @@ extern "C" fn handle_fault(
                 line.push(b" (\"");
             }
         }
-        for cell in &slot.label[..len] {
-            line.push(&[cell.load(Ordering::Relaxed)]);
-        }
+        line.push(&name[..len]);
         if id != 0 && len > 0 {
             line.push(b"\")");
         }
@@ -190,7 +193,7 @@ extern "C" fn handle_fault(
             line.push(b"unnamed stack");
         }
         line.push(b", stack of ");
-        line.push_number((slot.stack_size.load(Ordering::Relaxed) / 1024) as u64);
+        line.push_number((stack_size / 1024) as u64);
         line.push(b" KiB\n");
         // SAFETY: write(2) and abort(3) are async-signal-safe; `line` is a live buffer.
         unsafe {

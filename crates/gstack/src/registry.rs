@@ -2,8 +2,11 @@
 //!
 //! Two views of the same facts:
 //!
-//! - Guard slots: a fixed array of guard-page ranges with their labels, written with atomics so
-//!   that the overflow handler can read it from a signal handler without locks or allocation.
+//! - Guard slots: a fixed array of the guard-page ranges of stacks with mappings of their own
+//!   ([`GuardedStack`](crate::GuardedStack)) and their labels, written with atomics so that the
+//!   overflow handler can read it from a signal handler without locks or allocation. Stacks in
+//!   guard regions need no entry here: the handler finds them from the region table
+//!   (`region.rs`) by arithmetic.
 //! - The stack map: stack ranges ordered by address, behind a read-write lock, to find the stack
 //!   that holds a given stack pointer (for [`remaining_stack`](crate::remaining_stack)).
 //!
@@ -13,27 +16,25 @@
 
 use std::cell::Cell;
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, RwLock};
 
-/// Bytes of a stack label kept for overflow reports.
-pub(crate) const LABEL_CAPACITY: usize = 48;
+use crate::label::Label;
 
-/// Guarded stacks whose overflow can be named. Past this many alive at once, an overflow of an
-/// unregistered stack still faults on its guard page but is reported as a plain SIGSEGV.
+/// Guarded stacks with mappings of their own whose overflow can be named. Past this many alive
+/// at once, an overflow of an unregistered stack still faults on its guard page but is reported
+/// as a plain SIGSEGV. (Guard-region stacks are found from their region instead; see
+/// `region.rs`.)
 const GUARD_SLOTS: usize = 65536;
 
 /// One registered guard page, readable from a signal handler.
-pub(crate) struct GuardSlot {
+struct GuardSlot {
     /// Start of the guard page; 0 while the slot is free.
-    pub(crate) guard_start: AtomicUsize,
-    pub(crate) guard_end: AtomicUsize,
+    guard_start: AtomicUsize,
+    guard_end: AtomicUsize,
     /// Usable size of the stack above the guard, in bytes.
-    pub(crate) stack_size: AtomicUsize,
-    /// The goroutine id running on the stack, 0 for none.
-    pub(crate) id: AtomicU64,
-    pub(crate) label_len: AtomicUsize,
-    pub(crate) label: [AtomicU8; LABEL_CAPACITY],
+    stack_size: AtomicUsize,
+    label: Label,
 }
 
 impl GuardSlot {
@@ -42,32 +43,8 @@ impl GuardSlot {
             guard_start: AtomicUsize::new(0),
             guard_end: AtomicUsize::new(0),
             stack_size: AtomicUsize::new(0),
-            id: AtomicU64::new(0),
-            label_len: AtomicUsize::new(0),
-            label: [const { AtomicU8::new(0) }; LABEL_CAPACITY],
+            label: Label::new(),
         }
-    }
-
-    /// Forgets the id and name, reading first so that an unlabelled stack costs no write.
-    pub(crate) fn clear_label(&self) {
-        if self.label_len.load(Ordering::Relaxed) != 0 || self.id.load(Ordering::Relaxed) != 0 {
-            self.set_label(0, "");
-        }
-    }
-
-    /// Sets the id and name that an overflow report names; the name is cut to
-    /// `LABEL_CAPACITY` bytes at a character boundary.
-    pub(crate) fn set_label(&self, id: u64, name: &str) {
-        let mut len = name.len().min(LABEL_CAPACITY);
-        while !name.is_char_boundary(len) {
-            len -= 1;
-        }
-        self.label_len.store(0, Ordering::Relaxed);
-        for (cell, &byte) in self.label.iter().zip(&name.as_bytes()[..len]) {
-            cell.store(byte, Ordering::Relaxed);
-        }
-        self.id.store(id, Ordering::Relaxed);
-        self.label_len.store(len, Ordering::Release);
     }
 }
 
@@ -92,15 +69,16 @@ pub(crate) fn register_guard(guard: std::ops::Range<usize>, stack_size: usize) -
         }
     };
     let slot = &GUARDS[index as usize];
-    slot.set_label(0, "");
+    slot.label.set(0, "");
     slot.stack_size.store(stack_size, Ordering::Relaxed);
     slot.guard_end.store(guard.end, Ordering::Relaxed);
     slot.guard_start.store(guard.start, Ordering::Release);
     Some(index)
 }
 
-pub(crate) fn guard_slot(index: u32) -> &'static GuardSlot {
-    &GUARDS[index as usize]
+/// The label of a registered guard slot.
+pub(crate) fn guard_label(index: u32) -> &'static Label {
+    &GUARDS[index as usize].label
 }
 
 pub(crate) fn unregister_guard(index: u32) {
@@ -113,14 +91,16 @@ pub(crate) fn unregister_guard(index: u32) {
     free.0.push(index);
 }
 
-/// The registered guard page that contains `addr`. Async-signal-safe: atomics only.
-pub(crate) fn find_guard(addr: usize) -> Option<&'static GuardSlot> {
-    // Only slots below the high-water mark were ever used; reading it without the lock is fine
-    // here because a slot registered concurrently cannot be the one that faulted.
-    GUARDS.iter().find(|slot| {
-        let start = slot.guard_start.load(Ordering::Acquire);
-        start != 0 && start <= addr && addr < slot.guard_end.load(Ordering::Relaxed)
-    })
+/// The label and stack size of the registered guard page that contains `addr`.
+/// Async-signal-safe: atomics only.
+pub(crate) fn find_guard(addr: usize) -> Option<(&'static Label, usize)> {
+    GUARDS
+        .iter()
+        .find(|slot| {
+            let start = slot.guard_start.load(Ordering::Acquire);
+            start != 0 && start <= addr && addr < slot.guard_end.load(Ordering::Relaxed)
+        })
+        .map(|slot| (&slot.label, slot.stack_size.load(Ordering::Relaxed)))
 }
 
 /// How to find a stack's limit from a pointer into its range.
@@ -128,7 +108,8 @@ pub(crate) fn find_guard(addr: usize) -> Option<&'static GuardSlot> {
 pub(crate) enum StackRange {
     /// One stack: `limit..` up to the map key.
     Single { limit: usize },
-    /// Equal slots carved from one region (see `DenseStacks`): slot `i`'s stack covers
+    /// Equal slots carved from one region (see `DenseStacks` and `region.rs`): slot `i`'s stack
+    /// covers
     /// `first_limit + i * slot_size .. first_base + i * slot_size`.
     Carved {
         start: usize,

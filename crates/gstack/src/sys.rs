@@ -1,4 +1,4 @@
-//! The two kernel calls every stack kind makes.
+//! The kernel calls the stack kinds make.
 
 use std::io;
 use std::ptr;
@@ -37,4 +37,53 @@ pub(crate) unsafe fn protect_guard(page_start: *mut libc::c_void) -> io::Result<
     } else {
         Err(io::Error::last_os_error())
     }
+}
+
+/// `madvise` advice that installs guard markers on a range's pages (Linux 6.13+): a touch
+/// raises SIGSEGV, the range stays part of its mapping, and the markers survive
+/// `MADV_DONTNEED`. Not in the `libc` crate yet; the number is the same on every architecture.
+#[cfg(target_os = "linux")]
+const MADV_GUARD_INSTALL: libc::c_int = 102;
+
+/// Installs a guard marker on each page of `start..start + len`.
+///
+/// Fails with `EINVAL` on a kernel without guard regions (and for mappings that cannot have
+/// them: locked, hugetlb or special ones).
+///
+/// # Safety
+///
+/// The range is page aligned and lies inside a private anonymous mapping that the caller owns,
+/// and nothing in it is in use or needed: its contents are discarded.
+pub(crate) unsafe fn install_guard(start: usize, len: usize) -> io::Result<()> {
+    #[cfg(target_os = "linux")]
+    loop {
+        // SAFETY: as the caller guarantees.
+        if unsafe { libc::madvise(start as *mut libc::c_void, len, MADV_GUARD_INSTALL) } == 0 {
+            return Ok(());
+        }
+        let err = io::Error::last_os_error();
+        // The kernel retries a race with a concurrent fault itself, and may still give up with
+        // EAGAIN or be interrupted; the call is idempotent, so try again.
+        if !matches!(err.raw_os_error(), Some(libc::EINTR | libc::EAGAIN)) {
+            return Err(err);
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = (start, len);
+        Err(io::Error::from_raw_os_error(libc::EINVAL))
+    }
+}
+
+/// Gives the pages of `start..start + len` back to the kernel with `MADV_DONTNEED`: their
+/// memory is freed now, and a later touch maps a zeroed page. Guard markers in the range stay.
+///
+/// # Safety
+///
+/// The range is page aligned and lies inside a private anonymous mapping that the caller owns,
+/// and nothing in it is in use or needed.
+pub(crate) unsafe fn release_pages(start: usize, len: usize) {
+    // SAFETY: as the caller guarantees. It cannot fail on such a range; a failure would only
+    // leave the pages resident.
+    unsafe { libc::madvise(start as *mut libc::c_void, len, libc::MADV_DONTNEED) };
 }

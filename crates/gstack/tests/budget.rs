@@ -2,13 +2,20 @@
 //!
 //! One test in its own binary: the budget is process-wide, and this test spends all of it.
 
-use gstack::{GuardedStack, StackError};
+use gstack::{GuardedStack, StackBackend, StackError};
 
 #[test]
 fn the_map_budget_turns_the_kernel_limit_into_an_error() {
-    // Under the real limit: allocate until refused. The budget must refuse before the kernel
-    // does, with the documented error.
-    let limit = gstack::stack_limit();
+    // Under the real limit: allocate stacks with a mapping each until refused. The budget must
+    // refuse before the kernel does, with the documented error.
+    let limit = gstack::map_budget();
+    // Guard-region stacks cost no mapping each, so where the kernel has them only a limit set
+    // by the program caps stacks.
+    let expected_limit = match gstack::stack_backend() {
+        StackBackend::GuardRegions => usize::MAX,
+        _ => limit,
+    };
+    assert_eq!(gstack::stack_limit(), expected_limit);
     assert!(limit > 1000, "budget of only {limit} stacks");
     let max_map_count = gstack::max_map_count();
     assert!(limit * gstack::MAPPINGS_PER_STACK < max_map_count);
@@ -25,10 +32,11 @@ fn the_map_budget_turns_the_kernel_limit_into_an_error() {
             max_map_count: reported,
             stack_limit,
             stacks_in_use,
+            mappings_per_stack,
         } => {
             assert_eq!(
-                (*reported, *stack_limit, *stacks_in_use),
-                (max_map_count, limit, limit)
+                (*reported, *stack_limit, *stacks_in_use, *mappings_per_stack),
+                (max_map_count, limit, limit, gstack::MAPPINGS_PER_STACK)
             );
         }
         other => panic!("expected the map limit, got: {other}"),

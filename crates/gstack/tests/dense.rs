@@ -8,7 +8,7 @@ use testkit::ChildTest;
 
 #[test]
 fn more_parked_coroutines_than_guarded_stacks_could_hold() {
-    let count = gstack::stack_limit() + 10_000;
+    let count = gstack::map_budget() + 10_000;
     // SAFETY: the bodies below use a few hundred bytes of their 60 KiB stacks.
     let stacks = unsafe { DenseStacks::new(64 * 1024, count) }.unwrap();
     let mut parked: Vec<Coroutine<u64, Option<usize>, u64, DenseStack>> = (0..count)

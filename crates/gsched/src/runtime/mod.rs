@@ -104,6 +104,7 @@ pub struct RuntimeBuilder {
     dense: Option<(usize, usize)>,
     thread_name: String,
     leak_report: bool,
+    stack_cache: usize,
     all_migratable: bool,
     monitor: MonitorConfig,
     max_blocking_threads: usize,
@@ -127,6 +128,7 @@ impl Runtime {
             dense: None,
             thread_name: "gsched-worker".to_string(),
             leak_report: false,
+            stack_cache: gstack::DEFAULT_GLOBAL_CAPACITY,
             all_migratable: false,
             monitor: MonitorConfig {
                 preempt_after: DEFAULT_PREEMPT_AFTER,
@@ -305,6 +307,15 @@ impl RuntimeBuilder {
         self
     }
 
+    /// Stacks of finished goroutines the runtime keeps warm for the next ones, beyond each
+    /// worker's small cache (256 by default): each keeps its top 16 KiB committed. Stacks
+    /// returned past it give all their pages back to the kernel, so memory comes back after a
+    /// burst; 0 keeps none.
+    pub fn stack_cache(mut self, stacks: usize) -> Self {
+        self.stack_cache = stacks;
+        self
+    }
+
     /// Makes every goroutine of this runtime migratable, as if each were spawned with
     /// [`Builder::migratable`]: a goroutine may resume on any worker after a park or a yield,
     /// and a woken one runs next on its waker's worker, as in Go. Talking goroutines then stay
@@ -408,9 +419,12 @@ impl RuntimeBuilder {
                 StackPolicy::Dense { stacks }
             }
             None => StackPolicy::Guarded {
-                default_pool: StackPool::shared(
+                default_pool: StackPool::builder(
                     self.stack_size.unwrap_or(gstack::GOROUTINE_STACK_SIZE),
-                ),
+                )
+                .global_capacity(self.stack_cache)
+                .build()
+                .map_err(BuildError::Stacks)?,
             },
         };
         install_panic_hook();

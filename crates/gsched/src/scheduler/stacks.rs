@@ -83,6 +83,7 @@ impl GoroutineStack {
 
 // SAFETY: forwards to the stack of either policy, which this value owns alone.
 unsafe impl Stack for GoroutineStack {
+    #[inline]
     fn base(&self) -> usize {
         match self {
             GoroutineStack::Guarded(stack) => stack.base(),
@@ -90,6 +91,7 @@ unsafe impl Stack for GoroutineStack {
         }
     }
 
+    #[inline]
     fn limit(&self) -> usize {
         match self {
             GoroutineStack::Guarded(stack) => stack.limit(),
@@ -113,14 +115,24 @@ pub(super) fn process_threads() -> Option<usize> {
 pub(super) fn report_stack_exhaustion(policy: &StackPolicy) {
     use std::io::Write;
     let message = match policy {
-        StackPolicy::Guarded { .. } => format!(
-            "gsched: no goroutine can make progress: every goroutine stack is held by a parked \
-             goroutine, and {} stacks is the most the kernel's map limit allows \
-             (vm.max_map_count = {}). Raise it with `sysctl -w vm.max_map_count=N`, use smaller \
-             or dense stacks, or let fewer goroutines block at once. The runtime keeps waiting.",
-            gstack::stack_limit(),
-            gstack::max_map_count()
-        ),
+        StackPolicy::Guarded { .. } => match gstack::stack_backend() {
+            gstack::StackBackend::GuardRegions => format!(
+                "gsched: no goroutine can make progress: every goroutine stack is held by a \
+                 parked goroutine, and {} stacks is the most this process allows \
+                 (`gstack::set_stack_limit`). Raise the limit, or let fewer goroutines block at \
+                 once. The runtime keeps waiting.",
+                gstack::stack_limit()
+            ),
+            _ => format!(
+                "gsched: no goroutine can make progress: every goroutine stack is held by a \
+                 parked goroutine, and {} stacks is the most the kernel's map limit allows \
+                 (vm.max_map_count = {}; this kernel has no guard regions, so each stack costs \
+                 two mappings). Raise it with `sysctl -w vm.max_map_count=N`, use smaller or \
+                 dense stacks, or let fewer goroutines block at once. The runtime keeps waiting.",
+                gstack::map_budget().min(gstack::stack_limit()),
+                gstack::max_map_count()
+            ),
+        },
         StackPolicy::Dense { stacks } => format!(
             "gsched: no goroutine can make progress: every goroutine stack is held by a parked \
              goroutine, and the runtime's dense region holds {} stacks. Build the runtime with \
