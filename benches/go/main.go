@@ -10,6 +10,7 @@ import (
 	"os"
 	"runtime"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 )
@@ -60,12 +61,38 @@ func memory(n int) {
 	noop := func() { wg.Done(); <-c }
 	wg.Add(n)
 	before := memConsumed()
+	rssBefore, pteBefore := residentAndPageTables()
 	for i := n; i > 0; i-- {
 		go noop()
 	}
 	wg.Wait()
 	after := memConsumed()
-	fmt.Printf("bytes_per_goroutine=%.1f\n", float64(after-before)/float64(n))
+	rssAfter, pteAfter := residentAndPageTables()
+	resident := float64(rssAfter-rssBefore) / float64(n)
+	pageTables := float64(pteAfter-pteBefore) / float64(n)
+	fmt.Printf("bytes_per_goroutine=%.1f resident_per_goroutine=%.1f page_tables_per_goroutine=%.1f sys_per_goroutine=%.1f\n",
+		resident+pageTables, resident, pageTables, float64(after-before)/float64(n))
+}
+
+// VmRSS and VmPTE of this process in bytes, from /proc/self/status: the measure the
+// experiment program takes of ours.
+func residentAndPageTables() (uint64, uint64) {
+	status, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	var rss, pte uint64
+	for _, line := range strings.Split(string(status), "\n") {
+		var kib uint64
+		if _, err := fmt.Sscanf(line, "VmRSS: %d kB", &kib); err == nil {
+			rss = kib * 1024
+		}
+		if _, err := fmt.Sscanf(line, "VmPTE: %d kB", &kib); err == nil {
+			pte = kib * 1024
+		}
+	}
+	return rss, pte
 }
 
 // The seed's BenchmarkContextSwitch: one goroutine sends n empty values on an unbuffered

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use benches::resident_bytes;
+use benches::{page_table_bytes, resident_bytes};
 use gsync::{WaitGroup, chan};
 
 use crate::{Options, runtime};
@@ -13,18 +13,23 @@ const DENSE_SLOT: usize = 20 * 1024;
 /// Dense stacks beyond the `n` parked goroutines: the main goroutine's, with room to spare.
 const DENSE_SPARE: usize = 64;
 
+/// Stack bytes each goroutine of the burst touches.
+const BURST_DEPTH: usize = 8 * 1024;
+
 /// `n` goroutines (or threads) that each signal a WaitGroup and block on a channel receive;
-/// resident memory before and after, divided by `n`.
+/// resident memory and page tables before and after, divided by `n`. The `burst` policy instead
+/// runs `n` goroutines to the end and reports what stays resident after them.
 pub(crate) fn run(options: &Options) -> Result<String, String> {
     let n: usize = options.number("n", 10_000)?;
     let policy = options.text("policy", "guarded");
     let workers = gsched::available_cpus();
     match policy {
+        "burst" => burst(n, workers),
         "threads" => {
             let (tx, rx) = std::sync::mpsc::channel::<()>();
             let rx = Arc::new(std::sync::Mutex::new(rx));
             let wg = WaitGroup::new();
-            let before = resident_bytes()?;
+            let before = Reading::now()?;
             let threads: Vec<_> = (0..n)
                 .map(|_| {
                     let (wg, rx) = (wg.clone(), Arc::clone(&rx));
@@ -36,15 +41,12 @@ pub(crate) fn run(options: &Options) -> Result<String, String> {
                 })
                 .collect();
             wg.wait();
-            let after = resident_bytes();
+            let after = Reading::now();
             drop(tx);
             for thread in threads {
                 let _ = thread.join();
             }
-            Ok(format!(
-                "bytes_per_goroutine={:.1}",
-                (after? - before) as f64 / n as f64
-            ))
+            Ok(after?.per_goroutine_since(&before, n))
         }
         "guarded" | "dense" => {
             let rt = if policy == "dense" {
@@ -61,8 +63,8 @@ pub(crate) fn run(options: &Options) -> Result<String, String> {
                 let budget = gstack::stack_limit();
                 if n > budget {
                     return Err(format!(
-                        "skipped: {n} parked goroutines need {n} guarded stacks, and \
-                         vm.max_map_count = {} allows {budget}",
+                        "skipped: {n} parked goroutines need {n} guarded stacks, and this kernel \
+                         (no guard regions, vm.max_map_count = {}) allows {budget}",
                         gstack::max_map_count()
                     ));
                 }
@@ -71,7 +73,7 @@ pub(crate) fn run(options: &Options) -> Result<String, String> {
             let per = rt.block_on(move || {
                 let (tx, rx) = chan::<()>(0);
                 let wg = WaitGroup::new();
-                let before = resident_bytes()?;
+                let before = Reading::now()?;
                 for _ in 0..n {
                     let (wg, rx) = (wg.clone(), rx.clone());
                     wg.add(1);
@@ -81,13 +83,94 @@ pub(crate) fn run(options: &Options) -> Result<String, String> {
                     }));
                 }
                 wg.wait();
-                let after = resident_bytes();
+                let after = Reading::now();
                 drop(tx);
-                Ok::<_, String>((after? - before) as f64 / n as f64)
+                Ok::<_, String>(after?.per_goroutine_since(&before, n))
             });
             rt.shutdown();
-            Ok(format!("bytes_per_goroutine={:.1}", per?))
+            per
         }
         other => Err(format!("unknown policy {other:?}")),
     }
+}
+
+/// Resident memory and page tables at one moment.
+struct Reading {
+    resident: u64,
+    page_tables: u64,
+}
+
+impl Reading {
+    fn now() -> Result<Reading, String> {
+        Ok(Reading {
+            resident: resident_bytes()?,
+            page_tables: page_table_bytes()?,
+        })
+    }
+
+    /// The growth since `before`, per goroutine: in all, resident, and in page tables.
+    fn per_goroutine_since(&self, before: &Reading, n: usize) -> String {
+        let per = |after: u64, before: u64| after.saturating_sub(before) as f64 / n as f64;
+        let resident = per(self.resident, before.resident);
+        let page_tables = per(self.page_tables, before.page_tables);
+        format!(
+            "bytes_per_goroutine={:.1} resident_per_goroutine={resident:.1} \
+             page_tables_per_goroutine={page_tables:.1}",
+            resident + page_tables
+        )
+    }
+}
+
+/// `n` goroutines that each touch `BURST_DEPTH` bytes of stack and end; what stays resident,
+/// and in page tables, once they all have and the runtime's idle workers had time to trim.
+fn burst(n: usize, workers: usize) -> Result<String, String> {
+    #[inline(never)]
+    fn touch_stack() -> u8 {
+        let frame = std::hint::black_box([1u8; BURST_DEPTH]);
+        frame[BURST_DEPTH / 2]
+    }
+    let rt = runtime(workers)?;
+    let (before, peak) = rt.block_on(move || {
+        let before = Reading::now()?;
+        let wg = WaitGroup::new();
+        let (release_tx, release) = chan::<()>(0);
+        for _ in 0..n {
+            let (wg, release) = (wg.clone(), release.clone());
+            wg.add(1);
+            drop(gsched::go(move || {
+                std::hint::black_box(touch_stack());
+                wg.done();
+                let _ = release.recv();
+            }));
+        }
+        wg.wait();
+        let peak = Reading::now()?;
+        drop(release_tx);
+        Ok::<_, String>((before, peak))
+    })?;
+    // Every goroutine ends once the channel closes; the idle workers trim meanwhile.
+    let grown = |reading: &Reading| reading.resident.saturating_sub(before.resident);
+    // Read until it has stopped falling for a while (at most 2 s).
+    let mut after = Reading::now()?;
+    let mut steady = 0;
+    for _ in 0..100 {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let now = Reading::now()?;
+        steady = if now.resident < after.resident {
+            0
+        } else {
+            steady + 1
+        };
+        after = now;
+        if steady == 5 {
+            break;
+        }
+    }
+    rt.shutdown();
+    Ok(format!(
+        "peak_bytes={} after_burst_resident_bytes={} after_burst_page_table_bytes={}",
+        grown(&peak) + peak.page_tables.saturating_sub(before.page_tables),
+        grown(&after),
+        after.page_tables.saturating_sub(before.page_tables)
+    ))
 }
