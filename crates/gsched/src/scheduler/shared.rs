@@ -306,28 +306,33 @@ impl RuntimeShared {
     pub(crate) fn schedule_woken(self: &Arc<Self>, task: TaskRef) {
         let home = task.home.load(Ordering::Relaxed);
         debug_assert_ne!(home, NO_HOME, "only a goroutine that ran can be parked");
+        // The common case, a goroutine waking one of its own worker's, in one look at the
+        // thread's worker: the task goes into `runnext` right there.
+        let mut task = Some(task);
         let waker = WorkerLocal::with_current(|local| {
-            (Arc::ptr_eq(&local.shared, self) && local.in_goroutine()).then_some(local.index)
+            if !(Arc::ptr_eq(&local.shared, self) && local.in_goroutine()) {
+                return None;
+            }
+            if local.index == home
+                && let Some(previous) = local.runnext.replace(task.take())
+            {
+                self.workers[home].ready.push(previous);
+            }
+            Some(local.index)
         })
         .flatten();
-        match waker {
-            Some(index) if index == home => {
-                let mut task = Some(task);
-                WorkerLocal::with_current(|local| {
-                    if let Some(previous) = local.runnext.replace(task.take()) {
-                        self.workers[index].ready.push(previous);
-                    }
-                });
-                // One goroutine runs next, as in Go: the one spawned before goes to the queue,
-                // or a pair talking through `runnext` would keep it waiting for good.
-                let worker = &self.workers[index];
-                if !worker.next.is_empty()
-                    && let Some(spawned) = worker.next.pop()
-                {
-                    self.push_fresh(index, spawned);
-                }
-                return;
+        let Some(task) = task else {
+            // One goroutine runs next, as in Go: the one spawned before goes to the queue, or a
+            // pair talking through `runnext` would keep it waiting for good.
+            let worker = &self.workers[home];
+            if !worker.next.is_empty()
+                && let Some(spawned) = worker.next.pop()
+            {
+                self.push_fresh(home, spawned);
             }
+            return;
+        };
+        match waker {
             Some(index) if task.migratable => {
                 if let Some(displaced) = self.workers[index].next.force_push(task) {
                     self.push_fresh(index, displaced);
