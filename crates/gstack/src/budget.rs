@@ -62,6 +62,13 @@ pub enum StackError {
         /// The largest size accepted ([`MAX_STACK_SIZE`](crate::MAX_STACK_SIZE)).
         max: usize,
     },
+    /// A pool cache bound above what a pool accepts.
+    CacheSize {
+        /// The number of stacks asked for.
+        requested: usize,
+        /// The most accepted ([`MAX_CACHED_STACKS`](crate::MAX_CACHED_STACKS)).
+        max: usize,
+    },
     /// Every stack of a dense region is on loan.
     RegionFull {
         /// The number of stacks in the region.
@@ -113,6 +120,10 @@ impl fmt::Display for StackError {
                 "a goroutine stack of {requested} bytes is outside the accepted sizes, \
                  {min} to {max} bytes (sizes within are rounded up to whole pages)"
             ),
+            StackError::CacheSize { requested, max } => write!(
+                f,
+                "a stack cache of {requested} stacks is more than a pool keeps (at most {max})"
+            ),
             StackError::Os(err) => write!(f, "failed to map a goroutine stack: {err}"),
         }
     }
@@ -123,7 +134,8 @@ impl std::error::Error for StackError {
         match self {
             StackError::MapLimit { .. }
             | StackError::RegionFull { .. }
-            | StackError::InvalidSize { .. } => None,
+            | StackError::InvalidSize { .. }
+            | StackError::CacheSize { .. } => None,
             StackError::Os(err) => Some(err),
         }
     }

@@ -91,8 +91,8 @@ pub use grow::{grow, maybe_grow, remaining_stack, set_current_stack};
 pub use guarded::{GOROUTINE_STACK_SIZE, GuardedStack};
 pub use overflow::{ensure_alt_stack, install_overflow_handler};
 pub use pool::{
-    DEFAULT_GLOBAL_CAPACITY, DEFAULT_THREAD_CACHE, DEFAULT_WARM_BYTES, PooledStack, StackPool,
-    StackPoolBuilder,
+    DEFAULT_GLOBAL_CAPACITY, DEFAULT_THREAD_CACHE, DEFAULT_WARM_BYTES, MAX_CACHED_STACKS,
+    PooledStack, StackPool, StackPoolBuilder,
 };
 #[doc(hidden)]
 pub use region::force_mapping_per_stack;

@@ -112,14 +112,15 @@ pub struct StackPoolBuilder {
 }
 
 impl StackPoolBuilder {
-    /// Stacks each thread keeps whole for reuse ([`DEFAULT_THREAD_CACHE`] unless set).
+    /// Stacks each thread keeps whole for reuse ([`DEFAULT_THREAD_CACHE`] unless set; at most
+    /// [`MAX_CACHED_STACKS`]).
     pub fn thread_cache(mut self, stacks: usize) -> Self {
         self.thread_cache = stacks;
         self
     }
 
     /// Stacks the global queue keeps for reuse, each with its top `warm_bytes` committed
-    /// ([`DEFAULT_GLOBAL_CAPACITY`] unless set; 0 for none).
+    /// ([`DEFAULT_GLOBAL_CAPACITY`] unless set; 0 for none; at most [`MAX_CACHED_STACKS`]).
     pub fn global_capacity(mut self, stacks: usize) -> Self {
         self.global_capacity = stacks;
         self
@@ -137,9 +138,18 @@ impl StackPoolBuilder {
     /// # Errors
     ///
     /// [`StackError::InvalidSize`] when the stack size is outside what
-    /// [`check_stack_size`](crate::check_stack_size) accepts.
+    /// [`check_stack_size`](crate::check_stack_size) accepts, and [`StackError::CacheSize`]
+    /// when a cache bound is above [`MAX_CACHED_STACKS`] (the queues are allocated up front).
     pub fn build(self) -> Result<StackPool, StackError> {
         slot::check_stack_size(self.stack_size)?;
+        for requested in [self.thread_cache, self.global_capacity] {
+            if requested > MAX_CACHED_STACKS {
+                return Err(StackError::CacheSize {
+                    requested,
+                    max: MAX_CACHED_STACKS,
+                });
+            }
+        }
         Ok(StackPool::with_limits(
             self.stack_size,
             self.thread_cache,
@@ -148,6 +158,9 @@ impl StackPoolBuilder {
         ))
     }
 }
+
+/// The most stacks a pool's thread cache or global queue may keep.
+pub const MAX_CACHED_STACKS: usize = 1 << 20;
 
 struct ThreadCache {
     pool_id: usize,

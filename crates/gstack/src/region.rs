@@ -94,19 +94,33 @@ pub(crate) fn supported() -> bool {
     }
 }
 
-/// Whether the kernel installs a guard marker in a scratch mapping. `EINVAL` means it has no
-/// guard regions; any other failure (the scratch mapping itself refused, a seccomp filter) is
-/// taken the same way, since the fallback works everywhere.
+/// Whether guard regions can serve stacks here: a 64-bit target (regions are sized in GiB),
+/// memory overcommit that honours `MAP_NORESERVE` (under `vm.overcommit_memory = 2` each
+/// region would be charged in full), and a guard marker that the kernel both accepts and
+/// enforces in a scratch mapping. Any doubt means the fallback, which works everywhere.
 fn probe() -> bool {
+    if cfg!(not(target_pointer_width = "64")) || strict_overcommit() {
+        return false;
+    }
     let page = page_size();
     let Ok(mapping) = crate::sys::map_lazily(2 * page) else {
         return false;
     };
     // SAFETY: the first page of a private anonymous mapping made just now, holding nothing.
     let installed = unsafe { crate::sys::install_guard(mapping as usize, page) }.is_ok();
+    // An emulator may accept the advice and do nothing (qemu-user returns 0 for any advice it
+    // does not know): check that the page really refuses access, by asking the kernel to read
+    // it, which fails with EFAULT instead of faulting.
+    let enforced = installed && crate::sys::refuses_access(mapping as usize);
     // SAFETY: exactly the scratch mapping made above, used by nothing else.
     unsafe { libc::munmap(mapping, 2 * page) };
-    installed
+    enforced
+}
+
+/// Whether the kernel charges every private writable mapping in full (`vm.overcommit_memory`
+/// is 2).
+fn strict_overcommit() -> bool {
+    std::fs::read_to_string("/proc/sys/vm/overcommit_memory").is_ok_and(|mode| mode.trim() == "2")
 }
 
 /// Test support: makes pools take new stacks from a mapping per stack from now on, as on a
@@ -125,7 +139,8 @@ pub(crate) fn disable() {
 
 /// Bytes of address space reserved per region: costs nothing until touched, and 4 GiB holds
 /// about 15,000 stacks of 256 KiB or 60,000 of 64 KiB.
-const REGION_BYTES: usize = 4 << 30;
+// Only ever used on 64-bit targets (see `probe`); the cast keeps 32-bit builds compiling.
+const REGION_BYTES: usize = (4u64 << 30) as usize;
 /// The fewest slots a region holds, for stacks so large that `REGION_BYTES` holds fewer.
 pub(crate) const MIN_REGION_SLOTS: usize = 16;
 /// Regions the table holds: at least 4 TiB of address space in all (64 times what a million
@@ -176,7 +191,9 @@ pub(crate) fn reserve(
     }
     let mut slots = (REGION_BYTES / slot_size).max(MIN_REGION_SLOTS);
     let (start, len) = loop {
-        let len = slots * slot_size;
+        let Some(len) = slots.checked_mul(slot_size) else {
+            return Ok(None);
+        };
         match crate::sys::map_lazily(len) {
             Ok(mapping) => break (mapping as usize, len),
             Err(err) if err.raw_os_error() == Some(libc::ENOMEM) && slots > 1 => slots /= 2,

@@ -106,7 +106,7 @@ impl SlotClass {
                 .fresh
                 .lock()
                 .unwrap_or_else(|poison| poison.into_inner());
-            if fresh.0 == fresh.1 {
+            if fresh.1 - fresh.0 < self.slot_size {
                 let region = region::reserve(self.slot_size, self.stack_size)
                     .map_err(TakeError::Stack)?
                     .ok_or(TakeError::Unavailable)?;

@@ -83,7 +83,47 @@ pub(crate) unsafe fn install_guard(start: usize, len: usize) -> io::Result<()> {
 /// The range is page aligned and lies inside a private anonymous mapping that the caller owns,
 /// and nothing in it is in use or needed.
 pub(crate) unsafe fn release_pages(start: usize, len: usize) {
-    // SAFETY: as the caller guarantees. It cannot fail on such a range; a failure would only
-    // leave the pages resident.
+    // SAFETY: as the caller guarantees. It fails only on memory the process locked (EINVAL);
+    // the pages then stay resident, which is all a failure costs.
     unsafe { libc::madvise(start as *mut libc::c_void, len, libc::MADV_DONTNEED) };
+}
+
+/// Whether the page at `address` refuses access: the kernel, asked to copy one byte from it
+/// into a pipe, answers EFAULT rather than reading it. Touches nothing in this process.
+pub(crate) fn refuses_access(address: usize) -> bool {
+    let mut fds = [0; 2];
+    // SAFETY: `fds` has room for the two descriptors pipe(2) writes.
+    if unsafe { libc::pipe(fds.as_mut_ptr()) } != 0 {
+        return false;
+    }
+    // SAFETY: write(2) only reads the byte at `address` in the kernel, which reports a bad
+    // address as EFAULT; the descriptors are this function's own.
+    let written = unsafe { libc::write(fds[1], address as *const libc::c_void, 1) };
+    let refused = written == -1 && io::Error::last_os_error().raw_os_error() == Some(libc::EFAULT);
+    // SAFETY: closing the two descriptors made above.
+    unsafe {
+        libc::close(fds[0]);
+        libc::close(fds[1]);
+    }
+    refused
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{install_guard, map_lazily, refuses_access};
+
+    /// The check behind trusting guard regions: an ordinary page is readable, a page with a
+    /// guard marker is not (where the kernel has guard regions).
+    #[test]
+    fn a_guarded_page_refuses_access_and_an_ordinary_one_does_not() {
+        let page = ctxswitch::page_size();
+        let mapping = map_lazily(2 * page).unwrap() as usize;
+        assert!(!refuses_access(mapping + page));
+        // SAFETY: the first page of a mapping made above, holding nothing.
+        if unsafe { install_guard(mapping, page) }.is_ok() {
+            assert!(refuses_access(mapping));
+        }
+        // SAFETY: exactly the mapping made above.
+        unsafe { libc::munmap(mapping as *mut libc::c_void, 2 * page) };
+    }
 }
