@@ -1,29 +1,14 @@
 //! Overflow reports, checked in child processes that really overflow.
 
 mod common;
-
-use std::os::unix::process::ExitStatusExt;
-use std::process::Output;
+mod report;
 
 use ctxswitch::Coroutine;
 use gstack::GuardedStack;
+use report::assert_aborted_with;
 use testkit::ChildTest;
 
 const CHILD: ChildTest = ChildTest::new("GSTACK_OVERFLOW_CHILD");
-
-fn assert_aborted_with(output: &Output, expected: &str) {
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(
-        output.status.signal(),
-        Some(libc::SIGABRT),
-        "child ended with {:?}; stderr:\n{stderr}",
-        output.status
-    );
-    assert!(
-        stderr.contains(expected),
-        "stderr lacks {expected:?}:\n{stderr}"
-    );
-}
 
 #[test]
 fn a_coroutine_overflow_names_the_goroutine() {

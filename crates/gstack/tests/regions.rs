@@ -3,13 +3,13 @@
 //! Crashes and anything process-wide run in child processes.
 
 mod common;
+mod report;
 
-use std::os::unix::process::ExitStatusExt;
-use std::process::Output;
 use std::time::Duration;
 
 use ctxswitch::{Coroutine, Stack, page_size};
 use gstack::{PooledStack, StackBackend, StackError, StackPool};
+use report::assert_aborted_with;
 use testkit::ChildTest;
 
 const CHILD: ChildTest = ChildTest::new("GSTACK_REGIONS_CHILD");
@@ -25,20 +25,6 @@ fn guard_regions_or_skip(test: &str) -> bool {
         );
     }
     supported
-}
-
-fn assert_aborted_with(output: &Output, expected: &str) {
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(
-        output.status.signal(),
-        Some(libc::SIGABRT),
-        "child ended with {:?}; stderr:\n{stderr}",
-        output.status
-    );
-    assert!(
-        stderr.contains(expected),
-        "stderr lacks {expected:?}:\n{stderr}"
-    );
 }
 
 /// Resident pages of `range` by `mincore`.
