@@ -59,11 +59,11 @@ where
         // Only now may shutdown unwind the caller: nothing here touches its stack any more.
         drop(borrow);
     });
-    // SAFETY: the job borrows only what `f` borrows from the caller, which outlives the job's
-    // use of it: the caller does not return before the job sets `done`, after which the job
-    // touches only what it owns; and until then the caller is not unwound at shutdown (it
-    // counts a borrower, released by the job last, see `Borrow`), so its stack stays in place
-    // even if it never resumes.
+    // The job borrows only what `f` borrows from the caller. The caller does not return before
+    // the job sets `done`, after which the job touches only what it owns; and until then the
+    // caller is not unwound at shutdown (it counts a borrower, released by the job last, see
+    // `Borrow`), so its stack stays in place even if it never resumes.
+    // SAFETY: as just said, what the job borrows outlives the job's use of it.
     let job: Job = unsafe { std::mem::transmute::<Box<dyn FnOnce() + Send + '_>, Job>(job) };
     if let Err(job) = pool.submit(job) {
         run_refused(job);

@@ -228,11 +228,11 @@ pub(crate) fn reserve(
 /// `slot_end` is the end of a slot of a published region (regions are never unmapped, so the
 /// reference lives as long as the process).
 pub(crate) unsafe fn label_at(slot_end: usize) -> &'static Label {
-    // SAFETY: the last `LABEL_SIZE` bytes of a slot are read-write memory of a region that is
-    // never unmapped, aligned (slots are page aligned and `LABEL_SIZE` is 64), and used for
-    // nothing but the label. `Label` is made of atomics only, so any bytes there (zero for a
-    // page never touched or just released) are a valid label, and shared access through
-    // atomics is sound.
+    // The last `LABEL_SIZE` bytes of a slot are read-write memory of a region that is never
+    // unmapped, aligned (slots are page aligned and `LABEL_SIZE` is 64), and used for nothing
+    // but the label.
+    // SAFETY: as just said; `Label` is made of atomics only, so any bytes there (zero for a
+    // page never touched or just released) are a valid label, and shared access is sound.
     unsafe { &*((slot_end - LABEL_SIZE) as *const Label) }
 }
 

@@ -142,7 +142,7 @@ impl ChildRun<'_> {
         self
     }
 
-    /// Runs the test even though it is `#[ignore]`d, for a child half kept out of ordinary runs
+    /// Runs the test even though it is marked ignored, for a child half kept out of ordinary runs
     /// that way instead of by an early return.
     ///
     /// # Examples
