@@ -88,3 +88,50 @@ fn a_long_wait_for_stacks_that_an_outside_thread_ends_is_not_killed() {
         "{output:?}"
     );
 }
+
+/// Stacks idle in another worker's cache count as in use: when goroutines wait for a stack,
+/// that worker hands its cache over instead of sleeping on it. Before, the goroutines waited for
+/// good behind four cached stacks on a sleeping worker.
+#[test]
+fn goroutines_waiting_for_stacks_get_those_cached_on_another_worker() {
+    const NAME: &str = "goroutines_waiting_for_stacks_get_those_cached_on_another_worker";
+    if CHILD.is_child(NAME) {
+        let rt = Runtime::builder().workers(2).build().unwrap();
+        let finished = rt.block_on(|| {
+            gstack::set_stack_limit(gstack::stacks_in_use() + 4);
+            // Four goroutines run at once on the other worker and end: their four stacks stay in
+            // its cache.
+            let started = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+            let spread: Vec<_> = (0..4)
+                .map(|_| {
+                    let started = std::sync::Arc::clone(&started);
+                    gsched::Builder::new()
+                        .spread()
+                        .spawn(move || {
+                            started.fetch_add(1, Ordering::SeqCst);
+                            while started.load(Ordering::SeqCst) < 4 {
+                                gsched::yield_now();
+                            }
+                        })
+                        .unwrap()
+                })
+                .collect();
+            for handle in spread {
+                handle.join().unwrap();
+            }
+            // Let that worker go to sleep with them.
+            gsched::sleep(Duration::from_millis(50));
+            let handles: Vec<_> = (0..4u32).map(|i| go(move || i)).collect();
+            handles.into_iter().map(|h| h.join().unwrap()).sum::<u32>()
+        });
+        assert_eq!(finished, 6);
+        println!("all finished");
+        return;
+    }
+    let output = CHILD.run(NAME).limit(Duration::from_secs(30)).output();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success() && stdout.contains("all finished"),
+        "{output:?}"
+    );
+}

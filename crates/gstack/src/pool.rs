@@ -284,8 +284,9 @@ impl StackPool {
     }
 
     /// Moves this thread's cached stacks of this pool to the global queue, giving back their
-    /// cold pages, or back to the backend when it is full.
-    pub fn release_thread_cache(&self) {
+    /// cold pages, or back to the backend when it is full; returns how many it moved. Other
+    /// threads can then have them: a thread's cache is its own.
+    pub fn release_thread_cache(&self) -> usize {
         let stacks = THREAD_CACHES
             .try_with(|caches| {
                 let mut caches = caches.borrow_mut();
@@ -296,9 +297,11 @@ impl StackPool {
                     .unwrap_or_default()
             })
             .unwrap_or_default();
+        let moved = stacks.len();
         for stack in stacks {
             self.inner.put_global(stack);
         }
+        moved
     }
 
     /// Stacks waiting in the global queue.

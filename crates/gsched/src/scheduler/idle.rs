@@ -182,6 +182,12 @@ mod worker_idle {
         /// is due.
         pub(in crate::scheduler) fn idle(&self) {
             let shared = &*self.shared;
+            // Goroutines wait for stacks while this worker keeps some cached: hand them over
+            // and let one of those goroutines try again.
+            if !shared.waiting_for_stack.is_empty() && shared.stacks.release_thread_cache() > 0 {
+                self.retry_waiting_for_stack();
+                return;
+            }
             let max_spinners = (shared.workers.len() / 2).max(1);
             if shared.spinning.fetch_add(1, Ordering::SeqCst) < max_spinners {
                 let start = Instant::now();

@@ -47,6 +47,26 @@ impl StackPolicy {
         }
     }
 
+    /// Hands the calling worker's cached stacks to the pool's shared queue, where goroutines
+    /// waiting for a stack on other workers can have them; how many moved.
+    pub(super) fn release_thread_cache(&self) -> usize {
+        match self {
+            StackPolicy::Guarded { default_pool } => default_pool.release_thread_cache(),
+            StackPolicy::Dense { .. } => 0,
+        }
+    }
+
+    /// Whether a stack may be had now without one coming back first: under the stack limit, or
+    /// one waits in the shared queue.
+    pub(super) fn may_have_stack(&self) -> bool {
+        match self {
+            StackPolicy::Guarded { default_pool } => {
+                gstack::stacks_in_use() < gstack::stack_limit() || default_pool.global_len() > 0
+            }
+            StackPolicy::Dense { .. } => false,
+        }
+    }
+
     pub(super) fn get(&self, size: usize) -> Result<GoroutineStack, StackError> {
         match self {
             StackPolicy::Guarded { default_pool } if default_pool.stack_size() == size => {

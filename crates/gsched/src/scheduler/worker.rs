@@ -285,6 +285,13 @@ impl WorkerLocal {
                 Err(StartError::NoStackYet) => {
                     task.state.finish_yield();
                     self.shared.waiting_for_stack.push(task);
+                    // A stack returned between the refusal and the push found nobody waiting:
+                    // look again. And stacks idle in other workers' caches count as in use:
+                    // wake an idle worker to hand its cache over (see `idle`).
+                    if self.shared.stacks.may_have_stack() {
+                        self.retry_waiting_for_stack();
+                    }
+                    self.shared.wake_idle_worker();
                     return;
                 }
                 Err(StartError::Failed(reason)) => {
@@ -437,6 +444,15 @@ pub(super) enum StealCheck {
     /// A few goroutines wait; they may be taken if their worker stays busy.
     AfterGrace,
     Now,
+}
+
+impl WorkerLocal {
+    /// Moves one goroutine waiting for a stack to this worker's inbox, to try again.
+    pub(super) fn retry_waiting_for_stack(&self) {
+        if let Some(waiting) = self.shared.waiting_for_stack.pop() {
+            self.shared.workers[self.index].ready.push(waiting);
+        }
+    }
 }
 
 /// Why a goroutine did not start.
