@@ -30,12 +30,7 @@ fn goroutines_wait_for_stacks_when_the_budget_is_spent() {
         println!("all finished");
         return;
     }
-    let output = CHILD.run(NAME).output();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success() && stdout.contains("all finished"),
-        "{output:?}"
-    );
+    assert_all_finished(&CHILD.run(NAME).output());
 }
 
 /// Goroutines wait for stacks longer than the stall check while an outside thread holds the
@@ -78,11 +73,7 @@ fn a_long_wait_for_stacks_that_an_outside_thread_ends_is_not_killed() {
         return;
     }
     let output = CHILD.run(NAME).output();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success() && stdout.contains("all finished"),
-        "{output:?}"
-    );
+    assert_all_finished(&output);
     assert!(
         !String::from_utf8_lossy(&output.stderr).contains("no goroutine can make progress"),
         "{output:?}"
@@ -128,7 +119,11 @@ fn goroutines_waiting_for_stacks_get_those_cached_on_another_worker() {
         println!("all finished");
         return;
     }
-    let output = CHILD.run(NAME).limit(Duration::from_secs(30)).output();
+    assert_all_finished(&CHILD.run(NAME).limit(Duration::from_secs(30)).output());
+}
+
+/// The child ran every goroutine to the end and said so.
+fn assert_all_finished(output: &std::process::Output) {
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         output.status.success() && stdout.contains("all finished"),
