@@ -1,6 +1,7 @@
 //! gsync's primitives against their peers in one run: an uncontended lock against
 //! parking_lot's and std's, and unbuffered-channel ping-pong between two goroutines on one
-//! worker (Go's BenchmarkContextSwitch) against tokio's and may's channels.
+//! worker (Go's BenchmarkContextSwitch) against tokio's and may's channels, and `select!`
+//! against the run-time `Select` builder.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -110,5 +111,32 @@ fn ping_pong(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, uncontended_lock, ping_pong);
+/// A two-case select with one case ready: `select!` against the run-time `Select` builder.
+fn select_two_cases(c: &mut Criterion) {
+    let mut group = c.benchmark_group("select, 2 cases, one ready");
+    let (ready_tx, ready) = gsync::chan::<u64>(1);
+    let (_idle_tx, idle) = gsync::chan::<u64>(1);
+    group.bench_function("select!", |b| {
+        b.iter(|| {
+            ready_tx.send(1).expect("room for one");
+            gsync::select! {
+                recv(idle) -> value => black_box(value),
+                recv(ready) -> value => black_box(value),
+            }
+        });
+    });
+    group.bench_function("gsync::Select", |b| {
+        b.iter(|| {
+            ready_tx.send(1).expect("room for one");
+            let mut select = gsync::Select::new();
+            select.recv(&idle);
+            let op = select.recv(&ready);
+            let selected = select.select();
+            black_box(selected.recv(op))
+        });
+    });
+    group.finish();
+}
+
+criterion_group!(benches, uncontended_lock, ping_pong, select_two_cases);
 criterion_main!(benches);

@@ -7,17 +7,19 @@ package main
 import (
 	"flag"
 	"fmt"
+	"net"
 	"os"
 	"runtime"
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: bench memory|switch|locks|spawn|uncontended|scheduling [flags]")
+		fmt.Fprintln(os.Stderr, "usage: bench memory|switch|locks|spawn|uncontended|scheduling|echo-server [flags]")
 		os.Exit(2)
 	}
 	section, args := os.Args[1], os.Args[2:]
@@ -26,6 +28,7 @@ func main() {
 	workers := flags.Int("workers", runtime.NumCPU(), "GOMAXPROCS: OS threads running goroutines at once")
 	kind := flags.String("kind", "mutex", "locks: mutex or rwmutex; scheduling: fresh-partner, yield or hog")
 	rounds := flags.Int("rounds", 30, "scheduling fresh-partner: rounds")
+	expect := flags.Int("expect", 0, "echo-server: connections whose first round trip triggers the memory reading")
 	flags.Parse(args)
 	runtime.GOMAXPROCS(*workers)
 	switch section {
@@ -41,6 +44,8 @@ func main() {
 		uncontended(*n)
 	case "scheduling":
 		scheduling(*kind, *n, *rounds)
+	case "echo-server":
+		echoServer(*expect)
 	default:
 		fmt.Fprintf(os.Stderr, "unknown section %q\n", section)
 		os.Exit(2)
@@ -293,4 +298,49 @@ func pingPongHog(n int) {
 	<-done
 	<-done
 	fmt.Printf("ns_per_op=%.2f\n", float64(elapsed.Nanoseconds())/float64(n))
+}
+
+// The echo server twin of `experiment echo-server`: a goroutine per connection reading into a
+// 4 KiB buffer and writing back what it read. Prints port=P, and once `expect` connections have
+// each done a round trip, idle_bytes_per_conn=B ((ΔVmRSS + ΔVmPTE) / expect, after 300 ms).
+func echoServer(expect int) {
+	listener, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	rssBefore, pteBefore := residentAndPageTables()
+	fmt.Printf("port=%d\n", listener.Addr().(*net.TCPAddr).Port)
+	var firstTrips int64
+	for {
+		conn, err := listener.Accept()
+		if err != nil {
+			continue
+		}
+		go func(conn net.Conn) {
+			defer conn.Close()
+			conn.(*net.TCPConn).SetNoDelay(true)
+			buf := make([]byte, 4096)
+			first := true
+			for {
+				n, err := conn.Read(buf)
+				if err != nil || n == 0 {
+					return
+				}
+				if _, err := conn.Write(buf[:n]); err != nil {
+					return
+				}
+				if first {
+					first = false
+					if atomic.AddInt64(&firstTrips, 1) == int64(expect) {
+						go func() {
+							time.Sleep(300 * time.Millisecond)
+							rss, pte := residentAndPageTables()
+							fmt.Printf("idle_bytes_per_conn=%.0f\n", float64(rss+pte-rssBefore-pteBefore)/float64(expect))
+						}()
+					}
+				}
+			}
+		}(conn)
+	}
 }

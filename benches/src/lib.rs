@@ -1,5 +1,11 @@
 //! Shared helpers of the benchmark programs.
 
+/// The project README's Rust examples, compiled and run as doc tests of this unpublished
+/// crate (which depends on every crate they use), so that they keep working as pasted.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeExamples;
+
 /// This process's resident set size in bytes, from `/proc/self/statm`.
 ///
 /// Memory figures are differences of two readings around the allocation being measured, so

@@ -1,8 +1,9 @@
 //! Project automation, in plain Rust so that a fresh clone needs nothing installed but cargo.
 //!
-//! - `cargo xtask test`: formatting, clippy, every test (unit, integration, doc, both switch
-//!   backends, release mode), the loom models and a smoke run of the benchmark report, stopping
-//!   at the first failing step.
+//! - `cargo xtask test`: formatting, clippy, packaging of the published crates, every test
+//!   (unit, integration, doc, both switch backends, release mode), the docs with warnings as
+//!   errors, the loom models and a smoke run of the benchmark report, stopping at the first
+//!   failing step.
 //! - `cargo xtask bench [--quick] [--load] [--only SECTION]`: the report: the seed's experiments
 //!   side by side with OS threads and Go, as tables and plots (the `bench-report` program,
 //!   `benches/src/bin/bench_report/`, which runs the `experiment` program); `--load` runs a busy
@@ -12,6 +13,9 @@
 //! - `cargo xtask soak [--minutes N] [--seconds N] [--workers N] [--seed N]`: the soak program
 //!   (`benches/src/bin/soak.rs`), randomized rounds of goroutines checked for exact invariants,
 //!   for a minute unless told otherwise.
+//!
+//! Every command takes `--help` (exit 0); an unknown command or option is named, with exit
+//! status 2.
 
 use std::env;
 use std::path::{Path, PathBuf};
@@ -63,8 +67,34 @@ fn test_steps() -> Vec<Step> {
                 "warnings",
             ],
         ),
+        // What crates.io would refuse (metadata, files outside a package, dependencies
+        // without versions) fails here. Without verification: building each package again
+        // would add minutes, and the tests below build the same code.
+        Step::cargo(
+            "package the published crates",
+            &[
+                "package",
+                "--workspace",
+                "--exclude",
+                "benches",
+                "--exclude",
+                "xtask",
+                "--exclude",
+                "testkit",
+                "--no-verify",
+                "--allow-dirty",
+            ],
+        ),
         Step::cargo("tests", &["test", "--workspace", "--all-targets"]),
         Step::cargo("doc tests", &["test", "--workspace", "--doc"]),
+        // Broken intra-doc links and ambiguous names fail here, not on docs.rs.
+        Step {
+            name: "docs",
+            args: ["doc", "--workspace", "--no-deps"]
+                .map(String::from)
+                .to_vec(),
+            env: vec![("RUSTDOCFLAGS", "-D warnings".to_string())],
+        },
         Step::cargo(
             "tests (portable switch backend)",
             &[
@@ -95,8 +125,8 @@ fn test_steps() -> Vec<Step> {
                 "2",
             ],
         ),
-        // About 2 minutes on 2 cores: the build, then gsync's models (about a minute) and
-        // gsched's (under a second).
+        // About 2 minutes on 2 cores: the build, then gsync's models (about a minute), gsched's
+        // and gnet's (under a second each).
         Step {
             name: "loom models",
             args: [
@@ -105,7 +135,9 @@ fn test_steps() -> Vec<Step> {
                 "--package",
                 "gsched",
                 "--package",
-                "gsync",
+                "goroutines-sync",
+                "--package",
+                "gnet",
                 "--lib",
             ]
             .map(String::from)
@@ -153,7 +185,8 @@ fn criterion_steps(filter: &[String]) -> Vec<Step> {
 
 fn run(steps: &[Step], root: &Path) -> Result<(), String> {
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
-    for step in steps {
+    for (number, step) in steps.iter().enumerate() {
+        let counter = format!("[{}/{}]", number + 1, steps.len());
         let shown: Vec<String> = step
             .env
             .iter()
@@ -161,7 +194,7 @@ fn run(steps: &[Step], root: &Path) -> Result<(), String> {
             .chain(std::iter::once("cargo".to_string()))
             .chain(step.args.iter().cloned())
             .collect();
-        println!("==> {}: {}", step.name, shown.join(" "));
+        println!("==> {counter} {}: {}", step.name, shown.join(" "));
         let started = Instant::now();
         let status = Command::new(&cargo)
             .args(&step.args)
@@ -170,10 +203,10 @@ fn run(steps: &[Step], root: &Path) -> Result<(), String> {
             .status()
             .map_err(|err| format!("step '{}' could not start cargo: {err}", step.name))?;
         if !status.success() {
-            return Err(format!("step '{}' failed ({status})", step.name));
+            return Err(format!("step {counter} '{}' failed ({status})", step.name));
         }
         println!(
-            "==> {}: ok in {:.1} s",
+            "==> {counter} {}: ok in {:.1} s",
             step.name,
             started.elapsed().as_secs_f64()
         );
@@ -189,9 +222,33 @@ fn project_root() -> PathBuf {
 }
 
 const USAGE: &str = "usage: cargo xtask test
-       cargo xtask bench [--quick] [--load] [--only memory|switch|locks|spawn|amdahl|scheduling]
+       cargo xtask bench [--quick] [--load] [--only memory|switch|locks|spawn|amdahl|scheduling|network]
        cargo xtask bench --criterion [FILTER...]
-       cargo xtask soak [--minutes N] [--seconds N] [--workers N] [--seed N]";
+       cargo xtask soak [--minutes N] [--seconds N] [--workers N] [--seed N]
+
+  test    formatting, clippy, packaging, every test (debug and release, both switch backends),
+          the loom models, a 60 s soak and a quick run of the report: what CI runs
+  bench   the benchmark report (tables, plots, Go beside us when `go` is installed)
+  soak    randomized goroutine rounds checked for exact invariants
+
+Every command takes --help.";
+
+/// The report's sections, as `--only` takes them.
+const SECTIONS: [&str; 7] = [
+    "memory",
+    "switch",
+    "locks",
+    "spawn",
+    "amdahl",
+    "scheduling",
+    "network",
+];
+
+/// Whether `args` ask for help.
+fn wants_help(args: &[String]) -> bool {
+    args.iter()
+        .any(|arg| matches!(arg.as_str(), "--help" | "-h" | "help"))
+}
 
 /// What `cargo xtask bench` was asked for.
 enum BenchCommand {
@@ -213,6 +270,12 @@ fn parse_bench(args: &[String]) -> Result<BenchCommand, String> {
             "--quick" | "--load" => forwarded.push(arg.clone()),
             "--only" => {
                 let section = args.next().ok_or("--only needs a section name")?;
+                if !SECTIONS.contains(&section.as_str()) {
+                    return Err(format!(
+                        "unknown section {section:?} for --only (one of {})",
+                        SECTIONS.join(", ")
+                    ));
+                }
                 forwarded.extend([arg.clone(), section.clone()]);
             }
             other => return Err(format!("unknown bench option {other:?}")),
@@ -301,31 +364,37 @@ fn bench_report(args: &[String], root: &Path) -> ExitCode {
 
 fn main() -> ExitCode {
     let args: Vec<String> = env::args().skip(1).collect();
-    let steps = match args.first().map(String::as_str) {
-        Some("test") if args.len() == 1 => test_steps(),
-        Some("soak") => {
+    if args.is_empty() {
+        eprintln!("xtask: no command given\n{USAGE}");
+        return ExitCode::from(2);
+    }
+    if wants_help(&args) {
+        println!("{USAGE}");
+        return ExitCode::SUCCESS;
+    }
+    let usage_error = |message: String| {
+        eprintln!("xtask: {message}\n{USAGE}");
+        ExitCode::from(2)
+    };
+    let steps = match args[0].as_str() {
+        "test" => match args.get(1) {
+            None => test_steps(),
+            Some(other) => return usage_error(format!("unknown test option {other:?}")),
+        },
+        "soak" => {
             return match parse_soak(&args[1..]) {
                 Ok(forwarded) => run_bin("soak", &forwarded, &project_root()),
-                Err(message) => {
-                    eprintln!("xtask: {message}\n{USAGE}");
-                    ExitCode::from(2)
-                }
+                Err(message) => usage_error(message),
             };
         }
-        Some("bench") => match parse_bench(&args[1..]) {
+        "bench" => match parse_bench(&args[1..]) {
             Ok(BenchCommand::Criterion(filter)) => criterion_steps(&filter),
             Ok(BenchCommand::Report(forwarded)) => {
                 return bench_report(&forwarded, &project_root());
             }
-            Err(message) => {
-                eprintln!("xtask: {message}\n{USAGE}");
-                return ExitCode::from(2);
-            }
+            Err(message) => return usage_error(message),
         },
-        _ => {
-            eprintln!("{USAGE}");
-            return ExitCode::from(2);
-        }
+        other => return usage_error(format!("unknown command {other:?}")),
     };
     match run(&steps, &project_root()) {
         Ok(()) => {
@@ -341,7 +410,7 @@ fn main() -> ExitCode {
 
 #[cfg(test)]
 mod tests {
-    use super::{BenchCommand, parse_bench, parse_soak};
+    use super::{BenchCommand, parse_bench, parse_soak, wants_help};
 
     fn args(text: &str) -> Vec<String> {
         text.split_whitespace().map(String::from).collect()
@@ -362,6 +431,8 @@ mod tests {
             BenchCommand::Report(_) => panic!("not the report"),
         }
         assert!(parse_bench(&args("--only")).is_err());
+        let bad_section = parse_bench(&args("--only memroy")).err().unwrap();
+        assert!(bad_section.contains("\"memroy\""), "{bad_section}");
         assert!(parse_bench(&args("--fast")).is_err());
 
         assert_eq!(parse_soak(&[]).unwrap(), Vec::<String>::new());
@@ -372,5 +443,13 @@ mod tests {
         assert!(parse_soak(&args("--seconds")).is_err());
         assert!(parse_soak(&args("--seconds soon")).is_err());
         assert!(parse_soak(&args("--hours 1")).is_err());
+    }
+
+    #[test]
+    fn help_is_asked_for_in_any_of_the_usual_ways() {
+        assert!(wants_help(&args("--help")));
+        assert!(wants_help(&args("--quick -h")));
+        assert!(wants_help(&args("help")));
+        assert!(!wants_help(&args("--quick --only memory")));
     }
 }

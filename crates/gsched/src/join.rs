@@ -118,13 +118,23 @@ impl<T> Packet<T> {
     /// stores the result under, so either the joiner finds the result or `complete` finds the
     /// waiter.
     pub(crate) fn wait(&self) -> std::thread::Result<T> {
+        self.wait_unless(|| false)
+            .expect("only `stop` ends the wait early")
+    }
+
+    /// As `wait`, but gives up (`None`) once `stop` holds after a wake-up; whoever makes it
+    /// hold then unparks the waiter.
+    pub(crate) fn wait_unless(&self, stop: impl Fn() -> bool) -> Option<std::thread::Result<T>> {
         loop {
             {
                 let mut slot = self.slot();
                 if let Some(result) = slot.result.take() {
-                    return result;
+                    return Some(result);
                 }
                 slot.waiter = Some(current_unparker());
+            }
+            if stop() {
+                return None;
             }
             park_with_reason("join");
         }
@@ -143,6 +153,19 @@ impl<T> Drop for Packet<T> {
             self.drop_unjoined(result);
         }
     }
+}
+
+/// Whether a payload caught with `catch_unwind` is the unwind a runtime's shutdown sends through
+/// a parked goroutine to run its destructors, rather than a panic. Code that catches panics
+/// inside goroutines (to hand them on, as an error group does) must let this one go on at once
+/// with `resume_unwind`: the goroutine is being torn down.
+///
+/// ```
+/// let caught = std::panic::catch_unwind(|| panic!("a real panic")).unwrap_err();
+/// assert!(!gsched::is_shutdown_unwind(&*caught));
+/// ```
+pub fn is_shutdown_unwind(payload: &(dyn std::any::Any + Send)) -> bool {
+    ctxswitch::is_forced_unwind(payload)
 }
 
 /// A goroutine's outcome as its joiner sees it: the forced unwind of shutdown reads as
@@ -281,6 +304,13 @@ impl<T> JoinHandle<T> {
         // The result is taken: nothing is left for `drop` to detach.
         self.joined = true;
         result
+    }
+
+    /// As `join`, for `block_on`: gives up (`None`) when `stop` holds after a wake-up.
+    pub(crate) fn join_unless(mut self, stop: impl Fn() -> bool) -> Option<std::thread::Result<T>> {
+        let result = self.packet.get().wait_unless(stop)?;
+        self.joined = true;
+        Some(result)
     }
 
     /// Whether the goroutine has finished.

@@ -430,3 +430,33 @@ fn a_push_racing_a_worker_going_to_sleep_wakes_it() {
         worker.join().unwrap();
     });
 }
+
+/// `block_on_future`'s flag: a waker on another thread sets it and unparks the poller, which
+/// takes it after each poll and parks only when it was not set. Whatever the interleaving, the
+/// poller sees the wake and what the waker wrote before it.
+#[test]
+fn a_wake_between_poll_and_park_is_not_lost() {
+    loom::model(|| {
+        let flag = Arc::new(crate::wake_flag::WakeFlag::new());
+        let result = Arc::new(AtomicUsize::new(0));
+        let poller = {
+            let (flag, result) = (Arc::clone(&flag), Arc::clone(&result));
+            thread::spawn(move || {
+                // Poll: not ready yet. Then wait for the wake as `block_on_future` does.
+                while !flag.take() {
+                    thread::park();
+                }
+                assert_eq!(
+                    result.load(Ordering::Relaxed),
+                    42,
+                    "the wake published the result"
+                );
+            })
+        };
+        let poller_thread = poller.thread().clone();
+        result.store(42, Ordering::Relaxed);
+        flag.set();
+        poller_thread.unpark();
+        poller.join().unwrap();
+    });
+}

@@ -64,19 +64,19 @@ pub fn in_goroutine() -> bool {
 
 /// Parks the calling goroutine (or thread) until unparked; may return spuriously.
 pub fn park() {
-    park_with(None, "");
+    park_with(None, PARKED_WITHOUT_REASON);
 }
 
 /// As [`park`], naming what the goroutine waits on for the runtime's leak report.
 pub fn park_with_reason(reason: &'static str) {
-    park_with(None, reason);
+    park_with(None, or_bare(reason));
 }
 
 /// Parks the calling goroutine (or thread) until unparked or until `timeout` has passed; may
 /// return spuriously. A timeout too long to be a point in time (`Duration::MAX`) means no
 /// timeout, as with `std::thread::park_timeout`.
 pub fn park_timeout(timeout: Duration) {
-    park_with(Instant::now().checked_add(timeout), "");
+    park_with(Instant::now().checked_add(timeout), PARKED_WITHOUT_REASON);
 }
 
 /// Parks the calling goroutine (or thread) until unparked or until `deadline` has passed; may
@@ -93,17 +93,29 @@ pub fn park_timeout(timeout: Duration) {
 /// });
 /// ```
 pub fn park_until(deadline: Instant) {
-    park_with(Some(deadline), "");
+    park_with(Some(deadline), PARKED_WITHOUT_REASON);
 }
 
 /// As [`park_until`], naming what the goroutine waits on for the runtime's leak report (Go's
 /// wait reasons: "chan receive", "sync.Mutex.Lock"). With [`park_with_reason`], the form the
 /// synchronization primitives block through.
 pub fn park_with_reason_until(reason: &'static str, deadline: Instant) {
-    park_with(Some(deadline), reason);
+    park_with(Some(deadline), or_bare(reason));
 }
 
-/// The parking behind every public form; `reason` feeds the leak report.
+/// An empty reason reads as a bare `park`.
+#[inline]
+fn or_bare(reason: &'static str) -> &'static str {
+    if reason.is_empty() {
+        PARKED_WITHOUT_REASON
+    } else {
+        reason
+    }
+}
+
+/// The parking behind every public form; `reason` (never empty) feeds the leak report, the
+/// goroutine dump and the park counts.
+#[inline(always)]
 pub(crate) fn park_with(deadline: Option<Instant>, reason: &'static str) {
     let goroutine = WorkerLocal::with_current(|local| {
         let task = local.current_task()?;
@@ -113,6 +125,12 @@ pub(crate) fn park_with(deadline: Option<Instant>, reason: &'static str) {
         if let Some(deadline) = deadline {
             local.add_timer(deadline, local.current_ref()?);
         }
+        local.shared.workers[local.index].parks.count(reason);
+        if local.shared.config.park_backtraces && !task.migratable {
+            local.record_park_backtrace(task.id);
+        }
+        // SAFETY: this is the goroutine itself, on its runner's thread, after it started.
+        unsafe { task.set_parked_on(reason, local.shared.tick()) };
         Some(Some(task as *const Task))
     })
     .flatten();
@@ -124,13 +142,8 @@ pub(crate) fn park_with(deadline: Option<Instant>, reason: &'static str) {
             let task = unsafe { &*task };
             // SAFETY: as above.
             unsafe {
-                task.set_parked_on(if reason.is_empty() {
-                    PARKED_WITHOUT_REASON
-                } else {
-                    reason
-                });
                 task.yielder().suspend(Switch::Park);
-                task.set_parked_on("");
+                task.clear_parked_on();
             }
             if task.timer.cancel() {
                 task.runtime.pending_timers.fetch_sub(1, Ordering::SeqCst);

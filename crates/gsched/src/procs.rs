@@ -23,11 +23,16 @@ impl fmt::Display for ProcsError {
 
 impl std::error::Error for ProcsError {}
 
-/// The worker count from `GSCHED_PROCS` when it is set, else the CPUs the process may use.
+/// The worker count from `GSCHED_PROCS` when it is set, else the CPUs the process may use. An
+/// empty value counts as unset, as Go treats an empty `GOMAXPROCS`.
 pub(crate) fn default_workers() -> Result<usize, ProcsError> {
-    match std::env::var(PROCS_VAR) {
-        Ok(value) => parse_procs(&value),
-        Err(_) => Ok(available_cpus()),
+    procs_or_cpus(std::env::var(PROCS_VAR).ok().as_deref())
+}
+
+fn procs_or_cpus(value: Option<&str>) -> Result<usize, ProcsError> {
+    match value {
+        Some(value) if !value.trim().is_empty() => parse_procs(value),
+        _ => Ok(available_cpus()),
     }
 }
 
@@ -82,6 +87,15 @@ mod tests {
             let err = parse_procs(bad).unwrap_err();
             assert!(err.to_string().starts_with("GSCHED_PROCS="), "{err}");
         }
+    }
+
+    #[test]
+    fn an_empty_procs_value_counts_as_unset() {
+        assert_eq!(procs_or_cpus(Some("")), Ok(available_cpus()));
+        assert_eq!(procs_or_cpus(Some("  ")), Ok(available_cpus()));
+        assert_eq!(procs_or_cpus(None), Ok(available_cpus()));
+        assert_eq!(procs_or_cpus(Some("3")), Ok(3));
+        assert!(procs_or_cpus(Some("abc")).is_err());
     }
 
     #[test]

@@ -38,15 +38,22 @@ fn goroutines_on_the_same_worker_run_while_a_call_blocks() {
                     }
                 })
             };
-            blocking(|| std::thread::sleep(Duration::from_millis(200)));
+            // The call blocks until the ticker has ticked 20 times (10 s at most): a ticker
+            // pinned behind the call on its only worker would tick once.
+            let ticked = blocking(|| {
+                let deadline = std::time::Instant::now() + Duration::from_secs(10);
+                while ticks.load(Ordering::Relaxed) < 20 {
+                    if std::time::Instant::now() > deadline {
+                        return false;
+                    }
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                true
+            });
             let seen = ticks.load(Ordering::Relaxed);
             stop.store(true, Ordering::Release);
             ticker.join().unwrap();
-            // A ticker pinned behind a 200 ms sleep on its only worker would tick once.
-            assert!(
-                seen >= 20,
-                "the ticker ran {seen} times while the call blocked"
-            );
+            assert!(ticked, "the ticker ran {seen} times while the call blocked");
         });
     });
 }
@@ -199,14 +206,17 @@ fn a_blocking_call_that_returns_during_shutdown_lets_its_goroutine_unwind() {
                 gsched::sleep(Duration::from_millis(600));
             }
         }
-        drop(rt.spawn(|| {
+        let (slow_started, is_slow_started) = std::sync::mpsc::channel();
+        drop(rt.spawn(move || {
             let _slow = SlowDrop;
+            slow_started.send(()).unwrap();
             loop {
                 gsched::park();
             }
         }));
         is_started.recv().unwrap();
-        std::thread::sleep(Duration::from_millis(20));
+        // Shutdown unwinds only goroutines that started: this one must have.
+        is_slow_started.recv().unwrap();
         let report = rt.shutdown();
         assert!(
             unwound.load(Ordering::SeqCst),

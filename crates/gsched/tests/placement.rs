@@ -24,7 +24,20 @@ fn here() -> ThreadId {
 /// in most rounds, and every message between the two then crossed cores.
 #[test]
 fn partners_spawned_together_start_on_their_spawners_worker() {
-    let together = within(Duration::from_secs(30), || {
+    // A round may lose its core for the whole grace on a loaded machine, and a busy moment can
+    // last for many rounds: a few tries tell that from a policy that splits partners, which
+    // fails them all.
+    let together = (0..5).map(|_| pairs_together_of_20()).collect::<Vec<_>>();
+    assert!(
+        together.iter().any(|&pairs| pairs >= 16),
+        "no try had 16 of 20 pairs start next to their spawner: {together:?}"
+    );
+}
+
+/// Spawns 20 pairs of partners and waits for each; returns how many pairs started on their
+/// spawner's worker.
+fn pairs_together_of_20() -> usize {
+    within(Duration::from_secs(30), || {
         let rt = runtime(2);
         rt.block_on(|| {
             (0..20)
@@ -42,19 +55,28 @@ fn partners_spawned_together_start_on_their_spawners_worker() {
                 })
                 .count()
         })
-    });
-    // A round may lose its core for the whole grace on a loaded machine.
-    assert!(
-        together >= 16,
-        "only {together} of 20 pairs started next to their spawner"
-    );
+    })
 }
 
 /// One goroutine that spawns many long-lived children, each parking at once, and then blocks
 /// (an accept loop): the backlog is stolen at once, so the children start on every worker.
+///
+/// "At once" is as soon as the idle worker's thread gets a CPU: a machine busy enough to keep
+/// it off for the millisecond the burst lasts (a neighbouring test binary's exit, freeing
+/// gigabytes) leaves every child to the spawner's worker. A few tries tell such a moment from a
+/// policy that never spreads, which fails them all.
 #[test]
 fn an_accept_loop_spreads_its_children_over_every_worker() {
-    let threads = within(Duration::from_secs(30), || {
+    let spread = (0..5).map(|_| accept_loop_workers()).collect::<Vec<_>>();
+    assert!(
+        spread.contains(&2),
+        "the children started on one worker only, in every try: {spread:?}"
+    );
+}
+
+/// How many workers the children of one accept-loop burst started on.
+fn accept_loop_workers() -> usize {
+    within(Duration::from_secs(30), || {
         let rt = runtime(2);
         rt.block_on(|| {
             const CHILDREN: usize = 1_000;
@@ -87,8 +109,7 @@ fn an_accept_loop_spreads_its_children_over_every_worker() {
             }
             started.lock().unwrap().len()
         })
-    });
-    assert_eq!(threads, 2, "the children started on one worker only");
+    })
 }
 
 #[test]
@@ -218,9 +239,24 @@ fn receive<T>(from: &std::sync::mpsc::Receiver<T>) -> T {
 }
 
 /// On a runtime of migratable goroutines, a woken goroutine runs next on its waker's worker, as
-/// in Go: two goroutines that start apart and talk end up on one worker.
+/// in Go: two goroutines that start apart and talk end up on one worker. While the pair's worker
+/// thread waits for a CPU (other tests in this binary keep workers busy), the idle worker may take
+/// the woken partner and the pair runs apart for a while; a few tries tell such a moment from a
+/// policy that never brings them together, which fails them all.
 #[test]
 fn migratable_partners_started_apart_come_together() {
+    let together = (0..5)
+        .map(|_| rounds_together_of_the_last_100())
+        .collect::<Vec<_>>();
+    assert!(
+        together.iter().any(|&rounds| rounds >= 90),
+        "no try had 90 of its last 100 rounds together: {together:?}"
+    );
+}
+
+/// Plays 2,000 rounds between partners started apart; returns in how many of the last 100 both
+/// ran on one thread.
+fn rounds_together_of_the_last_100() -> usize {
     within(Duration::from_secs(30), || {
         // SAFETY: the goroutines below hold nothing tied to their thread across a park.
         let rt = unsafe { Runtime::builder().workers(2).migratable_goroutines() }
@@ -259,15 +295,11 @@ fn migratable_partners_started_apart_come_together() {
                 .spawn(player(1, to_first, second_gets, turn))
                 .unwrap();
             let (first, second) = (first.join().unwrap(), second.join().unwrap());
-            let together = first[ROUNDS - 100..]
+            first[ROUNDS - 100..]
                 .iter()
                 .zip(&second[ROUNDS - 100..])
                 .filter(|(a, b)| a == b)
-                .count();
-            assert!(
-                together >= 90,
-                "only {together} of the last 100 rounds together"
-            );
-        });
-    });
+                .count()
+        })
+    })
 }

@@ -46,10 +46,25 @@ fn a_started_goroutine_never_changes_thread() {
     assert_eq!(moved, 0);
 }
 
+/// A backlog of goroutines is shared out: the other worker steals its half. It must get a CPU
+/// before the spawner's worker runs them all (about 40 ms): a few tries tell a busy machine
+/// from a runtime that never steals, which fails them all.
 #[test]
 fn fresh_goroutines_spread_over_workers() {
+    let threads = (0..5)
+        .map(|_| workers_that_ran_a_backlog())
+        .collect::<Vec<_>>();
+    assert!(
+        threads.contains(&2),
+        "no try had both workers run fresh goroutines: {threads:?}"
+    );
+}
+
+/// Spawns 2,000 goroutines with some work each on a 2-worker runtime; how many worker threads
+/// ran them.
+fn workers_that_ran_a_backlog() -> usize {
     let rt = runtime(2);
-    let threads = rt.block_on(|| {
+    rt.block_on(|| {
         let seen = Arc::new(Mutex::new(HashSet::new()));
         let handles: Vec<_> = (0..2000)
             .map(|_| {
@@ -70,8 +85,7 @@ fn fresh_goroutines_spread_over_workers() {
         }
         let seen = seen.lock().unwrap();
         seen.len()
-    });
-    assert_eq!(threads, 2, "both workers ran fresh goroutines");
+    })
 }
 
 #[test]
@@ -273,7 +287,8 @@ fn a_migratable_goroutine_runs_and_joins() {
 }
 
 /// Ping-pong between a goroutine and a plain thread through park/unpark. A lost wake-up would
-/// leave the goroutine parked until its one-second safety timeout; none may happen.
+/// leave the goroutine parked until its five-second safety timeout (a delay the partner thread
+/// could not cause even on a loaded machine); none may happen.
 #[test]
 fn thread_to_goroutine_ping_pong_loses_no_wakeup() {
     let rt = runtime(1);
@@ -301,8 +316,8 @@ fn thread_to_goroutine_ping_pong_loses_no_wakeup() {
             partner_unparker.unpark();
             while !pong.swap(false, Ordering::Acquire) {
                 let start = Instant::now();
-                gsched::park_timeout(Duration::from_secs(1));
-                if start.elapsed() >= Duration::from_secs(1) {
+                gsched::park_timeout(Duration::from_secs(5));
+                if start.elapsed() >= Duration::from_secs(5) {
                     lost += 1;
                 }
             }

@@ -82,5 +82,5 @@ fn sleepers_sleep_concurrently() {
     second.join().unwrap();
     let elapsed = start.elapsed();
     assert!(elapsed >= Duration::from_millis(200));
-    assert!(elapsed < Duration::from_millis(2000), "{elapsed:?}");
+    assert!(elapsed < Duration::from_secs(10), "{elapsed:?}");
 }

@@ -384,17 +384,28 @@ fn a_stack_the_kernel_refuses_reaches_join() {
         let rt = Runtime::builder().workers(2).build().unwrap();
         let (failed, finished) = rt.block_on(|| {
             let release = Arc::new(AtomicBool::new(false));
+            let started = Arc::new(AtomicUsize::new(0));
             let handles: Vec<_> = (0..5_000)
                 .map(|_| {
-                    let release = Arc::clone(&release);
+                    let (release, started) = (Arc::clone(&release), Arc::clone(&started));
                     go(move || {
+                        started.fetch_add(1, Ordering::SeqCst);
                         while !release.load(Ordering::SeqCst) {
                             gsched::park_timeout(Duration::from_millis(20));
                         }
                     })
                 })
                 .collect();
-            gsched::sleep(Duration::from_millis(200));
+            // Every goroutine started, holding its stack, or failed to get one (and ended):
+            // released earlier, finished ones would hand their stacks to the rest.
+            let deadline = std::time::Instant::now() + Duration::from_secs(120);
+            while gsched::num_goroutines() > started.load(Ordering::SeqCst) + 1 {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "goroutines neither started nor failed"
+                );
+                gsched::sleep(Duration::from_millis(5));
+            }
             release.store(true, Ordering::SeqCst);
             let mut failed = 0;
             let mut finished = 0;

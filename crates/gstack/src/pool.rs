@@ -7,12 +7,14 @@
 //! pushes it on the thread's cache; when the cache is full the stack goes to the global queue,
 //! and first gives back to the kernel every page below its warm top, so a burst of deep
 //! goroutines does not pin memory after it ends. When the global queue is full too, the stack
-//! goes back to the backend: a slot has all its pages released (its guard stays) and waits on
-//! its class's cold list; a `GuardedStack` is unmapped.
+//! goes back to the backend: a slot has all its pages released (its guard stays), in a batch
+//! with others (see `slot.rs`), and waits on its class's cold list; a `GuardedStack` is
+//! unmapped.
 //!
 //! The warm cache is therefore bounded: at most `thread_cache` stacks per thread keep whatever
 //! pages they touched, and at most `global_capacity` stacks keep `warm_bytes` each. Everything
-//! else a burst touched is freed as its stacks come back.
+//! else a burst touched is freed as its stacks come back, but for the last, partial release
+//! batch of each stack size, which `gstack::release_pending` frees.
 //!
 //! Pages are released with `MADV_DONTNEED`, not `MADV_FREE`: see the crate docs, "Memory after a
 //! burst".

@@ -106,7 +106,9 @@ fn a_guard_survives_reuse_and_page_release() {
         let body = limit..base.next_multiple_of(page_size());
         assert_eq!(resident_pages(body.clone()), body.len() / page_size());
         drop(stack);
-        assert_eq!(resident_pages(body.clone()), 0, "released at return");
+        // Returned stacks are released in batches; the last, partial one on request.
+        assert_eq!(gstack::release_pending(), 1);
+        assert_eq!(resident_pages(body.clone()), 0, "released with its batch");
 
         let again = pool.get().unwrap();
         assert_eq!(
@@ -131,6 +133,74 @@ fn a_guard_survives_reuse_and_page_release() {
         &output,
         "writing into the guard\ngoroutine stack overflow: goroutine 9 (\"reused\"), stack of \
          64 KiB\n",
+    );
+}
+
+/// Neighbouring slots are released in one call that spans the guard pages between them: each
+/// of those guards still faults afterwards.
+#[test]
+fn guards_between_neighbouring_slots_survive_a_batched_release() {
+    const NAME: &str = "guards_between_neighbouring_slots_survive_a_batched_release";
+    if CHILD.is_child(NAME) {
+        gstack::install_overflow_handler().unwrap();
+        // A stack size of its own: a class, and a region, no other test in this process uses.
+        let pool = StackPool::builder(72 * 1024)
+            .thread_cache(0)
+            .global_capacity(0)
+            .build()
+            .unwrap();
+        let mut stacks: Vec<_> = (0..4).map(|_| pool.get().unwrap()).collect();
+        let guards: Vec<_> = stacks.iter().map(|stack| stack.guard_range()).collect();
+        let slot_size = 72 * 1024 + 2 * page_size();
+        for pair in guards.windows(2) {
+            assert_eq!(
+                pair[1].start,
+                pair[0].start + slot_size,
+                "carved side by side"
+            );
+        }
+        for stack in &stacks {
+            // SAFETY: every page of a stack this thread holds alone.
+            unsafe { std::ptr::write_bytes(stack.limit() as *mut u8, 0x5a, stack.size()) };
+        }
+        // The fourth stays in use beside the released run: its pages must stay.
+        let kept = stacks.pop().unwrap();
+        let bodies: Vec<_> = stacks
+            .iter()
+            .map(|stack| stack.limit()..stack.base().next_multiple_of(page_size()))
+            .collect();
+        drop(stacks);
+        assert_eq!(gstack::release_pending(), 3);
+        for body in &bodies {
+            assert_eq!(resident_pages(body.clone()), 0, "released with its batch");
+        }
+        // SAFETY: the lowest and the top word of the stack this thread still holds.
+        let (low, high) = unsafe {
+            (
+                (kept.limit() as *const u64).read_volatile(),
+                ((kept.base() - 8) as *const u64).read_volatile(),
+            )
+        };
+        assert_eq!((low, high), (0x5a5a_5a5a_5a5a_5a5a, 0x5a5a_5a5a_5a5a_5a5a));
+        let again: Vec<_> = (0..3).map(|_| pool.get().unwrap()).collect();
+        let middle = again
+            .iter()
+            .find(|stack| stack.guard_range() == guards[1])
+            .expect("the middle slot is reused");
+        middle.set_label(5, "middle");
+        eprintln!("writing into the middle guard");
+        // SAFETY: deliberately none: a write into the guard page, which must fault.
+        unsafe { ((guards[1].end - 8) as *mut u64).write_volatile(1) };
+        unreachable!("a guard released with its neighbours let a write through");
+    }
+    if !guard_regions_or_skip(NAME) {
+        return;
+    }
+    let output = CHILD.run(NAME).limit(CHILD_LIMIT).output();
+    assert_aborted_with(
+        &output,
+        "writing into the middle guard\ngoroutine stack overflow: goroutine 5 (\"middle\"), stack \
+         of 72 KiB\n",
     );
 }
 

@@ -1,7 +1,7 @@
 //! Go's channel idioms: a pipeline of goroutines over unbuffered channels, closing a channel to
 //! end a `for range` loop, and `select!` with a timeout.
 //!
-//! `cargo run -p gsync --example channels`
+//! `cargo run -p goroutines-sync --example channels`
 
 use std::time::Duration;
 

@@ -2,7 +2,7 @@
 //! five times with a short sleep between, and `count` observers that each lock and unlock once
 //! through a `Locker`; the read view of an `RwMutex` lets observers share the lock.
 //!
-//! `cargo run --release -p gsync --example mutex_vs_rwmutex`
+//! `cargo run --release -p goroutines-sync --example mutex_vs_rwmutex`
 
 use std::time::{Duration, Instant};
 

@@ -40,6 +40,12 @@ pub struct Mutex<T: ?Sized> {
 // sent between the holders' threads.
 unsafe impl<T: ?Sized + Send> Sync for Mutex<T> {}
 
+// Unwind-safe, as std's locks are, though without std's poisoning: like Go's, a panic while
+// the lock is held releases it and leaves the data as the panic left it, which a `catch_unwind`
+// around code that locks must be ready for (as tokio's locks decide too).
+impl<T: ?Sized> std::panic::UnwindSafe for Mutex<T> {}
+impl<T: ?Sized> std::panic::RefUnwindSafe for Mutex<T> {}
+
 /// Holds a [`Mutex`] locked; unlocks it when dropped.
 #[must_use = "the lock is released as soon as the guard is dropped"]
 pub struct MutexGuard<'a, T: ?Sized> {

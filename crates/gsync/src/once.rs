@@ -17,8 +17,15 @@ const RECHECK: usize = 1;
 
 /// A value computed once, by the first caller; the others park until it is ready.
 ///
+/// # After a panic
+///
 /// If the initializer panics, the `Once` stays empty and the next caller runs its own
-/// initializer (as `OnceLock` does; Go's `Once` would count the panicking call as done).
+/// initializer, as `std::sync::OnceLock::get_or_init` does. This is a deliberate departure
+/// from both Go, whose `Once.Do` counts the panicking call as done, and `std::sync::Once`,
+/// which poisons: a `Once<T>` that counted a panicking call as done would have no value to
+/// hand to later callers, and poisoning would turn one failure into a panic in every later
+/// caller. Waiters parked behind the panicking call wake and one of them runs its
+/// initializer. For Go's behaviour, catch the panic inside the closure.
 ///
 /// ```
 /// use gsync::Once;

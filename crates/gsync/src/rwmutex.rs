@@ -36,6 +36,12 @@ pub struct RwMutex<T: ?Sized> {
 // thread (needs `T: Send`), as for `std::sync::RwLock`.
 unsafe impl<T: ?Sized + Send + Sync> Sync for RwMutex<T> {}
 
+// Unwind-safe, as std's locks are, though without std's poisoning: like Go's, a panic while
+// the lock is held releases it and leaves the data as the panic left it, which a `catch_unwind`
+// around code that locks must be ready for (as tokio's locks decide too).
+impl<T: ?Sized> std::panic::UnwindSafe for RwMutex<T> {}
+impl<T: ?Sized> std::panic::RefUnwindSafe for RwMutex<T> {}
+
 /// Holds an [`RwMutex`] read-locked; unlocks when dropped.
 #[must_use = "the lock is released as soon as the guard is dropped"]
 pub struct RwMutexReadGuard<'a, T: ?Sized> {

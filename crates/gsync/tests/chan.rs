@@ -301,24 +301,30 @@ fn select_over_the_same_channel_twice_and_over_after() {
 
 #[test]
 fn competing_selects_on_both_ends_pair_up_exactly_once() {
-    // Selectors send and receive on the same pair of channels until told to stop; every
-    // completed exchange must be counted once on each side.
+    // Selectors send and receive on the same pair of channels until told to stop, once they
+    // made 100 exchanges; every completed exchange must be counted once on each side.
     let rt = runtime(2);
     let (sent, received) = rt.block_on(|| {
         let (x_tx, x) = chan::<u32>(0);
         let (y_tx, y) = chan::<u32>(0);
         let (stop_tx, stop) = chan::<()>(0);
+        let exchanges = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
         let handles: Vec<_> = (0..8)
             .map(|_| {
                 let (x_tx, x, y_tx, y) = (x_tx.clone(), x.clone(), y_tx.clone(), y.clone());
                 let stop = stop.clone();
+                let exchanges = std::sync::Arc::clone(&exchanges);
                 go(move || {
                     let (mut sent, mut received) = (0u32, 0u32);
+                    let mut count = || {
+                        sent += 1;
+                        exchanges.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    };
                     loop {
                         select! {
-                            send(x_tx, 1) -> result => { result.unwrap(); sent += 1; }
+                            send(x_tx, 1) -> result => { result.unwrap(); count(); }
                             recv(x) -> value => received += value.unwrap(),
-                            send(y_tx, 1) -> result => { result.unwrap(); sent += 1; }
+                            send(y_tx, 1) -> result => { result.unwrap(); count(); }
                             recv(y) -> value => received += value.unwrap(),
                             recv(stop) -> _closed => break,
                         }
@@ -327,7 +333,14 @@ fn competing_selects_on_both_ends_pair_up_exactly_once() {
                 })
             })
             .collect();
-        gsched::sleep(Duration::from_millis(50));
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while exchanges.load(std::sync::atomic::Ordering::Relaxed) < 100 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "fewer than 100 exchanges in 10 s"
+            );
+            gsched::sleep(Duration::from_millis(1));
+        }
         drop(stop_tx);
         handles
             .into_iter()
@@ -335,7 +348,6 @@ fn competing_selects_on_both_ends_pair_up_exactly_once() {
             .fold((0, 0), |(s, r), (hs, hr)| (s + hs, r + hr))
     });
     assert_eq!(sent, received);
-    assert!(sent > 100, "only {sent} exchanges in 50 ms");
 }
 
 #[test]

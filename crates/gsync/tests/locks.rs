@@ -252,3 +252,22 @@ fn the_rlocker_and_the_mutex_serve_as_lockers() {
         assert!(rw.try_write().is_some() && mutex.try_lock().is_some());
     });
 }
+
+#[test]
+fn locks_are_unwind_safe_as_std_locks_are() {
+    fn unwind_safe<T: std::panic::UnwindSafe + std::panic::RefUnwindSafe>(_: &T) {}
+    let mutex = Mutex::new(1);
+    let rwmutex = gsync::RwMutex::new(1);
+    unwind_safe(&mutex);
+    unwind_safe(&rwmutex);
+    // A closure borrowing them may be given to `catch_unwind` without `AssertUnwindSafe`; the
+    // panic releases the lock, and the data stays as the panic left it (no poisoning).
+    let caught = std::panic::catch_unwind(|| {
+        let mut held = mutex.lock();
+        *held = 2;
+        panic!("while holding the lock");
+    });
+    assert!(caught.is_err());
+    assert_eq!(*mutex.lock(), 2);
+    assert_eq!(*rwmutex.read(), 1);
+}

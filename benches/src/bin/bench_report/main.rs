@@ -14,6 +14,7 @@
 mod amdahl;
 mod locks;
 mod memory;
+mod network;
 mod plot;
 mod runner;
 mod scheduling;
@@ -27,8 +28,7 @@ use std::process::{Command, ExitCode};
 
 use runner::Runner;
 
-const USAGE: &str =
-    "usage: bench-report [--quick] [--load] [--only memory|switch|locks|spawn|amdahl|scheduling]";
+const USAGE: &str = "usage: bench-report [--quick] [--load] [--only memory|switch|locks|spawn|amdahl|scheduling|network]";
 
 /// One section of the report, as it was measured.
 struct Section {
@@ -50,7 +50,7 @@ struct SectionKind {
 }
 
 /// The sections, in report order.
-const SECTIONS: [SectionKind; 6] = [
+const SECTIONS: [SectionKind; 7] = [
     SectionKind {
         name: "memory",
         planned_runs: memory::planned_runs,
@@ -80,6 +80,11 @@ const SECTIONS: [SectionKind; 6] = [
         name: "scheduling",
         planned_runs: scheduling::planned_runs,
         section: scheduling::section,
+    },
+    SectionKind {
+        name: "network",
+        planned_runs: network::planned_runs,
+        section: network::section,
     },
 ];
 
@@ -164,8 +169,14 @@ fn run(root: &Path, options: &Options) -> Result<(), String> {
     }
     let _load = options.load.then(Load::start);
     let machine = format!(
-        "{}\nEach cell is the median of several runs, each in a fresh process, with ± half the \
-         interquartile range where that exceeds 0.5%.{}\n",
+        "{}{}\nEach cell is the median of several runs, each in a fresh process, with ± half the \
+         interquartile range where that exceeds 0.5%, marked \"noisy\" beyond 25%.{}\n",
+        if options.quick {
+            "**A quick run** (`--quick`): fewer processes per cell and shorter experiments, \
+             a check that the pipeline works; its numbers are not results.\n\n"
+        } else {
+            ""
+        },
         machine_description(go.is_ok()),
         if options.load {
             " Under load: a busy loop ran on every CPU for the whole run, ours and Go's alike."
@@ -196,6 +207,7 @@ fn run(root: &Path, options: &Options) -> Result<(), String> {
             let _ = writeln!(report, "\n![{}]({plot})", section.title);
         }
     }
+    remove_stale_plots(&out_dir, &sections);
     let report_path = out_dir.join("report.md");
     std::fs::write(&report_path, &report)
         .map_err(|err| format!("{}: {err}", report_path.display()))?;
@@ -206,6 +218,23 @@ fn run(root: &Path, options: &Options) -> Result<(), String> {
         publish(root, &out_dir, &machine, &sections)?;
     }
     Ok(())
+}
+
+/// Removes plots that this run did not draw (sections left out with `--only`), so the folder
+/// never shows an old plot next to a new report.
+fn remove_stale_plots(out_dir: &Path, sections: &[Section]) {
+    let Ok(entries) = std::fs::read_dir(out_dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let drawn = sections
+            .iter()
+            .any(|section| section.plot.as_deref() == Some(name.as_str()));
+        if name.ends_with(".svg") && !drawn {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
 }
 
 /// A busy loop on every CPU the process may use, until dropped.

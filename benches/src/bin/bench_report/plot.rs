@@ -77,8 +77,13 @@ pub(crate) fn line_chart(path: &Path, axes: &Axes<'_>, series: &[Series]) -> Res
             (low, max + pad)
         }
     };
-    let (x_min, x_max) = widen(x_min, x_max, axes.log_x, false);
-    let (y_min, y_max) = widen(y_min, y_max, axes.log_y, true);
+    // A log axis over less than a decade would show a single tick: such data reads better on a
+    // linear one.
+    let spans_decades = |min: f64, max: f64| min > 0.0 && max / min >= 10.0;
+    let log_x = axes.log_x && spans_decades(x_min, x_max);
+    let log_y = axes.log_y && spans_decades(y_min, y_max);
+    let (x_min, x_max) = widen(x_min, x_max, log_x, false);
+    let (y_min, y_max) = widen(y_min, y_max, log_y, true);
     let root = SVGBackend::new(path, (800, 480)).into_drawing_area();
     root.fill(&WHITE).map_err(|err| err.to_string())?;
     let mut builder = ChartBuilder::on(&root);
@@ -94,6 +99,9 @@ pub(crate) fn line_chart(path: &Path, axes: &Axes<'_>, series: &[Series]) -> Res
                 .map_err(|err| err.to_string())?;
             chart
                 .configure_mesh()
+                .x_label_formatter(&|value| tick(*value))
+                .y_label_formatter(&|value| tick(*value))
+                .y_labels(8)
                 .x_desc(axes.x_label)
                 .y_desc(axes.y_label)
                 .draw()
@@ -132,7 +140,7 @@ pub(crate) fn line_chart(path: &Path, axes: &Axes<'_>, series: &[Series]) -> Res
                 .map_err(|err| err.to_string())?;
         }};
     }
-    match (axes.log_x, axes.log_y) {
+    match (log_x, log_y) {
         (true, true) => draw!((x_min..x_max).log_scale(), (y_min..y_max).log_scale()),
         (true, false) => draw!((x_min..x_max).log_scale(), y_min..y_max),
         (false, true) => draw!(x_min..x_max, (y_min..y_max).log_scale()),
@@ -185,6 +193,7 @@ pub(crate) fn bar_chart(
                 .disable_y_mesh()
                 .y_labels(bars.len())
                 .y_label_formatter(&label_of)
+                .x_label_formatter(&|value| tick(*value))
                 .x_desc(unit)
                 .draw()
                 .map_err(|err| err.to_string())?;
@@ -203,4 +212,38 @@ pub(crate) fn bar_chart(
         draw!(0.0..max * 1.1, 0.0)
     }
     root.present().map_err(|err| err.to_string())
+}
+
+/// An axis tick as a reader wants it: whole numbers without a decimal point and with thousands
+/// grouped (`10,000`, not `10000.0`), others to three significant digits.
+fn tick(value: f64) -> String {
+    if value.abs() >= 1.0 && (value - value.round()).abs() < 1e-9 * value.abs().max(1.0) {
+        let rounded = value.round();
+        let grouped = crate::stats::thousands(rounded.abs() as usize);
+        return if rounded < 0.0 {
+            format!("-{grouped}")
+        } else {
+            grouped
+        };
+    }
+    if value == 0.0 {
+        return "0".to_string();
+    }
+    let digits = (2 - value.abs().log10().floor() as i32).max(0) as usize;
+    format!("{value:.digits$}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tick;
+
+    #[test]
+    fn ticks_read_as_numbers_people_write() {
+        assert_eq!(tick(10_000.0), "10,000");
+        assert_eq!(tick(100.0), "100");
+        assert_eq!(tick(0.0), "0");
+        assert_eq!(tick(2.5), "2.50");
+        assert_eq!(tick(0.125), "0.125");
+        assert_eq!(tick(-3000.0), "-3,000");
+    }
 }

@@ -175,6 +175,11 @@ impl Runner {
         }
     }
 
+    /// The Go twins' program, or why there is none.
+    pub(crate) fn go_program(&self) -> Result<&Path, &str> {
+        self.go.as_deref().map_err(String::as_str)
+    }
+
     /// A configuration not run, for `why`; the progress bar still counts its runs.
     pub(crate) fn skipped(&self, why: String) -> Outcome {
         self.progress.inc(self.repetitions as u64);

@@ -75,6 +75,8 @@ pub(crate) enum Unit {
     Seconds,
     Bytes,
     Ratio,
+    /// Events per second: `131k/s`.
+    PerSecond,
 }
 
 /// A value with its unit, scaled to read well: `225 ns`, `1.47 µs`, `3.4 ms`, `2.8 KB`.
@@ -93,6 +95,15 @@ pub(crate) fn format_value(value: f64, unit: Unit) -> String {
             }
         }
         Unit::Ratio => format!("{}×", significant(value)),
+        Unit::PerSecond => {
+            if value >= 1e6 {
+                format!("{}M/s", significant(value / 1e6))
+            } else if value >= 1e3 {
+                format!("{}k/s", significant(value / 1e3))
+            } else {
+                format!("{}/s", significant(value))
+            }
+        }
     }
 }
 
@@ -126,12 +137,18 @@ fn significant(value: f64) -> String {
     }
 }
 
+/// Half the interquartile range, in percent of the median, beyond which a cell is marked noisy.
+const NOISY_PERCENT: f64 = 25.0;
+
 /// A summary as a table cell: the median, and ± half the interquartile range when that is over
-/// half a percent of the median.
+/// half a percent of the median, marked "noisy" beyond `NOISY_PERCENT`.
 pub(crate) fn format_summary(summary: &Summary, unit: Unit) -> String {
     let median = format_value(summary.median, unit);
-    if summary.runs > 1 && summary.spread_percent() >= 1.0 {
-        format!("{median} ±{:.0}%", summary.spread_percent() / 2.0)
+    let half_spread = summary.spread_percent() / 2.0;
+    if summary.runs > 1 && half_spread > NOISY_PERCENT {
+        format!("{median} ±{half_spread:.0}% (noisy)")
+    } else if summary.runs > 1 && summary.spread_percent() >= 1.0 {
+        format!("{median} ±{half_spread:.0}%")
     } else {
         median
     }
@@ -242,6 +259,12 @@ mod tests {
         assert_eq!(format_summary(&tight, Unit::Nanoseconds), "100 ns");
         let loose = Summary::of(&[80.0, 90.0, 100.0, 110.0, 120.0]).unwrap();
         assert_eq!(format_summary(&loose, Unit::Nanoseconds), "100 ns ±10%");
+        let noisy = Summary::of(&[20.0, 50.0, 100.0, 150.0, 400.0]).unwrap();
+        assert!(
+            format_summary(&noisy, Unit::Nanoseconds).ends_with("(noisy)"),
+            "{}",
+            format_summary(&noisy, Unit::Nanoseconds)
+        );
     }
 
     #[test]

@@ -12,12 +12,18 @@
 //! experiment amdahl  --serial S --workers W --work UNITS
 //! experiment scheduling --kind fresh-partner|yield|hog|tickers [--n N] [--rounds R]
 //!            [--workers W] [--blocker none|blocking|raw]
+//! experiment echo    --server gnet|tokio|go [--go-program PATH] [--conns N] [--seconds S]
+//!            [--server-workers W] [--shared-cpus 1] [--idle 1]
+//! experiment echo-server --kind gnet|tokio [--workers W] [--expect N]
 //! ```
 
 mod amdahl;
+mod diagnostics;
+mod echo;
 mod locks;
 mod memory;
 mod scheduling;
+mod select;
 mod spawn;
 mod switch;
 mod uncontended;
@@ -25,8 +31,7 @@ mod uncontended;
 use std::collections::HashMap;
 use std::process::ExitCode;
 
-const USAGE: &str =
-    "usage: experiment memory|switch|locks|uncontended|spawn|amdahl|scheduling [--key value]...";
+const USAGE: &str = "usage: experiment memory|switch|locks|uncontended|spawn|amdahl|scheduling|diagnostics|select|echo|echo-server [--key value]...";
 
 fn main() -> ExitCode {
     let mut args = std::env::args().skip(1);
@@ -49,6 +54,10 @@ fn main() -> ExitCode {
         "spawn" => spawn::run(&options),
         "amdahl" => amdahl::run(&options),
         "scheduling" => scheduling::run(&options),
+        "diagnostics" => diagnostics::run(&options),
+        "select" => select::run(&options),
+        "echo" => echo::run(&options),
+        "echo-server" => echo::serve(&options),
         other => Err(format!("unknown experiment {other:?}")),
     };
     match result {

@@ -154,6 +154,33 @@ impl Builder {
         self
     }
 
+    /// Starts the goroutine on the workers in turn, the spawner's included, waking it. For the
+    /// goroutines of an accept loop, one per connection: each worker serves its share, the
+    /// loop's own (which mostly waits in `accept`) included, whether or not the others are
+    /// idle at that moment. Like [`spread`](Self::spread), it is never taken by another worker.
+    ///
+    /// ```
+    /// use std::collections::HashSet;
+    ///
+    /// let rt = gsched::Runtime::builder().workers(2).build().unwrap();
+    /// let threads: HashSet<_> = rt.block_on(|| {
+    ///     let children: Vec<_> = (0..4)
+    ///         .map(|_| {
+    ///             gsched::Builder::new()
+    ///                 .round_robin()
+    ///                 .spawn(|| std::thread::current().id())
+    ///                 .unwrap()
+    ///         })
+    ///         .collect();
+    ///     children.into_iter().map(|child| child.join().unwrap()).collect()
+    /// });
+    /// assert_eq!(threads.len(), 2);
+    /// ```
+    pub fn round_robin(mut self) -> Self {
+        self.placement = Placement::RoundRobin;
+        self
+    }
+
     /// Lets the goroutine resume on any worker after it started, as Go's goroutines do, for
     /// better balance. By default a goroutine that has run stays on its worker thread.
     ///

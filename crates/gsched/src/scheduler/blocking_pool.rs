@@ -91,6 +91,12 @@ impl BlockingPool {
         self.inner.state().threads
     }
 
+    /// Calls running or waiting now.
+    pub(crate) fn in_flight(&self) -> usize {
+        let state = self.inner.state();
+        state.jobs.len() + (state.threads - state.idle)
+    }
+
     /// Lets idle threads exit, and busy ones once their call returns.
     pub(crate) fn close(&self) {
         self.inner.state().closed = true;

@@ -127,7 +127,6 @@ impl IdleFlags {
 mod worker_idle {
     use std::cmp::Reverse;
     use std::sync::atomic::Ordering;
-    use std::thread;
     use std::time::{Duration, Instant};
 
     use super::super::worker::{StealCheck, WorkerLocal};
@@ -161,6 +160,7 @@ mod worker_idle {
             let shared = &*self.shared;
             let me = &shared.workers[self.index];
             self.runnext.borrow().is_some()
+                || me.watch.dump_wanted.load(Ordering::Acquire)
                 || !self.yielded.borrow().is_empty()
                 || !shared.injector.is_empty()
                 || !me.ready.is_empty()
@@ -182,6 +182,14 @@ mod worker_idle {
         /// is due.
         pub(in crate::scheduler) fn idle(&self) {
             let shared = &*self.shared;
+            if shared.workers[self.index]
+                .watch
+                .dump_wanted
+                .load(Ordering::Acquire)
+            {
+                self.answer_dumps();
+                return;
+            }
             // Goroutines wait for stacks while this worker keeps some cached: hand them over
             // and let one of those goroutines try again.
             if !shared.waiting_for_stack.is_empty() && shared.stacks.release_thread_cache() > 0 {
@@ -192,6 +200,10 @@ mod worker_idle {
             if shared.spinning.fetch_add(1, Ordering::SeqCst) < max_spinners {
                 let start = Instant::now();
                 let mut now = start;
+                // What the driver has ready (a socket's data) is work too, as Go's scheduler
+                // polls the network before it looks further: spinning blind to it would leave
+                // it waiting for the whole spin.
+                self.poll_driver();
                 // Longer while goroutines wait out their steal grace elsewhere: this worker is
                 // the one to take them if their worker stays busy.
                 while now.duration_since(start) < SPIN_TIME
@@ -204,6 +216,7 @@ mod worker_idle {
                         }
                         std::hint::spin_loop();
                     }
+                    self.poll_driver();
                     now = Instant::now();
                     if self
                         .timers
@@ -229,12 +242,7 @@ mod worker_idle {
                 .into_iter()
                 .flatten()
                 .min();
-            match wake_at {
-                Some(deadline) => {
-                    thread::park_timeout(deadline.saturating_duration_since(Instant::now()))
-                }
-                None => thread::park(),
-            }
+            self.wait_idle(wake_at);
             shared.end_sleep(self.index);
         }
 
@@ -246,7 +254,11 @@ mod worker_idle {
             if now.duration_since(trimmed_at) < TRIM_INTERVAL {
                 return gave_back;
             }
-            let gave_back = self.heap.heap().trim() | crate::slab::trim_shared();
+            // Stacks given back wait in batches for their pages to be released (see gstack's
+            // `release_pending`): an idle moment ends the last, partial batch.
+            let gave_back = self.heap.heap().trim()
+                | crate::slab::trim_shared()
+                | (gstack::release_pending() > 0);
             self.heap_trimmed.set((now, gave_back));
             gave_back
         }

@@ -18,7 +18,9 @@
 //! | `worker` | a worker's own state and loop: pop, steal, run a goroutine until it switches out |
 //! | `idle` | spinning, sleeping and waking, with the no-lost-wake-up argument |
 //! | `blocking_pool` | the threads that run `blocking` calls |
-//! | `monitor` | the monitor thread (Go's sysmon): time slices, stuck workers, the stall report |
+//! | `monitor` | the monitor thread (Go's sysmon): time slices, stuck workers, the stall report, schedtrace |
+//! | `deadlock` | the monitor's deadlock report |
+//! | `dump` | collecting the goroutine dump from the workers, and the counters behind `Runtime::metrics` |
 //! | `timers` | each worker's timer heap; `timer_word` decides which of a timer and a wake-up retires a timed park |
 //! | `shutdown` | unwinding what is left, scope owners after their borrowers |
 //! | `stacks` | the stack policy and what happens when stacks run out |
@@ -28,8 +30,8 @@
 //! `idle`, `state`, `steal` and `timer_word` hold the protocols that the loom models check, and
 //! are built on the loom shim under `--cfg goroutines_loom`; the rest is not built then.
 //!
-//! Rooms for what comes next: the deadlock report and the goroutine dump belong in `monitor`,
-//! and an I/O driver would plug into `idle` where a worker parks its thread.
+//! `driver` is where an idle worker waits: its thread's park, or the runtime's
+//! [`Driver`](crate::driver::Driver) once a library installed one.
 
 pub(crate) mod idle;
 pub(crate) mod state;
@@ -38,6 +40,12 @@ pub(crate) mod timer_word;
 
 #[cfg(not(goroutines_loom))]
 pub(crate) mod blocking_pool;
+#[cfg(not(goroutines_loom))]
+pub(crate) mod deadlock;
+#[cfg(not(goroutines_loom))]
+pub(crate) mod driver;
+#[cfg(not(goroutines_loom))]
+pub(crate) mod dump;
 #[cfg(not(goroutines_loom))]
 pub(crate) mod injector;
 #[cfg(not(goroutines_loom))]

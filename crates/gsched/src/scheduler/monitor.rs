@@ -11,7 +11,10 @@
 //! - **Stuck workers.** A worker that has run one goroutine for `stuck_after` (20 ms) without a
 //!   switch (a blocking system call, or a loop that never calls into the library) gets its
 //!   `stuck` mark: idle workers may take its unstarted goroutines at once, and one is woken to
-//!   do so. The goroutine is reported once, with its name, spawn site and how long it ran.
+//!   do so. The goroutine is reported once, with its name, spawn site and how long it ran,
+//!   unless the worker's thread spent most of that time waiting for a CPU (the kernel's
+//!   accounting says so on Linux, see `thread_times`): on a machine busier than its CPUs, the
+//!   goroutine is not to blame, until it has had the threshold's worth of CPU.
 //!   Goroutines already started on that worker wait: they never move.
 //! - **Stalls.** When goroutines wait for stacks and nothing in the process can release one, it
 //!   says so once (see `stacks::report_stack_exhaustion`).
@@ -25,13 +28,15 @@
 use std::collections::HashSet;
 use std::panic::Location;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, AtomicU64, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use super::RuntimeShared;
+use super::deadlock::{DeadlockWatch, act_on_deadlock};
 use super::stacks::{process_threads, report_stack_exhaustion};
 use crate::shim::Clock;
+use thread_times::{Measure, ThreadTimes, goroutine_to_blame, thread_times};
 
 /// The monitor's default thresholds (Go's `forcePreemptNS` is 10 ms).
 pub(crate) const DEFAULT_PREEMPT_AFTER: Duration = Duration::from_millis(10);
@@ -51,6 +56,10 @@ const MAX_LONG_RUN_REPORTS: usize = 16;
 pub(crate) struct MonitorConfig {
     pub(crate) preempt_after: Duration,
     pub(crate) stuck_after: Duration,
+    /// Whether a goroutine that ran `stuck_after` without a switch is reported.
+    pub(crate) report_long_runs: bool,
+    /// How often to print the scheduler's counters (`GSCHED_DEBUG=schedtrace=N`), if at all.
+    pub(crate) schedtrace: Option<Duration>,
     pub(crate) clock: Clock,
 }
 
@@ -77,6 +86,15 @@ pub(crate) struct Watch {
     pub(crate) preempt: AtomicBool,
     /// The running goroutine has run `stuck_after` without a switch.
     pub(crate) stuck: AtomicBool,
+    /// A goroutine dump waits for this worker's list (see `dump.rs`).
+    pub(crate) dump_wanted: AtomicBool,
+    /// The worker's kernel thread id (0 until it starts, or where there is none to read).
+    pub(crate) os_thread: AtomicI32,
+    /// Counters for `Runtime::metrics`, bumped by the worker only.
+    pub(crate) spawned: AtomicU64,
+    pub(crate) steals: AtomicU64,
+    pub(crate) local_wakes: AtomicU64,
+    pub(crate) remote_wakes: AtomicU64,
 }
 
 impl Watch {
@@ -88,6 +106,12 @@ impl Watch {
             running_site: AtomicPtr::new(std::ptr::null_mut()),
             preempt: AtomicBool::new(false),
             stuck: AtomicBool::new(false),
+            dump_wanted: AtomicBool::new(false),
+            os_thread: AtomicI32::new(0),
+            spawned: AtomicU64::new(0),
+            steals: AtomicU64::new(0),
+            local_wakes: AtomicU64::new(0),
+            remote_wakes: AtomicU64::new(0),
         }
     }
 
@@ -115,8 +139,9 @@ impl Watch {
 
 /// Adds one to a counter only its owner writes: a load and a store, no locked instruction.
 #[inline]
-fn bump(counter: &AtomicU64) {
-    counter.store(counter.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+pub(crate) fn bump(counter: &AtomicU64) {
+    // Release: a reader that acquires a non-zero count sees what was stored before the first.
+    counter.store(counter.load(Ordering::Relaxed) + 1, Ordering::Release);
 }
 
 /// What the monitor last saw of one worker.
@@ -125,7 +150,13 @@ struct Seen {
     switched_at: Instant,
     slices: u64,
     sliced_at: Instant,
+    /// The measure of the worker thread's time during the current run without a switch, if
+    /// one was taken (see `thread_times`).
+    measure: Option<Measure>,
 }
+
+/// A thread's accounting, by kernel thread id: [`thread_times`], or a stand-in in tests.
+type ThreadTimesOf = Box<dyn Fn(i32) -> Option<ThreadTimes> + Send>;
 
 /// The monitor's memory between two looks.
 pub(crate) struct Monitor {
@@ -135,6 +166,10 @@ pub(crate) struct Monitor {
     reported: HashSet<u64>,
     /// When goroutines were first seen waiting for stacks with no progress, and the progress.
     stall: Option<(Instant, u64)>,
+    deadlock: DeadlockWatch,
+    /// When schedtrace last printed.
+    traced_at: Instant,
+    thread_times_of: ThreadTimesOf,
 }
 
 impl Monitor {
@@ -146,6 +181,7 @@ impl Monitor {
                 switched_at: now,
                 slices: 0,
                 sliced_at: now,
+                measure: None,
             })
             .collect();
         Monitor {
@@ -153,17 +189,26 @@ impl Monitor {
             seen,
             reported: HashSet::new(),
             stall: None,
+            deadlock: DeadlockWatch::default(),
+            traced_at: now,
+            thread_times_of: Box::new(thread_times),
         }
     }
 
     /// The monitor thread's loop, until shutdown.
     pub(crate) fn run(mut self) {
         let busy_period = self.shared.monitor.period();
+
         let mut period = busy_period;
         while !self.shared.shutdown.load(Ordering::Acquire) {
             thread::park_timeout(period);
             let now = self.shared.monitor.clock.now();
+            self.shared.set_tick(now);
             self.look(now);
+            if let Some(report) = self.deadlock.look(&self.shared, now) {
+                act_on_deadlock(&self.shared, &report);
+            }
+            self.trace(now);
             // Back off while the whole runtime sleeps, as sysmon does.
             period = if self.shared.idle.sleepers() == self.shared.workers.len() {
                 (period * 2).min(IDLE_PERIOD.max(busy_period))
@@ -176,6 +221,11 @@ impl Monitor {
     /// One look at every worker, at time `now`; returns the reports it printed.
     pub(crate) fn look(&mut self, now: Instant) -> Vec<String> {
         let mut reports = Vec::new();
+        // Shutdown unwinds goroutines that parked long ago, and no queue can move any more:
+        // nothing to mark or report.
+        if self.shared.shutdown.load(Ordering::Acquire) {
+            return reports;
+        }
         let config = &self.shared.monitor;
         for (index, seen) in self.seen.iter_mut().enumerate() {
             let watch = &self.shared.workers[index].watch;
@@ -186,6 +236,7 @@ impl Monitor {
             if switches != seen.switches {
                 seen.switches = switches;
                 seen.switched_at = now;
+                seen.measure = None;
             }
             if slices != seen.slices {
                 seen.slices = slices;
@@ -200,18 +251,71 @@ impl Monitor {
                 watch.preempt.store(true, Ordering::Relaxed);
             }
             let ran = now.duration_since(seen.switched_at);
-            if ran >= config.stuck_after && !watch.stuck.load(Ordering::Relaxed) {
+            // A worker in one goroutine since the last look does not poll its driver: what is
+            // ready there would wait for it, so the monitor handles it, as sysmon polls the
+            // network.
+            if !ran.is_zero()
+                && let Some(installed) = self.shared.driver.get()
+            {
+                installed.driver.poll(index);
+            }
+            let reportable = config.report_long_runs
+                && self.reported.len() < MAX_LONG_RUN_REPORTS
+                && !self.reported.contains(&running);
+            let tid = watch.os_thread.load(Ordering::Relaxed);
+            // Half way, the measure of the worker thread's time begins, so that the goroutine
+            // can be judged when the threshold is reached.
+            if reportable && ran >= config.stuck_after / 2 && seen.measure.is_none() {
+                seen.measure = (self.thread_times_of)(tid).map(|times| Measure::start(now, times));
+            }
+            if ran < config.stuck_after {
+                continue;
+            }
+            // Idle workers take the unstarted goroutines of a worker that does not switch,
+            // whether its goroutine blocks or its thread waits for a CPU.
+            if !watch.stuck.load(Ordering::Relaxed) {
                 watch.stuck.store(true, Ordering::Release);
                 self.shared.wake_idle_worker();
-                if self.reported.len() < MAX_LONG_RUN_REPORTS && self.reported.insert(running) {
-                    // SAFETY: `running_site` holds null or a `&'static Location`.
-                    let site = unsafe { site.as_ref() };
-                    reports.push(report_long_run(&self.shared, index, running, site, ran));
-                }
+            }
+            let judge = seen
+                .measure
+                .is_none_or(|measure| measure.long_enough(now, config.stuck_after / 4));
+            if reportable
+                && judge
+                && goroutine_to_blame(
+                    &mut seen.measure,
+                    (self.thread_times_of)(tid),
+                    now,
+                    config.stuck_after,
+                )
+            {
+                self.reported.insert(running);
+                // SAFETY: `running_site` holds null or a `&'static Location`.
+                let site = unsafe { site.as_ref() };
+                reports.push(report_long_run(&self.shared, index, running, site, ran));
             }
         }
         self.look_for_stall(now);
         reports
+    }
+
+    /// Prints the counters every `schedtrace` period, if asked to.
+    fn trace(&mut self, now: Instant) {
+        use std::io::Write;
+        let Some(every) = self.shared.monitor.schedtrace else {
+            return;
+        };
+        if now.duration_since(self.traced_at) < every {
+            return;
+        }
+        self.traced_at = now;
+        let since_start = now.saturating_duration_since(self.shared.started);
+        let line = format!(
+            "SCHED {}ms: {}",
+            since_start.as_millis(),
+            self.shared.metrics()
+        );
+        let _ = writeln!(std::io::stderr(), "{line}");
     }
 
     /// The stall report: goroutines wait for stacks while, for `STALL_CHECK`, no goroutine
@@ -273,3 +377,4 @@ fn report_long_run(
 
 #[cfg(test)]
 mod tests;
+mod thread_times;

@@ -6,13 +6,17 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering, fence};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::Thread;
+use std::time::Instant;
 
 use crossbeam_queue::{ArrayQueue, SegQueue};
 
 use super::blocking_pool::BlockingPool;
+use super::deadlock::DeadlockAction;
+use super::driver::InstalledDriver;
+use super::dump::{DumpRequests, ParkCounts};
 use super::idle::IdleFlags;
 use super::injector::Injector;
-use super::monitor::{MonitorConfig, Watch};
+use super::monitor::{MonitorConfig, Watch, bump};
 use super::stacks::StackPolicy;
 use super::task::{DROPPED_AT_SHUTDOWN, NO_HOME, Task};
 use super::task_ref::TaskRef;
@@ -29,6 +33,8 @@ pub(crate) enum Placement {
     SameWorker,
     /// On another worker than the spawner's (an idle one if any), woken for it; never stolen.
     Spread,
+    /// On the workers in turn, the spawner's included, woken for it; never stolen.
+    RoundRobin,
 }
 
 /// A value on a cache line (two, against adjacent-line prefetch) of its own.
@@ -75,7 +81,7 @@ pub(crate) mod live {
         COUNTS[shard].0.fetch_add(delta, Ordering::Relaxed);
     }
 
-    pub(super) fn total() -> usize {
+    pub(crate) fn total() -> usize {
         let sum: isize = COUNTS
             .iter()
             .map(|shard| shard.0.load(Ordering::Relaxed))
@@ -93,6 +99,10 @@ pub(crate) struct Config {
     pub(crate) leak_report: bool,
     /// Every goroutine may move between workers (`RuntimeBuilder::migratable_goroutines`).
     pub(crate) all_migratable: bool,
+    pub(crate) deadlock: DeadlockAction,
+    pub(crate) dump_on_sigquit: bool,
+    /// Each park captures a backtrace for the dump (`RuntimeBuilder::park_backtraces`).
+    pub(crate) park_backtraces: bool,
 }
 
 /// Goroutines by id, hashed cheaply.
@@ -117,8 +127,25 @@ pub(crate) struct RuntimeShared {
     /// Started, unfinished goroutines that may migrate: they have no one home worker whose
     /// `live` map could hold them.
     pub(crate) migratable_live: Mutex<TaskMap>,
-    /// Threads blocked in `block_on` on this runtime, which the stall report counts as ours.
-    pub(super) blocked_in_block_on: AtomicUsize,
+    /// Threads blocked in `block_on` on this runtime, which the stall and deadlock reports
+    /// count as ours, and which a deadlock wakes.
+    /// Each with the id of the main goroutine it waits for.
+    blocked_in_block_on: Mutex<Vec<(Thread, u64)>>,
+    /// The deadlock report fired, for a runtime whose `block_on` then panics.
+    deadlocked: AtomicBool,
+    /// When the runtime started, and the monitor's clock since then in milliseconds.
+    pub(crate) started: Instant,
+    pub(super) ticks: Padded<AtomicU64>,
+    pub(crate) dumps: DumpRequests,
+    /// Goroutines spawned, and goroutines woken, from threads that are not this runtime's
+    /// workers (which count their own in their `Watch`).
+    pub(super) outside_spawns: Padded<AtomicU64>,
+    pub(super) outside_wakes: Padded<AtomicU64>,
+    /// Goroutines dropped unstarted at shutdown.
+    pub(super) discarded: AtomicU64,
+    /// Held while the shared queues are emptied and refilled: by the goroutine dump, and by
+    /// shutdown's last sweep.
+    shared_queues: Mutex<()>,
     /// Whether the stall report was printed.
     pub(super) stall_reported: AtomicBool,
     /// Goroutines unwound, dropped or leaked at shutdown, and their report lines.
@@ -127,6 +154,10 @@ pub(crate) struct RuntimeShared {
     pub(crate) blocking: BlockingPool,
     /// The monitor's thread, woken at shutdown.
     pub(crate) monitor_thread: OnceLock<Thread>,
+    /// What idle workers wait in, once a library installed it (see `crate::driver`).
+    pub(crate) driver: OnceLock<InstalledDriver>,
+    /// Held while a driver is built, so that one is built at most once.
+    pub(crate) driver_installing: Mutex<()>,
     /// Names of the named goroutines that exist, by id, for the monitor's reports (which cannot
     /// reach a goroutine's header safely).
     named: Mutex<HashMap<u64, Arc<str>, BuildHasherDefault<IdHasher>>>,
@@ -149,6 +180,8 @@ pub(crate) struct WorkerShared {
     /// Bumped whenever a goroutine finishes here: the stall detector's sign of life, per worker
     /// so that finishing goroutines do not contend on one counter.
     pub(super) progress: AtomicU64,
+    /// Parks by wait reason, counted by the goroutines of this worker.
+    pub(crate) parks: Padded<ParkCounts>,
 }
 
 impl RuntimeShared {
@@ -168,6 +201,7 @@ impl RuntimeShared {
                     ready: SegQueue::new(),
                     thread: OnceLock::new(),
                     progress: AtomicU64::new(0),
+                    parks: Padded(ParkCounts::new()),
                 })
                 .collect(),
             injector: Injector::new(INJECTOR_RING),
@@ -180,12 +214,22 @@ impl RuntimeShared {
             stacks,
             config,
             migratable_live: Mutex::new(HashMap::default()),
-            blocked_in_block_on: AtomicUsize::new(0),
+            blocked_in_block_on: Mutex::new(Vec::new()),
+            deadlocked: AtomicBool::new(false),
+            started: Instant::now(),
+            ticks: Padded(AtomicU64::new(0)),
+            dumps: DumpRequests::default(),
+            outside_spawns: Padded(AtomicU64::new(0)),
+            outside_wakes: Padded(AtomicU64::new(0)),
+            discarded: AtomicU64::new(0),
+            shared_queues: Mutex::new(()),
             stall_reported: AtomicBool::new(false),
             leaked: Mutex::new(Vec::new()),
             monitor,
             blocking,
             monitor_thread: OnceLock::new(),
+            driver: OnceLock::new(),
+            driver_installing: Mutex::new(()),
             named: Mutex::new(HashMap::default()),
         })
     }
@@ -202,16 +246,65 @@ impl RuntimeShared {
         self.workers.len()
     }
 
-    /// Counts the calling thread as blocked in `block_on` until the guard drops.
-    pub(crate) fn block_on_started(&self) -> impl Drop + '_ {
-        struct Blocked<'a>(&'a AtomicUsize);
+    /// Counts the calling thread as blocked in `block_on`, waiting for goroutine `main`, until
+    /// the guard drops.
+    pub(crate) fn block_on_started(&self, main: u64) -> impl Drop + '_ {
+        struct Blocked<'a>(&'a Mutex<Vec<(Thread, u64)>>, std::thread::ThreadId);
         impl Drop for Blocked<'_> {
             fn drop(&mut self) {
-                self.0.fetch_sub(1, Ordering::Relaxed);
+                let mut threads = self.0.lock().unwrap_or_else(|poison| poison.into_inner());
+                if let Some(index) = threads.iter().position(|(thread, _)| thread.id() == self.1) {
+                    threads.swap_remove(index);
+                }
             }
         }
-        self.blocked_in_block_on.fetch_add(1, Ordering::Relaxed);
-        Blocked(&self.blocked_in_block_on)
+        let thread = std::thread::current();
+        let id = thread.id();
+        self.block_on_threads().push((thread, main));
+        Blocked(&self.blocked_in_block_on, id)
+    }
+
+    fn block_on_threads(&self) -> std::sync::MutexGuard<'_, Vec<(Thread, u64)>> {
+        self.blocked_in_block_on
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    /// The main goroutines that threads in `block_on` wait for: such a thread counts as the
+    /// runtime's own only while its goroutine has not finished.
+    pub(crate) fn block_on_mains(&self) -> Vec<u64> {
+        self.block_on_threads()
+            .iter()
+            .map(|&(_, main)| main)
+            .collect()
+    }
+
+    /// The deadlock report fired for a runtime that `gsched::run` built: wakes the threads in
+    /// `block_on`, which then shut it down and panic.
+    pub(crate) fn declare_deadlock(&self) {
+        self.deadlocked.store(true, Ordering::SeqCst);
+        for (thread, _) in self.block_on_threads().iter() {
+            thread.unpark();
+        }
+    }
+
+    pub(crate) fn is_deadlocked(&self) -> bool {
+        self.deadlocked.load(Ordering::SeqCst)
+    }
+
+    /// See `shared_queues`.
+    pub(crate) fn lock_shared_queues(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.shared_queues
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    /// Goroutines picked by every worker so far.
+    pub(crate) fn switches(&self) -> u64 {
+        self.workers
+            .iter()
+            .map(|worker| worker.watch.switches.load(Ordering::Relaxed))
+            .sum()
     }
 
     /// The last scoped goroutine borrowing `owner`'s stack is gone: during shutdown, the worker
@@ -247,6 +340,12 @@ impl RuntimeShared {
             Arc::ptr_eq(&local.shared, self).then_some(local.index)
         })
         .flatten();
+        match own_worker {
+            Some(index) => bump(&self.workers[index].watch.spawned),
+            None => {
+                self.outside_spawns.fetch_add(1, Ordering::Relaxed);
+            }
+        }
         match (own_worker, placement) {
             (Some(index), Placement::Near) => {
                 let worker = &self.workers[index];
@@ -265,6 +364,11 @@ impl RuntimeShared {
             (Some(index), Placement::SameWorker) => self.workers[index].ready.push(task),
             (own_worker, Placement::Spread) if self.workers.len() > 1 => {
                 let target = self.spread_target(own_worker);
+                self.workers[target].ready.push(task);
+                self.wake_owner(target);
+            }
+            (_, Placement::RoundRobin) => {
+                let target = self.spread_turn.fetch_add(1, Ordering::Relaxed) % self.workers.len();
                 self.workers[target].ready.push(task);
                 self.wake_owner(target);
             }
@@ -293,7 +397,7 @@ impl RuntimeShared {
         let first = others
             .clone()
             .next()
-            .expect("spread with two workers or more");
+            .expect("a worker other than the spawner's");
         others
             .find(|&index| self.idle.is_sleeping(index))
             .unwrap_or(first)
@@ -313,14 +417,21 @@ impl RuntimeShared {
             if !(Arc::ptr_eq(&local.shared, self) && local.in_goroutine()) {
                 return None;
             }
-            if local.index == home
-                && let Some(previous) = local.runnext.replace(task.take())
-            {
-                self.workers[home].ready.push(previous);
+            let watch = &self.workers[local.index].watch;
+            if local.index == home {
+                bump(&watch.local_wakes);
+                if let Some(previous) = local.runnext.replace(task.take()) {
+                    self.workers[home].ready.push(previous);
+                }
+            } else {
+                bump(&watch.remote_wakes);
             }
             Some(local.index)
         })
         .flatten();
+        if waker.is_none() {
+            self.outside_wakes.fetch_add(1, Ordering::Relaxed);
+        }
         let Some(task) = task else {
             // One goroutine runs next, as in Go: the one spawned before goes to the queue, or a
             // pair talking through `runnext` would keep it waiting for good.
@@ -391,14 +502,11 @@ impl RuntimeShared {
     /// Threads of the process that belong to this runtime: its workers, its monitor, its
     /// blocking threads, and threads blocked in its `block_on`.
     pub(crate) fn own_threads(&self) -> usize {
-        self.workers.len()
-            + 1
-            + self.blocking.threads()
-            + self.blocked_in_block_on.load(Ordering::Relaxed)
+        self.workers.len() + 1 + self.blocking.threads() + self.block_on_threads().len()
     }
 
     /// After pushing work any worker may take: wakes a sleeping worker unless one is spinning.
-    fn wake_for_new_work(&self) {
+    pub(crate) fn wake_for_new_work(&self) {
         fence(Ordering::SeqCst);
         if self.spinning.load(Ordering::SeqCst) > 0 || self.idle.sleepers() == 0 {
             return;
@@ -411,21 +519,16 @@ impl RuntimeShared {
     }
 
     /// After pushing work only worker `index` runs: wakes it if it sleeps (see `idle.rs`).
-    fn wake_owner(&self, index: usize) {
-        if self.idle.wake_owner(index)
-            && let Some(thread) = self.workers[index].thread.get()
-        {
-            thread.unpark();
+    pub(crate) fn wake_owner(&self, index: usize) {
+        if self.idle.wake_owner(index) {
+            self.unpark_worker(index);
         }
     }
 
     /// Wakes worker `index` if it sleeps; true if it did.
     pub(crate) fn wake_worker(&self, index: usize) -> bool {
-        let worker = &self.workers[index];
         if self.idle.wake(index) {
-            if let Some(thread) = worker.thread.get() {
-                thread.unpark();
-            }
+            self.unpark_worker(index);
             return true;
         }
         false
@@ -447,17 +550,19 @@ impl RuntimeShared {
             monitor.unpark();
         }
         self.blocking.close();
-        for (index, worker) in self.workers.iter().enumerate() {
+        for index in 0..self.workers.len() {
             self.end_sleep(index);
-            if let Some(thread) = worker.thread.get() {
-                thread.unpark();
-            }
+            self.unpark_worker(index);
         }
     }
 
     /// Shutdown step 4, after the workers stopped: drops every goroutine still queued, leaks
     /// the migratable ones that could not be unwound, and returns the report.
     pub(crate) fn finish_shutdown(&self) -> Vec<String> {
+        if let Some(installed) = self.driver.get() {
+            installed.driver.shutdown();
+        }
+        let listing = self.lock_shared_queues();
         let queues = self
             .workers
             .iter()
@@ -469,6 +574,7 @@ impl RuntimeShared {
             .chain(std::iter::from_fn(|| self.injector.pop()))
             .chain(std::iter::from_fn(|| self.waiting_for_stack.pop()))
             .collect::<Vec<_>>();
+        drop(listing);
         for task in queues {
             self.discard_unstarted(&task);
         }
@@ -498,6 +604,7 @@ impl RuntimeShared {
         if unsafe { task.body.discard(Box::new(DROPPED_AT_SHUTDOWN)) } {
             self.record_leak(task, "never ran");
             live::add(-1);
+            self.discarded.fetch_add(1, Ordering::Relaxed);
         }
     }
 

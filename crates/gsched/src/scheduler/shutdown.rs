@@ -38,8 +38,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::task::PARKED_WITHOUT_REASON;
 use super::task::{NO_HOME, Switch, Task};
@@ -88,7 +87,7 @@ impl WorkerLocal {
             if let Some(deadline) = self.unwinding_timer_due_soon() {
                 // A destructor waits for a timer that is due soon: wait for it, without
                 // counting as asleep, so nobody declares the runtime quiet meanwhile.
-                thread::park_timeout(deadline.saturating_duration_since(Instant::now()));
+                self.wait_idle(Some(deadline));
                 continue;
             }
             shared.announce_sleep(self.index);
@@ -103,7 +102,7 @@ impl WorkerLocal {
                 }
                 break;
             }
-            thread::park();
+            self.wait_idle(None);
             shared.end_sleep(self.index);
             if shared.idle.is_quiesced() {
                 break;
@@ -251,6 +250,8 @@ impl WorkerLocal {
             // leaked at the end with the rest.
             return;
         }
+        // A switch like any other: the goroutine runs from here, not since it parked.
+        shared.workers[self.index].watch.picked(false);
         match self.resume(&task, true) {
             None => {
                 task.state.finish_done();

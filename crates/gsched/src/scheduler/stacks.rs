@@ -70,53 +70,74 @@ impl StackPolicy {
     pub(super) fn get(&self, size: usize) -> Result<GoroutineStack, StackError> {
         match self {
             StackPolicy::Guarded { default_pool } if default_pool.stack_size() == size => {
-                default_pool.get().map(GoroutineStack::Guarded)
+                default_pool.get().map(GoroutineStack::guarded)
             }
             StackPolicy::Guarded { .. } => {
-                StackPool::shared(size).get().map(GoroutineStack::Guarded)
+                StackPool::shared(size).get().map(GoroutineStack::guarded)
             }
-            StackPolicy::Dense { stacks } => stacks.get().map(GoroutineStack::Dense),
+            StackPolicy::Dense { stacks } => stacks.get().map(GoroutineStack::dense),
         }
     }
 }
 
-/// A goroutine's stack under either policy.
-pub(crate) enum GoroutineStack {
+/// A goroutine's stack under either policy, with its bounds, which every resume reads, taken
+/// once.
+pub(crate) struct GoroutineStack {
+    base: usize,
+    limit: usize,
+    memory: StackMemory,
+}
+
+enum StackMemory {
     Guarded(PooledStack),
     Dense(DenseStack),
 }
 
 impl GoroutineStack {
+    fn guarded(stack: PooledStack) -> Self {
+        GoroutineStack {
+            base: stack.base(),
+            limit: stack.limit(),
+            memory: StackMemory::Guarded(stack),
+        }
+    }
+
+    fn dense(stack: DenseStack) -> Self {
+        GoroutineStack {
+            base: stack.base(),
+            limit: stack.limit(),
+            memory: StackMemory::Dense(stack),
+        }
+    }
+
     pub(super) fn set_label(&self, id: u64, name: &str) {
-        if let GoroutineStack::Guarded(stack) = self {
+        if let StackMemory::Guarded(stack) = &self.memory {
             stack.set_label(id, name);
         }
     }
 
     /// Aborts with a report if a dense stack's canary was overwritten.
+    #[inline]
     pub(crate) fn check(&self) {
-        if let GoroutineStack::Dense(stack) = self {
+        if let StackMemory::Dense(stack) = &self.memory {
             stack.check_canary();
         }
     }
 }
 
-// SAFETY: forwards to the stack of either policy, which this value owns alone.
+// SAFETY: the bounds are copied, at creation, from the stack this value owns alone, whose own
+// `Stack` implementation makes the promises (alignment, memory nothing else uses, a guard page
+// below, or for dense stacks the runtime builder's `unsafe` contract); that memory lives
+// outside this value and its bounds never change while the stack exists.
 unsafe impl Stack for GoroutineStack {
     #[inline]
     fn base(&self) -> usize {
-        match self {
-            GoroutineStack::Guarded(stack) => stack.base(),
-            GoroutineStack::Dense(stack) => stack.base(),
-        }
+        self.base
     }
 
     #[inline]
     fn limit(&self) -> usize {
-        match self {
-            GoroutineStack::Guarded(stack) => stack.limit(),
-            GoroutineStack::Dense(stack) => stack.limit(),
-        }
+        self.limit
     }
 }
 

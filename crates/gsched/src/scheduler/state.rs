@@ -77,6 +77,11 @@ impl TaskState {
         )
     }
 
+    /// The phase now (`SCHEDULED`, `RUNNING`, `PARKED` or `DONE`), for the goroutine dump.
+    pub(crate) fn phase(&self) -> u8 {
+        self.state.load(Ordering::Acquire) & PHASE
+    }
+
     #[inline]
     pub(crate) fn is_done(&self) -> bool {
         self.state.load(Ordering::Acquire) & PHASE == DONE

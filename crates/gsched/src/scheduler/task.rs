@@ -118,6 +118,9 @@ pub(crate) struct Task<B: ?Sized = dyn Body> {
     yielder: Cell<*const Yielder<(), Switch>>,
     /// What it is parked on, for the leak report: written by the goroutine, read by its runner.
     parked_on: Cell<&'static str>,
+    /// The monitor's tick when it parked (see `RuntimeShared::tick`), for the goroutine dump:
+    /// written by the goroutine, read by its runner.
+    parked_since: Cell<u64>,
     /// Shutdown has started unwinding it. Atomic because any worker may look at a migratable
     /// goroutine's flag while deciding whether to claim it.
     unwinding: AtomicBool,
@@ -159,6 +162,7 @@ impl<B: Body> Task<B> {
             coroutine: UnsafeCell::new(None),
             yielder: Cell::new(std::ptr::null()),
             parked_on: Cell::new(""),
+            parked_since: Cell::new(0),
             unwinding: AtomicBool::new(false),
             body,
         }
@@ -212,12 +216,35 @@ impl<B: ?Sized> Task<B> {
         self.parked_on.get()
     }
 
+    /// The monitor's tick when the goroutine last parked.
+    ///
     /// # Safety
     ///
     /// As for [`Task::parked_on`].
     #[inline]
-    pub(crate) unsafe fn set_parked_on(&self, reason: &'static str) {
+    pub(crate) unsafe fn parked_since(&self) -> u64 {
+        self.parked_since.get()
+    }
+
+    /// Records what the goroutine parks on and the tick it parks at.
+    ///
+    /// # Safety
+    ///
+    /// As for [`Task::parked_on`].
+    #[inline]
+    pub(crate) unsafe fn set_parked_on(&self, reason: &'static str, tick: u64) {
         self.parked_on.set(reason);
+        self.parked_since.set(tick);
+    }
+
+    /// The goroutine resumed: it is parked on nothing.
+    ///
+    /// # Safety
+    ///
+    /// As for [`Task::parked_on`].
+    #[inline]
+    pub(crate) unsafe fn clear_parked_on(&self) {
+        self.parked_on.set("");
     }
 
     /// Whether shutdown started unwinding the goroutine.

@@ -1,5 +1,6 @@
 //! A worker: its thread-local state, its loop, and running one goroutine until it switches out.
 
+use std::backtrace::Backtrace;
 use std::cell::{Cell, RefCell};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
@@ -11,6 +12,7 @@ use std::time::{Duration, Instant};
 use ctxswitch::{Coroutine, CoroutineResult, Stack};
 use gstack::StackError;
 
+use super::monitor::bump;
 use super::shared::{RuntimeShared, TaskMap, live};
 use super::steal::steal_half;
 use super::task::abort_with;
@@ -61,6 +63,9 @@ pub(crate) struct WorkerLocal {
     /// Per other worker, its switch count when this one last looked and when it first saw
     /// that count with goroutines waiting (see `may_steal_from`).
     pub(super) seen_busy: RefCell<Vec<(u64, Instant)>>,
+    /// Where each pinned goroutine of this worker last parked, when the runtime captures park
+    /// backtraces (`RuntimeBuilder::park_backtraces`).
+    pub(crate) park_backtraces: RefCell<HashMap<u64, Arc<Backtrace>>>,
 }
 
 thread_local! {
@@ -124,8 +129,14 @@ impl WorkerLocal {
         let tick = self.tick.get().wrapping_add(1);
         self.tick.set(tick);
         if slice_expired {
-            // A goroutine ran its whole slice: timers may be due that no idle moment fired.
+            // A goroutine dump ends the slice too, so that the worker answers at once.
+            if me.watch.dump_wanted.load(Ordering::Acquire) {
+                self.answer_dumps();
+            }
+            // A goroutine ran its whole slice: timers may be due, and sockets ready, that no
+            // idle moment saw.
             self.fire_timers();
+            self.poll_driver();
             // The goroutine that used it up yielded to the back of `yielded`; the one it woke
             // runs first but starts a slice of its own, and a new one waits in the queue: else
             // a pair handing the worker back and forth through `runnext` would keep it.
@@ -153,8 +164,10 @@ impl WorkerLocal {
             }
         }
         if tick.is_multiple_of(FAIRNESS_TICKS) {
-            // The queues that come last get a turn now and then, as Go's global queue does.
+            // The queues that come last get a turn now and then, as Go's global queue does, and
+            // so does the driver, as Go's scheduler polls the network.
             self.fire_timers();
+            self.poll_driver();
             if let Some(task) = shared.injector.pop().or_else(|| me.fresh.pop()) {
                 return Some((task, false, false));
             }
@@ -234,6 +247,7 @@ impl WorkerLocal {
             })
             .or_else(|| victim.next.pop());
             if stolen.is_some() {
+                bump(&shared.workers[self.index].watch.steals);
                 return stolen;
             }
         }
@@ -392,6 +406,9 @@ impl WorkerLocal {
         // SAFETY: the goroutine never ran, and this thread holds it alone (`RUNNING`).
         if unsafe { task.body.discard(Box::new(reason)) } {
             live::add(-1);
+            self.shared.workers[self.index]
+                .progress
+                .fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -402,6 +419,9 @@ impl WorkerLocal {
             self.shared.forget_migratable(task);
         } else {
             self.live.borrow_mut().remove(&task.id);
+            if self.shared.config.park_backtraces {
+                self.park_backtraces.borrow_mut().remove(&task.id);
+            }
         }
     }
 
@@ -467,6 +487,17 @@ enum StartError {
 pub(crate) fn worker_main(shared: Arc<RuntimeShared>, index: usize) {
     let _ = gstack::install_overflow_handler();
     let _ = shared.workers[index].thread.set(thread::current());
+    // The monitor reads the kernel's accounting of this thread (see `monitor/thread_times.rs`).
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: `gettid` takes no arguments and cannot fail (through `syscall`, which every
+        // libc 0.2 has; the `gettid` wrapper came later).
+        let tid = unsafe { libc::syscall(libc::SYS_gettid) } as i32;
+        shared.workers[index]
+            .watch
+            .os_thread
+            .store(tid, Ordering::Relaxed);
+    }
     let local = WorkerLocal {
         index,
         shared: Arc::clone(&shared),
@@ -480,6 +511,7 @@ pub(crate) fn worker_main(shared: Arc<RuntimeShared>, index: usize) {
         heap: Box::new(Heap::new()).install(),
         heap_trimmed: Cell::new((Instant::now(), false)),
         seen_busy: RefCell::new(vec![(u64::MAX, Instant::now()); shared.workers.len()]),
+        park_backtraces: RefCell::new(HashMap::new()),
     };
     WORKER.with(|worker| worker.set(&local));
     // Nothing a goroutine does unwinds this loop (bodies catch their panics, failures reach the

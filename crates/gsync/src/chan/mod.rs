@@ -2,6 +2,7 @@
 //! selectable with [`select!`](crate::select!).
 
 mod channel;
+mod dynamic;
 mod errors;
 mod iter;
 mod select;
@@ -15,12 +16,15 @@ use std::time::{Duration, Instant};
 use crate::shim::Arc;
 use channel::{Channel, RecvAttempt, SendAttempt};
 
+pub use dynamic::{RecvOp, Select, Selected, SendOp};
 pub use errors::{
     RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError, TrySendError,
 };
 pub use iter::{IntoIter, Iter, TryIter};
 #[doc(hidden)]
-pub use select::{Case, RecvCase, SelectMode, SendCase, select_cases};
+pub use select::{Case, RecvCase, SelectMode, SelectRecv, SelectSend, SendCase, select_cases};
+#[cfg(not(goroutines_loom))]
+pub(crate) use timer::{TimerKey, timers};
 #[cfg(not(goroutines_loom))]
 pub use timer::{after, tick};
 
@@ -156,9 +160,8 @@ impl<T> Sender<T> {
         self.channel.capacity()
     }
 
-    #[doc(hidden)]
-    pub fn select_case(&self, value: T) -> SendCase<'_, T> {
-        SendCase::new(&self.channel, value)
+    pub(crate) fn channel(&self) -> &Channel<T> {
+        &self.channel
     }
 }
 
@@ -236,9 +239,8 @@ impl<T> Receiver<T> {
         self.channel.capacity()
     }
 
-    #[doc(hidden)]
-    pub fn select_case(&self) -> RecvCase<'_, T> {
-        RecvCase::new(&self.channel)
+    pub(crate) fn channel(&self) -> &Channel<T> {
+        &self.channel
     }
 }
 

@@ -15,7 +15,12 @@
 /// When several cases are ready, one is chosen uniformly at random, as in Go. The channel and
 /// value expressions are all evaluated once, in order, on entry; a send value whose case is not
 /// chosen is dropped. Without `default` or `timeout`, and with no case that can ever complete,
-/// `select!` parks forever, like Go's. At most 32 channel cases.
+/// `select!` parks forever, like Go's. At most 64 channel cases; [`Select`](crate::Select)
+/// builds a select of any number of cases at run time.
+///
+/// A case's channel may be an `Option` of a receiver or sender (owned or borrowed): `None`
+/// disables the case, which is then never ready, as a nil channel in Go. A send case's value
+/// is evaluated and dropped all the same.
 ///
 /// ```
 /// use std::time::Duration;
@@ -48,7 +53,9 @@ macro_rules! select {
             @cases []
             @mode []
             @names [c00 c01 c02 c03 c04 c05 c06 c07 c08 c09 c10 c11 c12 c13 c14 c15
-                    c16 c17 c18 c19 c20 c21 c22 c23 c24 c25 c26 c27 c28 c29 c30 c31]
+                    c16 c17 c18 c19 c20 c21 c22 c23 c24 c25 c26 c27 c28 c29 c30 c31
+                    c32 c33 c34 c35 c36 c37 c38 c39 c40 c41 c42 c43 c44 c45 c46 c47
+                    c48 c49 c50 c51 c52 c53 c54 c55 c56 c57 c58 c59 c60 c61 c62 c63]
             $($cases)*
         )
     };
@@ -62,38 +69,38 @@ macro_rules! __select_parse {
     (@cases [$($cases:tt)*] @mode $mode:tt @names [$name:ident $($names:ident)*]
         recv($receiver:expr) -> $result:pat => $body:block, $($rest:tt)*) => {
         $crate::__select_parse!(
-            @cases [$($cases)* ($name { (&$receiver).select_case() } $result => $body)]
+            @cases [$($cases)* ($name { $crate::chan::SelectRecv::select_recv_case(&$receiver) } $result => $body)]
             @mode $mode @names [$($names)*] $($rest)*)
     };
     (@cases [$($cases:tt)*] @mode $mode:tt @names [$name:ident $($names:ident)*]
         recv($receiver:expr) -> $result:pat => $body:block $($rest:tt)*) => {
         $crate::__select_parse!(
-            @cases [$($cases)* ($name { (&$receiver).select_case() } $result => $body)]
+            @cases [$($cases)* ($name { $crate::chan::SelectRecv::select_recv_case(&$receiver) } $result => $body)]
             @mode $mode @names [$($names)*] $($rest)*)
     };
     (@cases [$($cases:tt)*] @mode $mode:tt @names [$name:ident $($names:ident)*]
         recv($receiver:expr) -> $result:pat => $body:expr $(, $($rest:tt)*)?) => {
         $crate::__select_parse!(
-            @cases [$($cases)* ($name { (&$receiver).select_case() } $result => { $body })]
+            @cases [$($cases)* ($name { $crate::chan::SelectRecv::select_recv_case(&$receiver) } $result => { $body })]
             @mode $mode @names [$($names)*] $($($rest)*)?)
     };
     // send, likewise.
     (@cases [$($cases:tt)*] @mode $mode:tt @names [$name:ident $($names:ident)*]
         send($sender:expr, $value:expr) -> $result:pat => $body:block, $($rest:tt)*) => {
         $crate::__select_parse!(
-            @cases [$($cases)* ($name { (&$sender).select_case($value) } $result => $body)]
+            @cases [$($cases)* ($name { $crate::chan::SelectSend::select_send_case(&$sender, $value) } $result => $body)]
             @mode $mode @names [$($names)*] $($rest)*)
     };
     (@cases [$($cases:tt)*] @mode $mode:tt @names [$name:ident $($names:ident)*]
         send($sender:expr, $value:expr) -> $result:pat => $body:block $($rest:tt)*) => {
         $crate::__select_parse!(
-            @cases [$($cases)* ($name { (&$sender).select_case($value) } $result => $body)]
+            @cases [$($cases)* ($name { $crate::chan::SelectSend::select_send_case(&$sender, $value) } $result => $body)]
             @mode $mode @names [$($names)*] $($rest)*)
     };
     (@cases [$($cases:tt)*] @mode $mode:tt @names [$name:ident $($names:ident)*]
         send($sender:expr, $value:expr) -> $result:pat => $body:expr $(, $($rest:tt)*)?) => {
         $crate::__select_parse!(
-            @cases [$($cases)* ($name { (&$sender).select_case($value) } $result => { $body })]
+            @cases [$($cases)* ($name { $crate::chan::SelectSend::select_send_case(&$sender, $value) } $result => { $body })]
             @mode $mode @names [$($names)*] $($($rest)*)?)
     };
     // default and timeout: at most one of them.
@@ -126,7 +133,9 @@ macro_rules! __select_parse {
         ::core::compile_error!("select!: at most one `default` or `timeout` case")
     };
     (@cases $cases:tt @mode $mode:tt @names [] $($rest:tt)+) => {
-        ::core::compile_error!("select!: at most 32 channel cases")
+        ::core::compile_error!(
+            "select!: at most 64 channel cases; gsync::Select takes any number"
+        )
     };
     // Everything parsed.
     (@cases [$(($name:ident { $($make:tt)* } $result:pat => $body:block))*] @mode $mode:tt

@@ -3,10 +3,11 @@
 //!
 //! One process-wide thread, started on first use, keeps the deadlines in a heap. It sends with
 //! `try_send` into a one-slot buffer, so it never blocks: a tick that finds the previous one
-//! unread is dropped, as Go's tickers drop ticks for slow receivers.
+//! unread is dropped, as Go's tickers drop ticks for slow receivers. The thread and its armed
+//! timers are registered with gsched, so the deadlock report knows that they may still wake a
+//! goroutine, and that the thread alone will not.
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::BTreeMap;
 use std::sync::{Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -74,43 +75,34 @@ fn deadline_after(from: Instant, duration: Duration) -> Instant {
 }
 
 struct Timer {
-    deadline: Instant,
-    /// Ties broken by arrival, so the heap's order is total.
-    sequence: u64,
     period: Option<Duration>,
-    sender: Sender<Instant>,
+    action: Action,
+    /// While the timer is armed, the runtimes' deadlock report stays silent: it may still wake
+    /// a goroutine.
+    _armed: gsched::PendingWake,
 }
 
-impl PartialEq for Timer {
-    fn eq(&self, other: &Self) -> bool {
-        (self.deadline, self.sequence) == (other.deadline, other.sequence)
-    }
+/// What a timer does when it fires.
+enum Action {
+    /// Sends the time without blocking; a tick stays armed until its receiver is gone.
+    Send(Sender<Instant>),
+    /// Calls a function once, on the timer thread (a context's deadline).
+    Call(Box<dyn FnOnce() + Send>),
 }
 
-impl Eq for Timer {}
+/// A timer in the queue: its deadline, ties broken by arrival so that keys are unique.
+pub(crate) type TimerKey = (Instant, u64);
 
-impl PartialOrd for Timer {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for Timer {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        (self.deadline, self.sequence).cmp(&(other.deadline, other.sequence))
-    }
-}
-
-struct Timers {
-    heap: Mutex<(BinaryHeap<Reverse<Timer>>, u64)>,
+pub(crate) struct Timers {
+    queue: Mutex<(BTreeMap<TimerKey, Timer>, u64)>,
     changed: Condvar,
 }
 
-fn timers() -> &'static Timers {
+pub(crate) fn timers() -> &'static Timers {
     static TIMERS: OnceLock<&'static Timers> = OnceLock::new();
     TIMERS.get_or_init(|| {
         let timers: &'static Timers = Box::leak(Box::new(Timers {
-            heap: Mutex::new((BinaryHeap::new(), 0)),
+            queue: Mutex::new((BTreeMap::new(), 0)),
             changed: Condvar::new(),
         }));
         std::thread::Builder::new()
@@ -123,34 +115,57 @@ fn timers() -> &'static Timers {
 
 impl Timers {
     fn add(&self, deadline: Instant, period: Option<Duration>, sender: Sender<Instant>) {
-        let mut guard = self
-            .heap
+        self.insert(deadline, period, Action::Send(sender));
+    }
+
+    /// Calls `call` on the timer thread at `deadline`, unless [`cancel`](Self::cancel)led
+    /// first.
+    pub(crate) fn call_at(&self, deadline: Instant, call: Box<dyn FnOnce() + Send>) -> TimerKey {
+        self.insert(deadline, None, Action::Call(call))
+    }
+
+    /// Takes a timer out of the queue before it fires; false if it fired (or is firing).
+    pub(crate) fn cancel(&self, key: TimerKey) -> bool {
+        let removed = self.queue().0.remove(&key);
+        // Dropped outside the lock: a timer's action may own anything.
+        removed.is_some()
+    }
+
+    fn queue(&self) -> std::sync::MutexGuard<'_, (BTreeMap<TimerKey, Timer>, u64)> {
+        self.queue
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let (heap, sequence) = &mut *guard;
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn insert(&self, deadline: Instant, period: Option<Duration>, action: Action) -> TimerKey {
+        let mut guard = self.queue();
+        let (queue, sequence) = &mut *guard;
         *sequence += 1;
-        let earliest = heap
-            .peek()
-            .is_none_or(|Reverse(first)| deadline < first.deadline);
-        heap.push(Reverse(Timer {
-            deadline,
-            sequence: *sequence,
-            period,
-            sender,
-        }));
+        let key = (deadline, *sequence);
+        let earliest = queue
+            .first_key_value()
+            .is_none_or(|(first, _)| key < *first);
+        queue.insert(
+            key,
+            Timer {
+                period,
+                action,
+                _armed: gsched::PendingWake::new(),
+            },
+        );
         if earliest {
             self.changed.notify_one();
         }
+        key
     }
 
     fn run(&self) {
-        let mut guard = self
-            .heap
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        // It wakes goroutines only for the timers it holds, each counted as pending.
+        let _helper = gsched::HelperThread::register();
+        let mut guard = self.queue();
         loop {
             let now = Instant::now();
-            let next = guard.0.peek().map(|Reverse(first)| first.deadline);
+            let next = guard.0.first_key_value().map(|(key, _)| key.0);
             match next {
                 None => {
                     guard = self.changed.wait(guard).unwrap_or_else(|p| p.into_inner());
@@ -163,17 +178,41 @@ impl Timers {
                         .0;
                 }
                 Some(_) => {
-                    let Reverse(mut timer) = guard.0.pop().expect("peeked above");
-                    match (timer.sender.try_send(now), timer.period) {
-                        (Err(TrySendError::Closed(_)), _) | (_, None) => {}
-                        (_, Some(period)) => {
-                            // Ticks keep their phase; if the thread fell behind, missed ones drop.
-                            timer.deadline = deadline_after(timer.deadline, period);
-                            if timer.deadline <= now {
-                                timer.deadline = deadline_after(now, period);
+                    let ((deadline, _), timer) = guard.0.pop_first().expect("looked at above");
+                    match timer.action {
+                        Action::Call(call) => {
+                            // Outside the lock: the call may arm or cancel timers. A panic in
+                            // it must not end the thread every timer of the process needs.
+                            drop(guard);
+                            if std::panic::catch_unwind(std::panic::AssertUnwindSafe(call)).is_err()
+                            {
+                                eprintln!(
+                                    "gsync: a timer callback panicked; the timer thread goes on"
+                                );
                             }
-                            guard.0.push(Reverse(timer));
+                            guard = self.queue();
                         }
+                        Action::Send(sender) => match (sender.try_send(now), timer.period) {
+                            (Err(TrySendError::Closed(_)), _) | (_, None) => {}
+                            (_, Some(period)) => {
+                                // Ticks keep their phase; if the thread fell behind, missed
+                                // ones drop.
+                                let mut next = deadline_after(deadline, period);
+                                if next <= now {
+                                    next = deadline_after(now, period);
+                                }
+                                guard.1 += 1;
+                                let key = (next, guard.1);
+                                guard.0.insert(
+                                    key,
+                                    Timer {
+                                        period: timer.period,
+                                        action: Action::Send(sender),
+                                        _armed: timer._armed,
+                                    },
+                                );
+                            }
+                        },
                     }
                 }
             }
