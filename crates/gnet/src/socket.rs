@@ -94,11 +94,17 @@ impl<T: AsRawFd> Socket<T> {
         len: usize,
         op: impl FnMut(&T) -> io::Result<usize>,
     ) -> io::Result<usize> {
-        match self.run(Direction::Read, op, |&n| n > 0 && n < len) {
-            // The end of stream that `close`'s shutdown makes for a read already past the
-            // closed check is the close, not the peer's.
+        let read = self.run(Direction::Read, op, |&n| n > 0 && n < len);
+        self.closed_if_ended(len, read)
+    }
+
+    /// The end of stream that `close`'s shutdown makes for a read of `len` bytes already past
+    /// the closed check is the close, not the peer's: the read fails as every read after the
+    /// close does.
+    pub(crate) fn closed_if_ended(&self, len: usize, read: io::Result<usize>) -> io::Result<usize> {
+        match read {
             Ok(0) if len > 0 && self.is_closed() => Err(closed()),
-            result => result,
+            read => read,
         }
     }
 
@@ -315,15 +321,23 @@ const MAX_BACKOFF: Duration = Duration::from_secs(1);
 
 impl AcceptBackoff {
     /// Before an accept: waits out the delay that the last failure set, if any, but not past
-    /// `deadline`.
-    pub(crate) fn wait(&self, deadline: Option<Instant>) {
+    /// `deadline`, and not past a close, which it looks for every [`THREAD_POLL_SLICE`].
+    pub(crate) fn wait<T: AsRawFd>(&self, listener: &Socket<T>) {
         let nanos = self.delay.load(Ordering::Relaxed);
-        if nanos != 0 {
-            let delay = Duration::from_nanos(nanos);
-            let delay = deadline.map_or(delay, |deadline| {
-                delay.min(deadline.saturating_duration_since(Instant::now()))
-            });
-            gsched::sleep(delay);
+        if nanos == 0 {
+            return;
+        }
+        let delay = Duration::from_nanos(nanos);
+        let end = match listener.deadlines.deadline(Direction::Read) {
+            Some(deadline) => deadline.min(Instant::now() + delay),
+            None => Instant::now() + delay,
+        };
+        while !listener.is_closed() {
+            let left = end.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            gsched::sleep(left.min(THREAD_POLL_SLICE));
         }
     }
 
@@ -536,6 +550,23 @@ mod tests {
             })
             .unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::NotConnected);
+    }
+
+    #[test]
+    fn a_closed_listener_does_not_wait_out_its_accept_backoff() {
+        let socket = listener();
+        let backoff = AcceptBackoff::default();
+        for _ in 0..10 {
+            let _ = backoff.record::<()>(Err(io::Error::from_raw_os_error(libc::EMFILE)));
+        }
+        socket.close(|_| {});
+        let start = Instant::now();
+        backoff.wait(&socket);
+        assert!(
+            start.elapsed() < MAX_BACKOFF / 2,
+            "waited {:?} after the close",
+            start.elapsed()
+        );
     }
 
     #[test]

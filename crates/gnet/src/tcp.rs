@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use crate::ToSocketAddrs;
 use crate::readiness::Direction;
-use crate::socket::{AcceptBackoff, Socket, no_addresses};
+use crate::socket::{AcceptBackoff, Socket, closed, no_addresses};
 use crate::sys;
 
 /// A TCP socket server, listening for connections: `std::net::TcpListener` for goroutines.
@@ -69,12 +69,16 @@ impl TcpListener {
     /// back, and the next call first waits a while (5 ms, doubling up to 1 s until an accept
     /// succeeds), so a loop that retries at once does not spin.
     pub fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
-        self.backoff
-            .wait(self.socket.deadlines.deadline(Direction::Read));
+        self.backoff.wait(&self.socket);
         let accepted = self
             .socket
             .read(|listener| sys::accept_inet(listener.as_raw_fd()));
         let (fd, addr) = self.backoff.record(accepted)?;
+        if self.socket.is_closed() {
+            // Taken off the queue by a call already past the closed check: ended, as `close`
+            // ends every queued connection.
+            return Err(closed());
+        }
         let stream = std::net::TcpStream::from(fd);
         Ok((TcpStream::from_nonblocking(stream), addr))
     }
@@ -206,7 +210,9 @@ impl TcpStream {
 
     /// Receives without taking the data off the queue.
     pub fn peek(&self, buf: &mut [u8]) -> io::Result<usize> {
-        self.socket.read(|stream| stream.peek(buf))
+        let len = buf.len();
+        let peeked = self.socket.read(|stream| stream.peek(buf));
+        self.socket.closed_if_ended(len, peeked)
     }
 
     /// A second handle to the same connection, sharing its deadlines and its close (not a new
@@ -229,7 +235,9 @@ impl Read for &TcpStream {
     }
 
     fn read_vectored(&mut self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
-        self.socket.read(|mut stream| stream.read_vectored(bufs))
+        let len = bufs.iter().map(|buf| buf.len()).sum();
+        let read = self.socket.read(|mut stream| stream.read_vectored(bufs));
+        self.socket.closed_if_ended(len, read)
     }
 }
 

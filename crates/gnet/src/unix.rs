@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::readiness::Direction;
-use crate::socket::{AcceptBackoff, Socket};
+use crate::socket::{AcceptBackoff, Socket, closed};
 use crate::sys;
 
 /// A Unix domain socket server: `std::os::unix::net::UnixListener` for goroutines.
@@ -56,10 +56,14 @@ impl UnixListener {
 
     /// Waits for a connection; out of descriptors, as [`TcpListener::accept`](crate::TcpListener::accept).
     pub fn accept(&self) -> io::Result<(UnixStream, SocketAddr)> {
-        self.backoff
-            .wait(self.socket.deadlines.deadline(Direction::Read));
+        self.backoff.wait(&self.socket);
         let accepted = self.socket.read(|listener| listener.accept());
         let (stream, addr) = self.backoff.record(accepted)?;
+        if self.socket.is_closed() {
+            // Taken off the queue by a call already past the closed check: ended, as `close`
+            // ends every queued connection.
+            return Err(closed());
+        }
         stream.set_nonblocking(true)?;
         Ok((UnixStream::from_nonblocking(stream), addr))
     }
@@ -173,7 +177,9 @@ impl Read for &UnixStream {
         }
         // Not `read_stream`: a Unix stream read also stops short after passed descriptors or
         // changed credentials, with more queued behind.
-        self.socket.read(|mut stream| stream.read(buf))
+        let len = buf.len();
+        let read = self.socket.read(|mut stream| stream.read(buf));
+        self.socket.closed_if_ended(len, read)
     }
 }
 

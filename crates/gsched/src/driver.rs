@@ -55,8 +55,10 @@
 //!     })
 //!     .expect("called from a goroutine")
 //!     .unwrap();
-//!     gsched::sleep(Duration::from_millis(20));
-//!     assert!(counting.waits.load(Ordering::Relaxed) > 0);
+//!     // The worker waits in the driver while this goroutine sleeps.
+//!     while counting.waits.load(Ordering::Relaxed) == 0 {
+//!         gsched::sleep(Duration::from_millis(1));
+//!     }
 //! });
 //! ```
 

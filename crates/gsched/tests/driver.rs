@@ -2,7 +2,7 @@
 
 use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::Thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use gsched::Runtime;
 use gsched::driver::{self, Driver};
@@ -60,8 +60,12 @@ fn a_worker_with_nothing_to_run_polls_its_driver_before_it_waits() {
             })
             .expect("called from a goroutine")
             .unwrap();
-            // The worker runs out of goroutines here: its idle look begins.
-            gsched::sleep(Duration::from_millis(20));
+            // The worker runs out of goroutines at each sleep: its idle look begins.
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while !recording.calls.lock().unwrap().contains(&"wait") {
+                assert!(Instant::now() < deadline, "the worker never waited");
+                gsched::sleep(Duration::from_millis(1));
+            }
             Arc::clone(&recording)
         });
         let calls = recording.calls.lock().unwrap().clone();

@@ -82,7 +82,20 @@ fn a_dump_shows_running_runnable_unstarted_and_each_gsched_wait() {
             });
             // Let them all start and wait, then queue one that cannot start before the dump:
             // this goroutine does not switch until it has the dump.
-            gsched::sleep(Duration::from_millis(50));
+            let deadline = std::time::Instant::now() + Duration::from_secs(20);
+            loop {
+                let dump = gsched::dump();
+                if state_of(&dump, joiner.id()) == Some(GoroutineState::Parked("join"))
+                    && state_of(&dump, scoped.id()) == Some(GoroutineState::Parked("scope"))
+                {
+                    break;
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "they never parked: {dump}"
+                );
+                gsched::sleep(Duration::from_millis(1));
+            }
             let unstarted = Builder::new().same_worker().spawn(|| ()).unwrap();
             let me = gsched::current().unwrap().id();
             let dump = gsched::dump();

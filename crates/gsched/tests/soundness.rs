@@ -23,6 +23,20 @@ fn assert_child_ok(output: &Output, marker: &str) {
     );
 }
 
+/// Waits, a millisecond at a time, until `count` reaches `n`: until goroutines spawned by the
+/// caller have run to the point they count, whatever the machine's load.
+fn until_counted(count: &AtomicUsize, n: usize) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while count.load(Ordering::SeqCst) < n {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "only {} of {n} goroutines got there",
+            count.load(Ordering::SeqCst)
+        );
+        gsched::sleep(Duration::from_millis(1));
+    }
+}
+
 /// Reads the vector it borrows when dropped, and checks it is still intact.
 struct Reader<'a>(&'a [u64], Arc<AtomicUsize>);
 
@@ -142,6 +156,7 @@ fn migratable_goroutines_shut_down_cleanly() {
         let rt = Runtime::builder().workers(2).build().unwrap();
         let before = gsched::num_goroutines();
         let counter = Arc::clone(&dropped);
+        let started = Arc::new(AtomicUsize::new(0));
         rt.block_on(move || {
             let finished: Vec<_> = (0..50)
                 .map(|_| {
@@ -159,10 +174,11 @@ fn migratable_goroutines_shut_down_cleanly() {
                 handle.join().unwrap();
             }
             for _ in 0..10 {
-                let counter = Arc::clone(&counter);
+                let (counter, started) = (Arc::clone(&counter), Arc::clone(&started));
                 // SAFETY: the guard is an `Arc`, which any thread may drop.
                 let spawned = unsafe { Builder::new().migratable() }.spawn(move || {
                     let _guard = CountOnDrop(counter);
+                    started.fetch_add(1, Ordering::SeqCst);
                     loop {
                         gsched::yield_now();
                         gsched::park_timeout(Duration::from_micros(50));
@@ -170,7 +186,7 @@ fn migratable_goroutines_shut_down_cleanly() {
                 });
                 drop(spawned.unwrap());
             }
-            gsched::sleep(Duration::from_millis(20));
+            until_counted(&started, 10);
         });
         let report = rt.shutdown();
         assert_eq!(dropped.load(Ordering::SeqCst), 10);
@@ -194,9 +210,11 @@ impl Drop for CountOnDrop {
 /// Parks in its destructor, and nothing ever wakes it.
 struct ParkOnDrop;
 
+const PARKED_ON_DROP: &str = "a destructor that waits for good";
+
 impl Drop for ParkOnDrop {
     fn drop(&mut self) {
-        gsched::park_with_reason("a destructor that waits for good");
+        gsched::park_with_reason(PARKED_ON_DROP);
     }
 }
 
@@ -284,12 +302,15 @@ fn misbehaving_goroutines_do_not_stop_shutdown() {
 fn join_of_a_goroutine_unwound_at_shutdown_says_so() {
     let rt = Runtime::builder().workers(1).build().unwrap();
     let handles = rt.block_on(|| {
-        let parked = go(|| {
+        let started = Arc::new(AtomicUsize::new(0));
+        let seen = Arc::clone(&started);
+        let parked = go(move || {
+            seen.fetch_add(1, Ordering::SeqCst);
             loop {
                 gsched::park();
             }
         });
-        gsched::sleep(Duration::from_millis(5));
+        until_counted(&started, 1);
         vec![parked]
     });
     let report = rt.shutdown();
@@ -582,16 +603,18 @@ fn a_destructor_that_sleeps_briefly_during_shutdown_finishes() {
     let rt = Runtime::builder().workers(2).build().unwrap();
     let counter = Arc::clone(&counted);
     rt.block_on(move || {
+        let started = Arc::new(AtomicUsize::new(0));
         for _ in 0..4 {
-            let counter = Arc::clone(&counter);
+            let (counter, started) = (Arc::clone(&counter), Arc::clone(&started));
             go(move || {
                 let _guard = SleepThenCount(counter);
+                started.fetch_add(1, Ordering::SeqCst);
                 loop {
                     gsched::park();
                 }
             });
         }
-        gsched::sleep(Duration::from_millis(10));
+        until_counted(&started, 4);
     });
     let report = within(Duration::from_secs(20), move || rt.shutdown());
     assert_eq!(counted.load(Ordering::SeqCst), 4, "{:?}", report.leaked);
@@ -618,18 +641,32 @@ fn a_goroutine_parked_inside_its_panic_is_leaked_at_shutdown() {
             // Parked before the panic begins, it is not mistaken for a goroutine in the
             // middle of one (std counts panics per thread; see the crate docs).
             let counter = Arc::clone(&counter);
+            let started = Arc::new(AtomicUsize::new(0));
+            let seen = Arc::clone(&started);
             go(move || {
                 let _guard = CountOnDrop(counter);
+                seen.fetch_add(1, Ordering::SeqCst);
                 loop {
                     gsched::park();
                 }
             });
-            gsched::sleep(Duration::from_millis(5));
+            until_counted(&started, 1);
             let stuck = go(|| {
                 let _waits = ParkOnDrop;
                 panic!("a panic whose cleanup waits for good");
             });
-            gsched::sleep(Duration::from_millis(10));
+            let in_destructor = gsched::GoroutineState::Parked(PARKED_ON_DROP);
+            let deadline = std::time::Instant::now() + Duration::from_secs(20);
+            while gsched::dump()
+                .get(stuck.id())
+                .is_none_or(|entry| entry.state != in_destructor)
+            {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the panicking goroutine never parked in its destructor"
+                );
+                gsched::sleep(Duration::from_millis(1));
+            }
             stuck
         });
         let report = rt.shutdown();

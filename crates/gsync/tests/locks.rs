@@ -207,7 +207,18 @@ fn a_waiting_writer_holds_back_new_readers() {
                 wrote.store(true, Ordering::SeqCst);
             })
         };
-        gsched::sleep(Duration::from_millis(5));
+        let queued = gsched::GoroutineState::Parked("sync.RWMutex.Lock");
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while gsched::dump()
+            .get(writer.id())
+            .is_none_or(|entry| entry.state != queued)
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the writer never queued"
+            );
+            gsched::sleep(Duration::from_millis(1));
+        }
         // The writer is queued: a new reader must wait behind it.
         assert!(
             lock.try_read().is_none(),
