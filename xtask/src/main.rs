@@ -87,6 +87,17 @@ fn test_steps() -> Vec<Step> {
         ),
         Step::cargo("tests", &["test", "--workspace", "--all-targets"]),
         Step::cargo("doc tests", &["test", "--workspace", "--doc"]),
+        // The facade's docs and examples with its optional layers left out.
+        Step::cargo(
+            "doc tests (goroutines without sync and net)",
+            &[
+                "test",
+                "--package",
+                "goroutines",
+                "--no-default-features",
+                "--doc",
+            ],
+        ),
         // Broken intra-doc links and ambiguous names fail here, not on docs.rs.
         Step {
             name: "docs",
