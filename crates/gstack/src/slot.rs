@@ -1,12 +1,13 @@
 //! Guard-region slots of one size: where they are carved, and where they wait once released.
 //!
 //! Each slot size (a stack size rounded up to whole pages) has a class: the region it carves new
-//! slots from, a list of slots given back whose pages are not released yet, and a list of cold
-//! slots, whose pages were released and whose guards are in place. Taking a slot pops the first
-//! list (its pages are still resident), then the cold one (most recently released first: its
-//! page tables are still there), and carves a new slot, installing its guard, only when both
-//! are empty; a full region is followed by a new one. Pools keep their warm stacks in front of
-//! this (see `pool.rs`).
+//! slots from, a list of slots given back whose pages are not released yet, a list of cold
+//! slots, whose pages were released and whose guards are in place, and a list of bare slots,
+//! which gave back their page tables too. Taking a slot pops the first list (its pages are
+//! still resident), then the cold one (most recently released first: its page tables are still
+//! there), then the bare one, putting its guard back, and carves a new slot, installing its
+//! guard, only when all are empty; a full region is followed by a new one. Pools keep their
+//! warm stacks in front of this (see `pool.rs`).
 //!
 //! Pages are released in batches of up to `RELEASE_BATCH` slots spanning at most
 //! `RELEASE_BATCH_BYTES`, sorted, with neighbouring slots in one `madvise` (their guard markers
@@ -14,9 +15,16 @@
 //! million goroutines ending would otherwise pay a million shootdowns. [`release_pending`]
 //! releases what is left of each batch; gsched calls it when a worker goes idle, and a program
 //! that uses pools without gsched may call it after a burst.
+//!
+//! A guard marker lives in a page-table page, so a cold slot keeps its share of page tables
+//! (about `slot size / 512` bytes). [`return_page_tables`] takes the slots that stayed cold
+//! since its previous call, and wherever they fill whole page-table spans (2 MiB with 4-KiB
+//! pages), removes their guards and empties the span, which frees its page table; those slots
+//! become bare. gsched's monitor calls it every second, so a slot beyond the warm cache gives
+//! its page tables back after one to two seconds unused, and a slot reused sooner keeps them.
 
 use std::fmt;
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 
 use ctxswitch::{Stack, page_size};
 
@@ -55,10 +63,20 @@ pub(crate) struct SlotClass {
     /// Slots given back whose pages are not released yet, last given back last; at most a
     /// batch (see `batch_len`).
     pending: Mutex<Vec<usize>>,
-    /// Released slots, guards in place, most recently released last.
-    cold: Mutex<Vec<usize>>,
+    /// Released slots, guards in place.
+    cold: Mutex<ColdSlots>,
+    /// Slots whose guards were removed with their page tables (see [`return_page_tables`]).
+    bare: Mutex<Vec<usize>>,
     /// The rest of the region new slots are carved from: `next..end`.
     fresh: Mutex<(usize, usize)>,
+}
+
+/// Cold slots, most recently released last, and how many at the front have stayed cold since
+/// the last [`return_page_tables`].
+#[derive(Default)]
+struct ColdSlots {
+    slots: Vec<usize>,
+    unused_since_pass: usize,
 }
 
 /// Why no slot was taken.
@@ -91,7 +109,8 @@ pub(crate) fn class(stack_size: usize) -> &'static SlotClass {
         stack_size,
         slot_size: stack_size + 2 * page_size(),
         pending: Mutex::new(Vec::new()),
-        cold: Mutex::new(Vec::new()),
+        cold: Mutex::default(),
+        bare: Mutex::new(Vec::new()),
         fresh: Mutex::new((0, 0)),
     }));
     classes.push(class);
@@ -121,9 +140,50 @@ pub fn release_pending() -> usize {
         .sum()
 }
 
+/// Gives back the page tables of slots that stayed cold (released and unused) since the
+/// previous call, in every class; returns how many slots gave theirs back (see the module
+/// docs). A slot gives back its page table only with every slot that shares it, and loses its
+/// guard marker meanwhile: taking it again puts the marker back (one system call).
+///
+/// gsched's monitor calls this every second; a program that uses pools without gsched may call
+/// it on a timer of its own, whose period is then how long a slot stays cold before.
+///
+/// ```
+/// let first = gstack::return_page_tables();
+/// // Slots released since the first call are not taken in the second.
+/// let second = gstack::return_page_tables();
+/// println!("{first} then {second} slots gave back their page tables");
+/// ```
+pub fn return_page_tables() -> usize {
+    let classes: Vec<&'static SlotClass> = CLASSES
+        .lock()
+        .unwrap_or_else(|poison| poison.into_inner())
+        .clone();
+    classes.into_iter().map(SlotClass::return_page_tables).sum()
+}
+
+/// Bytes of address space one page-table page maps: a page of 8-byte entries, each mapping a
+/// page (2 MiB with 4-KiB pages).
+fn page_table_span() -> usize {
+    let page = page_size();
+    page * (page / 8)
+}
+
 impl SlotClass {
-    fn pending(&self) -> std::sync::MutexGuard<'_, Vec<usize>> {
+    fn pending(&self) -> MutexGuard<'_, Vec<usize>> {
         self.pending
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    fn cold(&self) -> MutexGuard<'_, ColdSlots> {
+        self.cold
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    fn bare(&self) -> MutexGuard<'_, Vec<usize>> {
+        self.bare
             .lock()
             .unwrap_or_else(|poison| poison.into_inner())
     }
@@ -143,14 +203,21 @@ impl SlotClass {
             slot.label().clear();
             return Ok(slot);
         }
-        let cold = self
-            .cold
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner())
-            .pop();
+        let cold = {
+            let mut cold = self.cold();
+            let start = cold.slots.pop();
+            cold.unused_since_pass = cold.unused_since_pass.min(cold.slots.len());
+            start
+        };
         let start = match cold {
             Some(start) => start,
-            None => self.carve()?,
+            None => {
+                let bare = self.bare().pop();
+                match bare {
+                    Some(start) => self.guard_bare(start)?,
+                    None => self.carve()?,
+                }
+            }
         };
         Ok(SlotStack {
             class: self,
@@ -191,6 +258,71 @@ impl SlotClass {
             Err(err) => Err(TakeError::Stack(StackError::Os(err))),
         }
     }
+
+    /// Puts the guard of a bare slot back.
+    #[cold]
+    fn guard_bare(&self, start: usize) -> Result<usize, TakeError> {
+        // SAFETY: the guard page of a bare slot, taken off the bare list under its lock: a
+        // slot of a region this crate owns that nothing uses.
+        match unsafe { crate::sys::install_guard(start, page_size()) } {
+            Ok(()) => Ok(start),
+            Err(err) => {
+                self.bare().push(start);
+                if err.raw_os_error() == Some(libc::EINVAL) {
+                    region::disable();
+                    Err(TakeError::Unavailable)
+                } else {
+                    Err(TakeError::Stack(StackError::Os(err)))
+                }
+            }
+        }
+    }
+
+    /// This class's part of [`return_page_tables`].
+    fn return_page_tables(&self) -> usize {
+        let mut unused = {
+            let mut cold = self.cold();
+            let unused_len = cold.unused_since_pass;
+            cold.slots.drain(..unused_len).collect::<Vec<_>>()
+        };
+        unused.sort_unstable();
+        let span = page_table_span();
+        let mut bare = Vec::new();
+        let mut kept = Vec::with_capacity(unused.len());
+        let mut run = 0;
+        while run < unused.len() {
+            let mut end = run + 1;
+            while end < unused.len() && unused[end] == unused[end - 1] + self.slot_size {
+                end += 1;
+            }
+            let run_start = unused[run];
+            let run_end = unused[end - 1] + self.slot_size;
+            let spans = run_start.next_multiple_of(span)..run_end / span * span;
+            if !spans.is_empty() {
+                // SAFETY: `spans` lies inside the neighbouring slots `run_start..run_end`, all
+                // released and off every list, so nobody holds or can take them meanwhile;
+                // private anonymous memory never unmapped.
+                unsafe { crate::sys::remove_guards_and_release(spans.start, spans.len()) };
+            }
+            for &start in &unused[run..end] {
+                // A slot whose guard page lies in the spans is bare now (taking it installs
+                // its guard again, whether or not the removal succeeded); the others of the
+                // run keep their guards.
+                if spans.contains(&start) {
+                    bare.push(start);
+                } else {
+                    kept.push(start);
+                }
+            }
+            run = end;
+        }
+        let returned = bare.len();
+        self.bare().extend(bare);
+        let mut cold = self.cold();
+        cold.slots.splice(0..0, kept);
+        cold.unused_since_pass = cold.slots.len();
+        returned
+    }
 }
 
 /// A stack in a guard-region slot, counted against the stack limit. Dropping it gives the slot
@@ -220,11 +352,12 @@ impl SlotStack {
     }
 }
 
-// SAFETY: `limit..base` lies inside the slot this value alone holds (taken off the pending or
-// the cold list, or carved, under a lock), in a region that is never unmapped: read-write, page aligned below and
-// 64-byte aligned above, with the guard marker installed on the page right below `limit` when
-// the slot was carved (the marker survives page releases). The label above `base` is outside
-// the range.
+// SAFETY: `limit..base` lies inside the slot this value alone holds (taken off the pending, the
+// cold or the bare list, or carved, under a lock), in a region that is never unmapped:
+// read-write, page aligned below and 64-byte aligned above, with the guard marker on the page
+// right below `limit` installed when the slot was carved or taken off the bare list (the marker
+// survives page releases, and only `return_page_tables` removes it, from slots it moves to the
+// bare list). The label above `base` is outside the range.
 unsafe impl Stack for SlotStack {
     #[inline]
     fn base(&self) -> usize {
@@ -263,10 +396,7 @@ impl SlotClass {
             run_end = start + self.slot_size;
         }
         release_run(run_start, run_end, page);
-        self.cold
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner())
-            .extend(batch);
+        self.cold().slots.extend(batch);
     }
 }
 

@@ -75,6 +75,31 @@ pub(crate) unsafe fn install_guard(start: usize, len: usize) -> io::Result<()> {
     }
 }
 
+/// `madvise` advice that removes the guard markers of a range's pages (Linux 6.13+), leaving
+/// them as never-touched memory.
+#[cfg(target_os = "linux")]
+const MADV_GUARD_REMOVE: libc::c_int = 103;
+
+/// Removes the guard markers in `start..start + len` and gives back its pages and the page
+/// tables that only they used: the kernel frees a page-table page once a `MADV_DONTNEED` has
+/// emptied all of it, which a guard marker alone prevents. Either call may fail (on memory the
+/// process locked): then markers or pages stay, so the caller must treat the range as holding
+/// guards or not, whichever it then needs.
+///
+/// # Safety
+///
+/// As [`release_pages`].
+pub(crate) unsafe fn remove_guards_and_release(start: usize, len: usize) {
+    #[cfg(target_os = "linux")]
+    // SAFETY: as the caller guarantees.
+    unsafe {
+        libc::madvise(start as *mut libc::c_void, len, MADV_GUARD_REMOVE);
+        libc::madvise(start as *mut libc::c_void, len, libc::MADV_DONTNEED);
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = (start, len);
+}
+
 /// Gives the pages of `start..start + len` back to the kernel with `MADV_DONTNEED`: their
 /// memory is freed now, and a later touch maps a zeroed page. Guard markers in the range stay.
 ///

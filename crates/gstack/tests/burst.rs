@@ -1,6 +1,7 @@
 //! Memory comes back after a burst: once 100,000 stacks that each touched a few pages are all
-//! returned, resident memory is back within the pool's warm cache of where it started. Alone in
-//! its binary: it reads the process's resident size.
+//! returned, resident memory is back within the pool's warm cache of where it started, and the
+//! page tables follow once the slots have stayed unused between two `return_page_tables`
+//! calls. Alone in its binary: it reads the process's resident size.
 
 use ctxswitch::{Stack, page_size};
 use gstack::{StackBackend, StackPool};
@@ -48,6 +49,16 @@ fn resident_memory_comes_back_after_a_burst() {
          -> {rss_after} KiB, VmPTE {pte_before} -> {pte_peak} -> {pte_after} KiB"
     );
 
+    // Slots that stay unused between two calls give back their page tables (gsched's monitor
+    // makes the calls, a second apart).
+    let first = gstack::return_page_tables();
+    let returned = gstack::return_page_tables();
+    let pte_returned = status_kib("VmPTE");
+    eprintln!(
+        "page tables: {first} then {returned} slots gave theirs back: VmPTE {pte_after} -> \
+         {pte_returned} KiB"
+    );
+
     let touched_kib = TOUCHED_PAGES * page / 1024;
     assert!(
         rss_peak - rss_before >= stacks * touched_kib * 9 / 10,
@@ -64,4 +75,18 @@ fn resident_memory_comes_back_after_a_burst() {
         "VmRSS {rss_before} -> {rss_peak} -> {rss_after} KiB; allowed: {rss_before} + warm \
          cache {warm_kib} + {margin_kib} KiB"
     );
+    if gstack::stack_backend() == StackBackend::GuardRegions {
+        assert_eq!(first, 0, "no slot had stayed unused since an earlier call");
+        assert!(
+            returned >= stacks * 9 / 10,
+            "only {returned} of {stacks} slots gave back their page tables"
+        );
+        // What the warm cache's slots and the span edges keep: well under a page table per
+        // thousand stacks.
+        let margin_kib = 1024;
+        assert!(
+            pte_returned <= pte_before + margin_kib,
+            "VmPTE {pte_before} -> {pte_peak} -> {pte_after} -> {pte_returned} KiB"
+        );
+    }
 }

@@ -204,6 +204,68 @@ fn guards_between_neighbouring_slots_survive_a_batched_release() {
     );
 }
 
+/// A slot that gave back its page tables lost its guard marker with them: taken again, it is
+/// guarded again.
+#[test]
+fn a_slot_that_gave_back_its_page_tables_is_guarded_again_when_reused() {
+    const NAME: &str = "a_slot_that_gave_back_its_page_tables_is_guarded_again_when_reused";
+    if CHILD.is_child(NAME) {
+        gstack::install_overflow_handler().unwrap();
+        // A stack size of its own, and no warm cache: every returned stack goes cold.
+        let pool = StackPool::builder(40 * 1024)
+            .thread_cache(0)
+            .global_capacity(0)
+            .build()
+            .unwrap();
+        // 48-KiB slots: 150 of them span three page tables' worth of address space.
+        let stacks: Vec<_> = (0..150).map(|_| pool.get().unwrap()).collect();
+        let mut guards: Vec<_> = stacks.iter().map(|stack| stack.guard_range()).collect();
+        guards.sort_by_key(|guard| guard.start);
+        for stack in &stacks {
+            // SAFETY: the top word of a stack this thread holds alone.
+            unsafe { ((stack.base() - 8) as *mut u64).write_volatile(1) };
+        }
+        drop(stacks);
+        gstack::release_pending();
+        assert_eq!(
+            gstack::return_page_tables(),
+            0,
+            "none had stayed unused yet"
+        );
+        let returned = gstack::return_page_tables();
+        assert!(
+            returned >= 40,
+            "only {returned} slots gave back their page tables"
+        );
+        assert_eq!(
+            gstack::return_page_tables(),
+            0,
+            "bare slots are not counted twice"
+        );
+        let again: Vec<_> = (0..150).map(|_| pool.get().unwrap()).collect();
+        // The middle slot of the run lies inside an emptied page table's span.
+        let middle = &guards[75];
+        let stack = again
+            .iter()
+            .find(|stack| stack.guard_range() == *middle)
+            .expect("every slot is reused");
+        stack.set_label(4, "bare");
+        eprintln!("writing into a restored guard");
+        // SAFETY: deliberately none: a write into the guard page, which must fault.
+        unsafe { ((middle.end - 8) as *mut u64).write_volatile(1) };
+        unreachable!("a slot reused after giving back its page tables had no guard");
+    }
+    if !guard_regions_or_skip(NAME) {
+        return;
+    }
+    let output = CHILD.run(NAME).limit(CHILD_LIMIT).output();
+    assert_aborted_with(
+        &output,
+        "writing into a restored guard\ngoroutine stack overflow: goroutine 4 (\"bare\"), stack \
+         of 40 KiB\n",
+    );
+}
+
 #[test]
 fn more_guarded_stacks_than_the_map_budget_allows() {
     const NAME: &str = "more_guarded_stacks_than_the_map_budget_allows";

@@ -18,6 +18,9 @@
 //!   Goroutines already started on that worker wait: they never move.
 //! - **Stalls.** When goroutines wait for stacks and nothing in the process can release one, it
 //!   says so once (see `stacks::report_stack_exhaustion`).
+//! - **Page tables.** Every second, stack slots that stayed unused since the last second give
+//!   back their page tables (gstack's `return_page_tables`), as Go's scavenger gives back
+//!   memory a burst no longer uses.
 //!
 //! Preemption is cooperative only. Suspending a goroutine from a signal handler could stop it
 //! inside `malloc` or inside a thread-local borrow and then run its neighbour on the same
@@ -47,6 +50,11 @@ const STALL_CHECK: Duration = Duration::from_secs(2);
 
 /// The longest the monitor sleeps while every worker sleeps too.
 const IDLE_PERIOD: Duration = Duration::from_millis(10);
+
+/// How often the monitor lets stack slots that stayed unused since its last call give back
+/// their page tables (gstack's `return_page_tables`): a slot beyond the warm cache gives them
+/// back after one to two periods unused.
+const PAGE_TABLE_PERIOD: Duration = Duration::from_secs(1);
 
 /// Reports of goroutines that ran without a switch, at most, per runtime.
 const MAX_LONG_RUN_REPORTS: usize = 16;
@@ -169,6 +177,8 @@ pub(crate) struct Monitor {
     deadlock: DeadlockWatch,
     /// When schedtrace last printed.
     traced_at: Instant,
+    /// When stack slots last gave back page tables.
+    page_tables_at: Instant,
     thread_times_of: ThreadTimesOf,
 }
 
@@ -191,6 +201,7 @@ impl Monitor {
             stall: None,
             deadlock: DeadlockWatch::default(),
             traced_at: now,
+            page_tables_at: now,
             thread_times_of: Box::new(thread_times),
         }
     }
@@ -209,6 +220,10 @@ impl Monitor {
                 act_on_deadlock(&self.shared, &report);
             }
             self.trace(now);
+            if now.duration_since(self.page_tables_at) >= PAGE_TABLE_PERIOD {
+                self.page_tables_at = now;
+                gstack::return_page_tables();
+            }
             // Back off while the whole runtime sleeps, as sysmon does.
             period = if self.shared.idle.sleepers() == self.shared.workers.len() {
                 (period * 2).min(IDLE_PERIOD.max(busy_period))
