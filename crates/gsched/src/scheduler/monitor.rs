@@ -39,7 +39,8 @@ use super::RuntimeShared;
 use super::deadlock::{DeadlockWatch, act_on_deadlock};
 use super::stacks::{process_threads, report_stack_exhaustion};
 use crate::shim::Clock;
-use thread_times::{Measure, ThreadTimes, goroutine_to_blame, thread_times};
+use thread_times::{Measure, goroutine_to_blame};
+pub(crate) use thread_times::{ThreadTimes, thread_times};
 
 /// The monitor's default thresholds (Go's `forcePreemptNS` is 10 ms).
 pub(crate) const DEFAULT_PREEMPT_AFTER: Duration = Duration::from_millis(10);

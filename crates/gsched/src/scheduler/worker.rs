@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use ctxswitch::{Coroutine, CoroutineResult, Stack};
 use gstack::StackError;
 
-use super::monitor::bump;
+use super::monitor::{ThreadTimes, bump, thread_times};
 use super::shared::{RuntimeShared, TaskMap, live};
 use super::steal::steal_half;
 use super::task::abort_with;
@@ -62,7 +62,7 @@ pub(crate) struct WorkerLocal {
     pub(super) heap_trimmed: Cell<(Instant, bool)>,
     /// Per other worker, its switch count when this one last looked and when it first saw
     /// that count with goroutines waiting (see `may_steal_from`).
-    pub(super) seen_busy: RefCell<Vec<(u64, Instant)>>,
+    pub(super) seen_busy: RefCell<Vec<SeenBusy>>,
     /// Where each pinned goroutine of this worker last parked, when the runtime captures park
     /// backtraces (`RuntimeBuilder::park_backtraces`).
     pub(crate) park_backtraces: RefCell<HashMap<u64, Arc<Backtrace>>>,
@@ -275,7 +275,13 @@ impl WorkerLocal {
             return StealCheck::Now;
         }
         let switches = victim.watch.switches.load(Ordering::Relaxed);
-        grace_check(&mut self.seen_busy.borrow_mut()[index], switches, now)
+        let os_thread = victim.watch.os_thread.load(Ordering::Relaxed);
+        grace_check(
+            &mut self.seen_busy.borrow_mut()[index],
+            switches,
+            now,
+            || thread_times(os_thread),
+        )
     }
 
     /// Runs `task` until it switches out, and deals with why it did.
@@ -442,18 +448,75 @@ impl WorkerLocal {
     }
 }
 
-/// Whether a few goroutines waiting on a worker whose switch count is `switches` now have
-/// waited out `STEAL_GRACE` while it picked none; `seen` is the count this thief saw last and
-/// when it first saw it.
-fn grace_check(seen: &mut (u64, Instant), switches: u64, now: Instant) -> StealCheck {
-    if seen.0 != switches {
-        *seen = (switches, now);
+/// What a thief last saw of another worker (see `grace_check`).
+#[derive(Clone, Copy, Debug)]
+pub(super) struct SeenBusy {
+    /// The worker's switch count, and when this thief first saw it.
+    switches: u64,
+    since: Instant,
+    /// The worker thread's accounting when its grace ran out, and when it was read.
+    measure: Option<(Instant, ThreadTimes)>,
+}
+
+impl SeenBusy {
+    pub(super) fn new(now: Instant) -> Self {
+        SeenBusy {
+            switches: u64::MAX,
+            since: now,
+            measure: None,
+        }
+    }
+}
+
+/// Whether a few goroutines waiting on a worker whose switch count is `switches` may be taken
+/// now: the worker picked none for `STEAL_GRACE`, and then, over one more grace, its thread
+/// was busy in one goroutine rather than waiting for a CPU. `times` reads the worker thread's
+/// accounting (see the monitor's `thread_times`).
+///
+/// A thread that waits for a CPU (a machine busier than its CPUs) runs its new goroutines as
+/// soon as it gets one back, and a goroutine started elsewhere would never move back beside
+/// the one that spawned it: its queue waits, until the thread runs again or the monitor marks
+/// the worker stuck. A thread blocked in the kernel, or accounting that cannot be read, lets
+/// the goroutines go.
+fn grace_check(
+    seen: &mut SeenBusy,
+    switches: u64,
+    now: Instant,
+    times: impl FnOnce() -> Option<ThreadTimes>,
+) -> StealCheck {
+    if seen.switches != switches {
+        *seen = SeenBusy {
+            switches,
+            since: now,
+            measure: None,
+        };
         return StealCheck::AfterGrace;
     }
-    if now.duration_since(seen.1) >= STEAL_GRACE {
-        StealCheck::Now
-    } else {
-        StealCheck::AfterGrace
+    if now.duration_since(seen.since) < STEAL_GRACE {
+        return StealCheck::AfterGrace;
+    }
+    let Some(times) = times() else {
+        return StealCheck::Now;
+    };
+    match seen.measure {
+        Some((at, before)) if now.duration_since(at) >= STEAL_GRACE => {
+            let window = now.duration_since(at);
+            let ran = times.on_cpu.saturating_sub(before.on_cpu);
+            let waited = times.waited.saturating_sub(before.waited);
+            // A wait still going on shows as runnable with little time on a CPU; one that
+            // ended within the window, as grown waits.
+            if (times.runnable && ran < window / 2) || waited > window / 2 {
+                seen.measure = Some((now, times));
+                StealCheck::AfterGrace
+            } else {
+                StealCheck::Now
+            }
+        }
+        Some(_) => StealCheck::AfterGrace,
+        None => {
+            seen.measure = Some((now, times));
+            StealCheck::AfterGrace
+        }
     }
 }
 
@@ -510,7 +573,7 @@ pub(crate) fn worker_main(shared: Arc<RuntimeShared>, index: usize) {
         current: Cell::new(None),
         heap: Box::new(Heap::new()).install(),
         heap_trimmed: Cell::new((Instant::now(), false)),
-        seen_busy: RefCell::new(vec![(u64::MAX, Instant::now()); shared.workers.len()]),
+        seen_busy: RefCell::new(vec![SeenBusy::new(Instant::now()); shared.workers.len()]),
         park_backtraces: RefCell::new(HashMap::new()),
     };
     WORKER.with(|worker| worker.set(&local));
@@ -542,22 +605,102 @@ pub(crate) fn worker_main(shared: Arc<RuntimeShared>, index: usize) {
 mod tests {
     use std::time::{Duration, Instant};
 
-    use super::{STEAL_GRACE, StealCheck, grace_check};
+    use super::{STEAL_GRACE, SeenBusy, StealCheck, grace_check};
+    use crate::scheduler::monitor::ThreadTimes;
+
+    fn times(on_cpu_micros: u64, waited_micros: u64, runnable: bool) -> Option<ThreadTimes> {
+        Some(ThreadTimes {
+            on_cpu: Duration::from_micros(on_cpu_micros),
+            waited: Duration::from_micros(waited_micros),
+            runnable,
+        })
+    }
 
     #[test]
     fn a_small_queue_is_stolen_only_after_its_worker_stood_still_for_the_grace() {
         let start = Instant::now();
-        let mut seen = (u64::MAX, start);
+        let mut seen = SeenBusy::new(start);
         let at = |micros| start + Duration::from_micros(micros);
-        assert_eq!(grace_check(&mut seen, 7, at(0)), StealCheck::AfterGrace);
-        assert_eq!(grace_check(&mut seen, 7, at(10)), StealCheck::AfterGrace);
-        // The worker switched: it may be about to run them; the grace starts again.
-        assert_eq!(grace_check(&mut seen, 8, at(15)), StealCheck::AfterGrace);
-        let grace = STEAL_GRACE.as_micros() as u64;
+        let unread = || None;
         assert_eq!(
-            grace_check(&mut seen, 8, at(15 + grace - 1)),
+            grace_check(&mut seen, 7, at(0), unread),
             StealCheck::AfterGrace
         );
-        assert_eq!(grace_check(&mut seen, 8, at(15 + grace)), StealCheck::Now);
+        assert_eq!(
+            grace_check(&mut seen, 7, at(10), unread),
+            StealCheck::AfterGrace
+        );
+        // The worker switched: it may be about to run them; the grace starts again.
+        assert_eq!(
+            grace_check(&mut seen, 8, at(15), unread),
+            StealCheck::AfterGrace
+        );
+        let grace = STEAL_GRACE.as_micros() as u64;
+        assert_eq!(
+            grace_check(&mut seen, 8, at(15 + grace - 1), unread),
+            StealCheck::AfterGrace
+        );
+        // Without the thread's accounting, the grace alone decides.
+        assert_eq!(
+            grace_check(&mut seen, 8, at(15 + grace), unread),
+            StealCheck::Now
+        );
+    }
+
+    #[test]
+    fn a_worker_busy_in_one_goroutine_is_stolen_from_one_grace_later() {
+        let start = Instant::now();
+        let mut seen = SeenBusy::new(start);
+        let grace = STEAL_GRACE.as_micros() as u64;
+        let at = |micros| start + Duration::from_micros(micros);
+        assert_eq!(
+            grace_check(&mut seen, 3, at(0), || None),
+            StealCheck::AfterGrace
+        );
+        // The grace is out: the thread's accounting is read, and judged one grace later.
+        let check = grace_check(&mut seen, 3, at(grace), || times(1_000, 50, true));
+        assert_eq!(check, StealCheck::AfterGrace);
+        let check = grace_check(&mut seen, 3, at(2 * grace - 1), || times(1_000, 50, true));
+        assert_eq!(check, StealCheck::AfterGrace);
+        // On a CPU the whole window: busy in one goroutine.
+        let check = grace_check(&mut seen, 3, at(2 * grace), || {
+            times(1_000 + grace, 50, true)
+        });
+        assert_eq!(check, StealCheck::Now);
+    }
+
+    #[test]
+    fn a_worker_whose_thread_waits_for_a_cpu_keeps_its_goroutines() {
+        let start = Instant::now();
+        let mut seen = SeenBusy::new(start);
+        let grace = STEAL_GRACE.as_micros() as u64;
+        let at = |micros| start + Duration::from_micros(micros);
+        assert_eq!(
+            grace_check(&mut seen, 3, at(0), || None),
+            StealCheck::AfterGrace
+        );
+        assert_eq!(
+            grace_check(&mut seen, 3, at(grace), || times(1_000, 50, true)),
+            StealCheck::AfterGrace
+        );
+        // Runnable, and no time on a CPU: a wait still going on.
+        assert_eq!(
+            grace_check(&mut seen, 3, at(2 * grace), || times(1_000, 50, true)),
+            StealCheck::AfterGrace
+        );
+        // A wait that ended: the waits grew by most of the window.
+        assert_eq!(
+            grace_check(&mut seen, 3, at(3 * grace), || {
+                times(1_001, 50 + grace - 1, true)
+            }),
+            StealCheck::AfterGrace
+        );
+        // Blocked in the kernel (a system call): neither running nor waiting for a CPU.
+        assert_eq!(
+            grace_check(&mut seen, 3, at(4 * grace), || {
+                times(1_001, 50 + grace - 1, false)
+            }),
+            StealCheck::Now
+        );
     }
 }
