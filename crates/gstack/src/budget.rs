@@ -29,6 +29,15 @@ const DEFAULT_MAX_MAP_COUNT: usize = 65530;
 static STACKS_IN_USE: AtomicUsize = AtomicUsize::new(0);
 /// Stacks alive now that cost mappings of their own.
 static MAPPED_IN_USE: AtomicUsize = AtomicUsize::new(0);
+/// The process's page tables (`VmPTE` in `/proc/self/status`) in KiB, if readable.
+pub(crate) fn page_tables_kib() -> Option<usize> {
+    fs::read_to_string("/proc/self/status")
+        .ok()?
+        .lines()
+        .find_map(|line| line.strip_prefix("VmPTE:"))
+        .and_then(|value| value.trim().strip_suffix("kB")?.trim().parse().ok())
+}
+
 /// The most stacks with mappings of their own allowed at once; 0 until first computed.
 static MAP_BUDGET: AtomicUsize = AtomicUsize::new(0);
 /// The limit set by [`set_stack_limit`]; 0 while none is.

@@ -27,6 +27,8 @@ pub use pool::{
 #[doc(hidden)]
 pub use region::force_mapping_per_stack;
 pub use region::{StackBackend, stack_backend};
+#[doc(hidden)]
+pub use slot::page_tables_returnable;
 pub use slot::{MAX_STACK_SIZE, check_stack_size, release_pending, return_page_tables};
 
 /// Guard regions reserved so far in this process (each one kernel mapping), for tests and

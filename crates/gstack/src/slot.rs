@@ -146,7 +146,9 @@ pub fn release_pending() -> usize {
 /// guard marker meanwhile: taking it again puts the marker back (one system call).
 ///
 /// gsched's monitor calls this every second; a program that uses pools without gsched may call
-/// it on a timer of its own, whose period is then how long a slot stays cold before.
+/// it on a timer of its own, whose period is then how long a slot stays cold before. A call
+/// made while another is under way returns 0 at once, and so does every call on a kernel that
+/// keeps emptied page tables (see [`page_tables_returnable`]).
 ///
 /// ```
 /// let first = gstack::return_page_tables();
@@ -155,6 +157,15 @@ pub fn release_pending() -> usize {
 /// println!("{first} then {second} slots gave back their page tables");
 /// ```
 pub fn return_page_tables() -> usize {
+    static UNDER_WAY: Mutex<()> = Mutex::new(());
+    let _pass = match UNDER_WAY.try_lock() {
+        Ok(pass) => pass,
+        Err(std::sync::TryLockError::Poisoned(poison)) => poison.into_inner(),
+        Err(std::sync::TryLockError::WouldBlock) => return 0,
+    };
+    if !page_tables_returnable() {
+        return 0;
+    }
     let classes: Vec<&'static SlotClass> = CLASSES
         .lock()
         .unwrap_or_else(|poison| poison.into_inner())
@@ -167,6 +178,37 @@ pub fn return_page_tables() -> usize {
 fn page_table_span() -> usize {
     let page = page_size();
     page * (page / 8)
+}
+
+/// Whether this kernel frees a page-table page that `MADV_DONTNEED` empties (Linux's
+/// `PT_RECLAIM`: x86_64 since 6.14). Without it, removing guard markers would give nothing
+/// back, so [`return_page_tables`] does nothing. Probed once: touching a page in each of 32
+/// page-table spans of a scratch mapping and releasing them must shrink the process's page
+/// tables (`VmPTE`) by at least half of those 32 pages; any doubt answers no.
+#[doc(hidden)]
+pub fn page_tables_returnable() -> bool {
+    static FREED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *FREED.get_or_init(|| {
+        const SPANS: usize = 32;
+        let (page, span) = (page_size(), page_table_span());
+        let len = (SPANS + 1) * span;
+        let Ok(mapping) = crate::sys::map_lazily(len) else {
+            return false;
+        };
+        let first = (mapping as usize).next_multiple_of(span);
+        for index in 0..SPANS {
+            // SAFETY: a byte of the private mapping made above, which nothing else uses.
+            unsafe { ((first + index * span) as *mut u8).write_volatile(1) };
+        }
+        let before = crate::budget::page_tables_kib();
+        // SAFETY: whole pages of the mapping made above, holding nothing needed.
+        unsafe { crate::sys::release_pages(first, SPANS * span) };
+        let after = crate::budget::page_tables_kib();
+        // SAFETY: exactly the scratch mapping made above, used by nothing else.
+        unsafe { libc::munmap(mapping, len) };
+        matches!((before, after), (Some(before), Some(after))
+            if before.saturating_sub(after) * 1024 >= SPANS * page / 2)
+    })
 }
 
 impl SlotClass {
@@ -189,7 +231,8 @@ impl SlotClass {
     }
 
     /// A slot of this class, counted against the stack limit: one given back and not released
-    /// yet if any, else a cold one, else a new one with its guard installed.
+    /// yet if any, else a cold one, else a bare one with its guard installed again, else a new
+    /// one with its guard installed.
     pub(crate) fn take(&'static self) -> Result<SlotStack, TakeError> {
         let claim = SlotClaim::acquire().map_err(TakeError::Stack)?;
         let pending = self.pending().pop();
@@ -282,8 +325,12 @@ impl SlotClass {
     fn return_page_tables(&self) -> usize {
         let mut unused = {
             let mut cold = self.cold();
-            let unused_len = cold.unused_since_pass;
-            cold.slots.drain(..unused_len).collect::<Vec<_>>()
+            let unused_len = cold.unused_since_pass.min(cold.slots.len());
+            let unused = cold.slots.drain(..unused_len).collect::<Vec<_>>();
+            // What is left was released since the last pass: unused from now on, unless taken
+            // (or released only after this point, behind it).
+            cold.unused_since_pass = cold.slots.len();
+            unused
         };
         unused.sort_unstable();
         let span = page_table_span();
@@ -298,17 +345,16 @@ impl SlotClass {
             let run_start = unused[run];
             let run_end = unused[end - 1] + self.slot_size;
             let spans = run_start.next_multiple_of(span)..run_end / span * span;
-            if !spans.is_empty() {
-                // SAFETY: `spans` lies inside the neighbouring slots `run_start..run_end`, all
-                // released and off every list, so nobody holds or can take them meanwhile;
-                // private anonymous memory never unmapped.
-                unsafe { crate::sys::remove_guards_and_release(spans.start, spans.len()) };
-            }
+            // SAFETY: `spans` lies inside the neighbouring slots `run_start..run_end`, all
+            // released and off every list, so nobody holds or can take them meanwhile; private
+            // anonymous memory never unmapped.
+            let emptied = !spans.is_empty()
+                && unsafe { crate::sys::remove_guards_and_release(spans.start, spans.len()) };
             for &start in &unused[run..end] {
-                // A slot whose guard page lies in the spans is bare now (taking it installs
-                // its guard again, whether or not the removal succeeded); the others of the
-                // run keep their guards.
-                if spans.contains(&start) {
+                // A slot whose guard page lies in emptied spans is bare now (taking it installs
+                // its guard again, whether or not the removal itself succeeded); the others of
+                // the run keep their guards.
+                if emptied && spans.contains(&start) {
                     bare.push(start);
                 } else {
                     kept.push(start);
@@ -319,8 +365,8 @@ impl SlotClass {
         let returned = bare.len();
         self.bare().extend(bare);
         let mut cold = self.cold();
+        cold.unused_since_pass += kept.len();
         cold.slots.splice(0..0, kept);
-        cold.unused_since_pass = cold.slots.len();
         returned
     }
 }

@@ -80,24 +80,34 @@ pub(crate) unsafe fn install_guard(start: usize, len: usize) -> io::Result<()> {
 #[cfg(target_os = "linux")]
 const MADV_GUARD_REMOVE: libc::c_int = 103;
 
-/// Removes the guard markers in `start..start + len` and gives back its pages and the page
-/// tables that only they used: the kernel frees a page-table page once a `MADV_DONTNEED` has
-/// emptied all of it, which a guard marker alone prevents. Either call may fail (on memory the
-/// process locked): then markers or pages stay, so the caller must treat the range as holding
-/// guards or not, whichever it then needs.
+/// Gives back the pages of `start..start + len`, removes the range's guard markers, and gives
+/// it back again, so that the kernel frees the page-table pages only it used (it frees one that
+/// a `MADV_DONTNEED` empties; a guard marker keeps it in use). False, with the markers in
+/// place, when the pages cannot be given back (memory the process locked refuses
+/// `MADV_DONTNEED`, and would refuse the markers' return). True otherwise, even if the
+/// markers' removal failed: the caller must then treat the range as holding guards or not,
+/// whichever it needs.
 ///
 /// # Safety
 ///
 /// As [`release_pages`].
-pub(crate) unsafe fn remove_guards_and_release(start: usize, len: usize) {
+pub(crate) unsafe fn remove_guards_and_release(start: usize, len: usize) -> bool {
     #[cfg(target_os = "linux")]
     // SAFETY: as the caller guarantees.
     unsafe {
-        libc::madvise(start as *mut libc::c_void, len, MADV_GUARD_REMOVE);
-        libc::madvise(start as *mut libc::c_void, len, libc::MADV_DONTNEED);
+        let range = start as *mut libc::c_void;
+        if libc::madvise(range, len, libc::MADV_DONTNEED) != 0 {
+            return false;
+        }
+        libc::madvise(range, len, MADV_GUARD_REMOVE);
+        libc::madvise(range, len, libc::MADV_DONTNEED);
+        true
     }
     #[cfg(not(target_os = "linux"))]
-    let _ = (start, len);
+    {
+        let _ = (start, len);
+        false
+    }
 }
 
 /// Gives the pages of `start..start + len` back to the kernel with `MADV_DONTNEED`: their

@@ -150,12 +150,12 @@ fn burst(n: usize, workers: usize) -> Result<String, String> {
     })?;
     // Every goroutine ends once the channel closes; the idle workers trim meanwhile.
     let grown = |reading: &Reading| reading.resident.saturating_sub(before.resident);
-    // Read until neither has fallen for 1.5 s (at most 5 s): stacks give back their pages as
-    // they come back, and their page tables once unused for a second or two (the monitor's
+    // Read until neither has fallen for 2.5 s (at most 8 s): stacks give back their pages as
+    // they come back, and their page tables once unused for one to two seconds (the monitor's
     // period).
     let mut after = Reading::now()?;
     let mut steady = 0;
-    for _ in 0..250 {
+    for _ in 0..400 {
         std::thread::sleep(std::time::Duration::from_millis(20));
         let now = Reading::now()?;
         steady = if now.resident < after.resident || now.page_tables < after.page_tables {
@@ -164,7 +164,7 @@ fn burst(n: usize, workers: usize) -> Result<String, String> {
             steady + 1
         };
         after = now;
-        if steady == 75 {
+        if steady == 125 {
             break;
         }
     }

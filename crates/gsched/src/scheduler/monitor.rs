@@ -30,8 +30,8 @@
 
 use std::collections::HashSet;
 use std::panic::Location;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -56,6 +56,22 @@ const IDLE_PERIOD: Duration = Duration::from_millis(10);
 /// their page tables (gstack's `return_page_tables`): a slot beyond the warm cache gives them
 /// back after one to two periods unused.
 const PAGE_TABLE_PERIOD: Duration = Duration::from_secs(1);
+
+/// Lets stack slots give back their page tables, once per `PAGE_TABLE_PERIOD` in the process
+/// however many runtimes' monitors call this (slots are the process's, not a runtime's).
+fn return_page_tables_when_due() {
+    static LAST_PASS: Mutex<Option<Instant>> = Mutex::new(None);
+    let mut last_pass = match LAST_PASS.try_lock() {
+        Ok(last_pass) => last_pass,
+        Err(std::sync::TryLockError::Poisoned(poison)) => poison.into_inner(),
+        Err(std::sync::TryLockError::WouldBlock) => return,
+    };
+    let now = Instant::now();
+    if last_pass.is_none_or(|at| now.duration_since(at) >= PAGE_TABLE_PERIOD) {
+        *last_pass = Some(now);
+        gstack::return_page_tables();
+    }
+}
 
 /// Reports of goroutines that ran without a switch, at most, per runtime.
 const MAX_LONG_RUN_REPORTS: usize = 16;
@@ -178,8 +194,6 @@ pub(crate) struct Monitor {
     deadlock: DeadlockWatch,
     /// When schedtrace last printed.
     traced_at: Instant,
-    /// When stack slots last gave back page tables.
-    page_tables_at: Instant,
     thread_times_of: ThreadTimesOf,
 }
 
@@ -202,7 +216,6 @@ impl Monitor {
             stall: None,
             deadlock: DeadlockWatch::default(),
             traced_at: now,
-            page_tables_at: now,
             thread_times_of: Box::new(thread_times),
         }
     }
@@ -221,10 +234,7 @@ impl Monitor {
                 act_on_deadlock(&self.shared, &report);
             }
             self.trace(now);
-            if now.duration_since(self.page_tables_at) >= PAGE_TABLE_PERIOD {
-                self.page_tables_at = now;
-                gstack::return_page_tables();
-            }
+            return_page_tables_when_due();
             // Back off while the whole runtime sleeps, as sysmon does.
             period = if self.shared.idle.sleepers() == self.shared.workers.len() {
                 (period * 2).min(IDLE_PERIOD.max(busy_period))
