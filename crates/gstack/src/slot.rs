@@ -148,7 +148,8 @@ pub fn release_pending() -> usize {
 /// gsched's monitor calls this every second; a program that uses pools without gsched may call
 /// it on a timer of its own, whose period is then how long a slot stays cold before. A call
 /// made while another is under way returns 0 at once, and so does every call on a kernel that
-/// keeps emptied page tables (see [`page_tables_returnable`]).
+/// keeps the page tables `MADV_DONTNEED` empties (one without Linux's `PT_RECLAIM`, which
+/// x86_64 has since 6.14): there, removing guards would give nothing back.
 ///
 /// ```
 /// let first = gstack::return_page_tables();
