@@ -327,12 +327,13 @@ impl AcceptBackoff {
         if nanos == 0 {
             return;
         }
-        let delay = Duration::from_nanos(nanos);
-        let end = match listener.deadlines.deadline(Direction::Read) {
-            Some(deadline) => deadline.min(Instant::now() + delay),
-            None => Instant::now() + delay,
-        };
+        let delay_end = Instant::now() + Duration::from_nanos(nanos);
         while !listener.is_closed() {
+            // The deadline is read again each slice: it may be set meanwhile.
+            let end = listener
+                .deadlines
+                .deadline(Direction::Read)
+                .map_or(delay_end, |deadline| deadline.min(delay_end));
             let left = end.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 break;

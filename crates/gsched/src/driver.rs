@@ -56,7 +56,9 @@
 //!     .expect("called from a goroutine")
 //!     .unwrap();
 //!     // The worker waits in the driver while this goroutine sleeps.
+//!     let deadline = std::time::Instant::now() + Duration::from_secs(20);
 //!     while counting.waits.load(Ordering::Relaxed) == 0 {
+//!         assert!(std::time::Instant::now() < deadline, "the worker never waited");
 //!         gsched::sleep(Duration::from_millis(1));
 //!     }
 //! });

@@ -231,7 +231,19 @@ fn a_waiting_writer_holds_back_new_readers() {
                 wrote.load(Ordering::SeqCst)
             })
         };
-        gsched::sleep(Duration::from_millis(5));
+        // Queued behind the waiting writer before the first reader leaves.
+        let queued = gsched::GoroutineState::Parked("sync.RWMutex.RLock");
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while gsched::dump()
+            .get(late_reader.id())
+            .is_none_or(|entry| entry.state != queued)
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the late reader never queued"
+            );
+            gsched::sleep(Duration::from_millis(1));
+        }
         drop(first_reader);
         writer.join().unwrap();
         assert!(

@@ -67,9 +67,14 @@ fn return_page_tables_when_due() {
         Err(std::sync::TryLockError::WouldBlock) => return,
     };
     let now = Instant::now();
-    if last_pass.is_none_or(|at| now.duration_since(at) >= PAGE_TABLE_PERIOD) {
-        *last_pass = Some(now);
-        gstack::return_page_tables();
+    match *last_pass {
+        // The first look starts the period: a runtime starting up is no moment for a pass.
+        None => *last_pass = Some(now),
+        Some(at) if now.duration_since(at) >= PAGE_TABLE_PERIOD => {
+            *last_pass = Some(now);
+            gstack::return_page_tables();
+        }
+        Some(_) => {}
     }
 }
 

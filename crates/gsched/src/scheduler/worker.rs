@@ -495,11 +495,17 @@ fn grace_check(
     if now.duration_since(seen.since) < STEAL_GRACE {
         return StealCheck::AfterGrace;
     }
+    // The accounting costs system calls: read only when it will be judged, once per grace.
+    if let Some((at, _)) = seen.measure
+        && now.duration_since(at) < STEAL_GRACE
+    {
+        return StealCheck::AfterGrace;
+    }
     let Some(times) = times() else {
         return StealCheck::Now;
     };
     match seen.measure {
-        Some((at, before)) if now.duration_since(at) >= STEAL_GRACE => {
+        Some((at, before)) => {
             let window = now.duration_since(at);
             let ran = times.on_cpu.saturating_sub(before.on_cpu);
             let waited = times.waited.saturating_sub(before.waited);
@@ -512,7 +518,6 @@ fn grace_check(
                 StealCheck::Now
             }
         }
-        Some(_) => StealCheck::AfterGrace,
         None => {
             seen.measure = Some((now, times));
             StealCheck::AfterGrace
@@ -660,7 +665,9 @@ mod tests {
         // The grace is out: the thread's accounting is read, and judged one grace later.
         let check = grace_check(&mut seen, 3, at(grace), || times(1_000, 50, true));
         assert_eq!(check, StealCheck::AfterGrace);
-        let check = grace_check(&mut seen, 3, at(2 * grace - 1), || times(1_000, 50, true));
+        let check = grace_check(&mut seen, 3, at(2 * grace - 1), || {
+            panic!("the accounting is read only when it is judged")
+        });
         assert_eq!(check, StealCheck::AfterGrace);
         // On a CPU the whole window: busy in one goroutine.
         let check = grace_check(&mut seen, 3, at(2 * grace), || {

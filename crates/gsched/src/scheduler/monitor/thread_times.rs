@@ -26,8 +26,11 @@ pub(crate) fn thread_times(tid: i32) -> Option<ThreadTimes> {
     }
     let schedstat = std::fs::read_to_string(format!("/proc/self/task/{tid}/schedstat")).ok()?;
     let mut fields = schedstat.split_ascii_whitespace();
-    let on_cpu = Duration::from_nanos(fields.next()?.parse().ok()?);
+    let counted_on_cpu = Duration::from_nanos(fields.next()?.parse().ok()?);
     let waited = Duration::from_nanos(fields.next()?.parse().ok()?);
+    // `schedstat` shows a running thread's CPU time as of its last scheduler tick (1-4 ms
+    // ago); the thread's CPU clock brings it up to date first.
+    let on_cpu = thread_cpu_clock(tid).unwrap_or(counted_on_cpu);
     let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).ok()?;
     // `pid (comm) state ...`, where the name may hold spaces and parentheses.
     let state = stat[stat.rfind(')')? + 1..].trim_start().chars().next()?;
@@ -36,6 +39,27 @@ pub(crate) fn thread_times(tid: i32) -> Option<ThreadTimes> {
         waited,
         runnable: state == 'R',
     })
+}
+
+/// The CPU time of thread `tid` of this process from its CPU clock: the clock id glibc's
+/// `pthread_getcpuclockid` builds from a kernel thread id (`CPUCLOCK_SCHED`, per thread), which
+/// the kernel brings up to date for a thread running now.
+fn thread_cpu_clock(tid: i32) -> Option<Duration> {
+    // Kernel thread ids stay below 2^22, so this never overflows for a real one.
+    let clock: libc::clockid_t = (!tid).checked_mul(8)? | 6;
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `now` is a valid `timespec` to write; an id that names no thread of this process
+    // fails with EINVAL.
+    if unsafe { libc::clock_gettime(clock, &mut now) } != 0 {
+        return None;
+    }
+    Some(Duration::new(
+        u64::try_from(now.tv_sec).ok()?,
+        u32::try_from(now.tv_nsec).ok()?,
+    ))
 }
 
 /// The measure of one run without a switch: since when, from what accounting, and the time on
@@ -185,6 +209,39 @@ mod tests {
             start + ms(62),
             STUCK_AFTER
         ));
+    }
+
+    /// A thread's CPU clock, found by its kernel id, is the clock the thread reads as its own.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_threads_cpu_clock_is_found_by_its_id() {
+        // SAFETY: `gettid` takes no arguments and cannot fail.
+        let tid = unsafe { libc::syscall(libc::SYS_gettid) } as i32;
+        let own = || {
+            let mut now = libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            };
+            // SAFETY: `now` is a valid `timespec` to write.
+            let read = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now) };
+            assert_eq!(read, 0);
+            Duration::new(now.tv_sec as u64, now.tv_nsec as u32)
+        };
+        let before = super::thread_cpu_clock(tid).expect("this thread's CPU clock");
+        let between = own();
+        let after = super::thread_cpu_clock(tid).unwrap();
+        assert!(
+            before <= between && between <= after,
+            "{before:?} {between:?} {after:?}"
+        );
+        assert_eq!(super::thread_cpu_clock(i32::MAX), None, "no such thread");
+        // SAFETY: `getppid` takes no arguments and cannot fail.
+        let parent = unsafe { libc::getppid() };
+        assert_eq!(
+            super::thread_cpu_clock(parent),
+            None,
+            "a thread of another process"
+        );
     }
 
     /// The accounting is read from the kernel for a thread of this process.
