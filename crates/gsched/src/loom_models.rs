@@ -431,6 +431,49 @@ fn a_push_racing_a_worker_going_to_sleep_wakes_it() {
     });
 }
 
+/// A goroutine refused a stack while the worker that caches stacks goes to sleep: the refusing
+/// worker queues it, fences and wakes whichever worker sleeps; the other announces its sleep and
+/// then looks at the queue (see `idle.rs`). One of them sees the other: the cache is handed over
+/// and nobody sleeps beside the waiting goroutine.
+#[test]
+fn a_goroutine_refused_a_stack_wakes_a_worker_going_to_sleep_with_cached_stacks() {
+    loom::model(|| {
+        let flags = Arc::new(IdleFlags::new(2));
+        let waiting_for_stack = Arc::new(AtomicUsize::new(0));
+        let handed_over = Arc::new(AtomicUsize::new(0));
+        let caching_worker = {
+            let (flags, waiting, handed) = (
+                Arc::clone(&flags),
+                Arc::clone(&waiting_for_stack),
+                Arc::clone(&handed_over),
+            );
+            thread::spawn(move || {
+                loop {
+                    if waiting.load(Ordering::SeqCst) > 0 {
+                        break;
+                    }
+                    flags.announce(1);
+                    if waiting.load(Ordering::SeqCst) > 0 {
+                        flags.end(1);
+                        break;
+                    }
+                    thread::park();
+                    flags.end(1);
+                }
+                handed.store(1, Ordering::SeqCst);
+            })
+        };
+        let caching_thread = caching_worker.thread().clone();
+        waiting_for_stack.fetch_add(1, Ordering::SeqCst);
+        loom::sync::atomic::fence(Ordering::SeqCst);
+        if flags.wake(1) {
+            caching_thread.unpark();
+        }
+        caching_worker.join().unwrap();
+        assert_eq!(handed_over.load(Ordering::SeqCst), 1);
+    });
+}
+
 /// `block_on_future`'s flag: a waker on another thread sets it and unparks the poller, which
 /// takes it after each poll and parks only when it was not set. Whatever the interleaving, the
 /// poller sees the wake and what the waker wrote before it.

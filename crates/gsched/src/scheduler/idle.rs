@@ -234,6 +234,14 @@ mod worker_idle {
                 shared.end_sleep(self.index);
                 return;
             }
+            // A goroutine refused a stack since the look at the top: its worker's wake came
+            // while this one spun, before the announcement, and found nobody asleep. Hand the
+            // cache over now, or both workers may sleep for good beside it.
+            if !shared.waiting_for_stack.is_empty() && shared.stacks.release_thread_cache() > 0 {
+                shared.end_sleep(self.index);
+                self.retry_waiting_for_stack();
+                return;
+            }
             let next_timer = self.fire_timers();
             let now = Instant::now();
             let trim_again = self.trim_heap().then(|| now + TRIM_RETRY);
