@@ -350,11 +350,12 @@ impl SlotClass {
             let run_start = unused[run];
             let run_end = unused[end - 1] + self.slot_size;
             let spans = run_start.next_multiple_of(span)..run_end / span * span;
-            // SAFETY: `spans` lies inside the neighbouring slots `run_start..run_end`, all
-            // released and off every list, so nobody holds or can take them meanwhile; private
-            // anonymous memory never unmapped.
-            let emptied = !spans.is_empty()
-                && unsafe { crate::sys::remove_guards_and_release(spans.start, spans.len()) };
+            let emptied = !spans.is_empty() && {
+                // SAFETY: `spans` lies inside the neighbouring slots `run_start..run_end`, all
+                // released and off every list, so nobody holds or can take them meanwhile;
+                // private anonymous memory never unmapped.
+                unsafe { crate::sys::remove_guards_and_release(spans.start, spans.len()) }
+            };
             for &start in &unused[run..end] {
                 // A slot whose guard page lies in emptied spans is bare now (taking it installs
                 // its guard again, whether or not the removal itself succeeded); the others of

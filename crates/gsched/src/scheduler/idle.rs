@@ -129,7 +129,8 @@ mod worker_idle {
     use std::sync::atomic::Ordering;
     use std::time::{Duration, Instant};
 
-    use super::super::worker::{StealCheck, WorkerLocal};
+    use super::super::steal_policy::StealCheck;
+    use super::super::worker::WorkerLocal;
 
     /// Looks at the queues between two checks of the clock while spinning.
     const SPIN_ROUNDS: u32 = 64;

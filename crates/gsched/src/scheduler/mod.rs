@@ -15,7 +15,8 @@
 //! | module | what |
 //! | --- | --- |
 //! | `shared` | what every worker and goroutine of one runtime share: queues, sleep flags, stack policy, spawning and waking |
-//! | `worker` | a worker's own state and loop: pop, steal, run a goroutine until it switches out |
+//! | `worker` | a worker's own state and loop: pop, run a goroutine until it switches out |
+//! | `steal_policy` | when a worker may take goroutines waiting on another (the steal grace, and the kernel's word on whether that worker's thread is busy or waiting for a CPU) |
 //! | `idle` | spinning, sleeping and waking, with the no-lost-wake-up argument |
 //! | `blocking_pool` | the threads that run `blocking` calls |
 //! | `monitor` | the monitor thread (Go's sysmon): time slices, stuck workers, the stall report, schedtrace |
@@ -56,6 +57,8 @@ pub(crate) mod shared;
 pub(crate) mod shutdown;
 #[cfg(not(goroutines_loom))]
 pub(crate) mod stacks;
+#[cfg(not(goroutines_loom))]
+pub(crate) mod steal_policy;
 #[cfg(not(goroutines_loom))]
 pub(crate) mod task;
 #[cfg(not(goroutines_loom))]
