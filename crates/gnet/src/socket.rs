@@ -76,6 +76,22 @@ impl<T: AsRawFd> Socket<T> {
         io
     }
 
+    /// A listener's accept: waits out `backoff`, runs `op` until it does not block, and lets
+    /// `backoff` see the outcome. A connection taken off the queue by a call already past the
+    /// closed check when `close` ran is ended (dropped), as `close` ends every queued one.
+    pub(crate) fn accept<C>(
+        &self,
+        backoff: &AcceptBackoff,
+        op: impl FnMut(&T) -> io::Result<C>,
+    ) -> io::Result<C> {
+        backoff.wait(self);
+        let accepted = backoff.record(self.read(op))?;
+        if self.is_closed() {
+            return Err(closed());
+        }
+        Ok(accepted)
+    }
+
     /// Runs `op` until it does not block, waiting for the socket to become readable.
     pub(crate) fn read<R>(&self, op: impl FnMut(&T) -> io::Result<R>) -> io::Result<R> {
         self.run(Direction::Read, op, |_| false)

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use crate::ToSocketAddrs;
 use crate::readiness::Direction;
-use crate::socket::{AcceptBackoff, Socket, closed, no_addresses};
+use crate::socket::{AcceptBackoff, Socket, no_addresses};
 use crate::sys;
 
 /// A TCP socket server, listening for connections: `std::net::TcpListener` for goroutines.
@@ -69,16 +69,9 @@ impl TcpListener {
     /// back, and the next call first waits a while (5 ms, doubling up to 1 s until an accept
     /// succeeds), so a loop that retries at once does not spin.
     pub fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
-        self.backoff.wait(&self.socket);
-        let accepted = self
-            .socket
-            .read(|listener| sys::accept_inet(listener.as_raw_fd()));
-        let (fd, addr) = self.backoff.record(accepted)?;
-        if self.socket.is_closed() {
-            // Taken off the queue by a call already past the closed check: ended, as `close`
-            // ends every queued connection.
-            return Err(closed());
-        }
+        let (fd, addr) = self.socket.accept(&self.backoff, |listener| {
+            sys::accept_inet(listener.as_raw_fd())
+        })?;
         let stream = std::net::TcpStream::from(fd);
         Ok((TcpStream::from_nonblocking(stream), addr))
     }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::readiness::Direction;
-use crate::socket::{AcceptBackoff, Socket, closed};
+use crate::socket::{AcceptBackoff, Socket};
 use crate::sys;
 
 /// A Unix domain socket server: `std::os::unix::net::UnixListener` for goroutines.
@@ -56,14 +56,9 @@ impl UnixListener {
 
     /// Waits for a connection; out of descriptors, as [`TcpListener::accept`](crate::TcpListener::accept).
     pub fn accept(&self) -> io::Result<(UnixStream, SocketAddr)> {
-        self.backoff.wait(&self.socket);
-        let accepted = self.socket.read(|listener| listener.accept());
-        let (stream, addr) = self.backoff.record(accepted)?;
-        if self.socket.is_closed() {
-            // Taken off the queue by a call already past the closed check: ended, as `close`
-            // ends every queued connection.
-            return Err(closed());
-        }
+        let (stream, addr) = self
+            .socket
+            .accept(&self.backoff, |listener| listener.accept())?;
         stream.set_nonblocking(true)?;
         Ok((UnixStream::from_nonblocking(stream), addr))
     }
