@@ -211,19 +211,29 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_worker_busy_in_one_goroutine_is_stolen_from_one_grace_later() {
+    /// A thief that saw a worker (switch count 3) pick nothing for the grace, and then read its
+    /// thread's accounting (1 ms on a CPU, 50 µs of ended waits, runnable) to judge one grace
+    /// later; with the clock in microseconds since the first look, and the grace's length.
+    fn watched_for_a_grace() -> (SeenBusy, impl Fn(u64) -> Instant, u64) {
         let start = Instant::now();
         let mut seen = SeenBusy::new(start);
         let grace = STEAL_GRACE.as_micros() as u64;
-        let at = |micros| start + Duration::from_micros(micros);
+        let at = move |micros| start + Duration::from_micros(micros);
         assert_eq!(
             grace_check(&mut seen, 3, at(0), || None),
             StealCheck::AfterGrace
         );
+        assert_eq!(
+            grace_check(&mut seen, 3, at(grace), || times(1_000, 50, true)),
+            StealCheck::AfterGrace
+        );
+        (seen, at, grace)
+    }
+
+    #[test]
+    fn a_worker_busy_in_one_goroutine_is_stolen_from_one_grace_later() {
         // The grace is out: the thread's accounting is read, and judged one grace later.
-        let check = grace_check(&mut seen, 3, at(grace), || times(1_000, 50, true));
-        assert_eq!(check, StealCheck::AfterGrace);
+        let (mut seen, at, grace) = watched_for_a_grace();
         let check = grace_check(&mut seen, 3, at(2 * grace - 1), || {
             panic!("the accounting is read only when it is judged")
         });
@@ -237,18 +247,7 @@ mod tests {
 
     #[test]
     fn a_worker_whose_thread_waits_for_a_cpu_keeps_its_goroutines() {
-        let start = Instant::now();
-        let mut seen = SeenBusy::new(start);
-        let grace = STEAL_GRACE.as_micros() as u64;
-        let at = |micros| start + Duration::from_micros(micros);
-        assert_eq!(
-            grace_check(&mut seen, 3, at(0), || None),
-            StealCheck::AfterGrace
-        );
-        assert_eq!(
-            grace_check(&mut seen, 3, at(grace), || times(1_000, 50, true)),
-            StealCheck::AfterGrace
-        );
+        let (mut seen, at, grace) = watched_for_a_grace();
         // Runnable, and no time on a CPU: a wait still going on.
         assert_eq!(
             grace_check(&mut seen, 3, at(2 * grace), || times(1_000, 50, true)),
