@@ -68,7 +68,14 @@ pub(crate) fn run(options: &Options) -> Result<String, String> {
                         gstack::max_map_count()
                     ));
                 }
-                runtime(workers)?
+                let stack_size: usize = options.number("stack-size", 0)?;
+                let builder = gsched::Runtime::builder().workers(workers);
+                let builder = if stack_size > 0 {
+                    builder.stack_size(stack_size)
+                } else {
+                    builder
+                };
+                builder.build().map_err(|err| err.to_string())?
             };
             let per = rt.block_on(move || {
                 let (tx, rx) = chan::<()>(0);

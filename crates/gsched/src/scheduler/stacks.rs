@@ -1,12 +1,26 @@
 //! Where goroutine stacks come from, and what the runtime says when they run out.
 
+use std::ops::{Deref, DerefMut};
+use std::ptr::NonNull;
+
 use ctxswitch::Stack;
 use gstack::{DenseStack, DenseStacks, PooledStack, StackError, StackPool};
 
+use super::task::GoroutineCoroutine;
+
 /// The smallest goroutine stack a runtime or a goroutine accepts, in bytes: ctxswitch's minimum
-/// (room for the unwinder) plus room for the goroutine's entry frame and its closure. Guarded
-/// stacks are then rounded up to whole pages.
-pub const MIN_STACK_SIZE: usize = ctxswitch::MIN_STACK_SIZE + 256;
+/// (room for the unwinder) plus room for the goroutine's entry frame and its closure, and the
+/// top bytes that hold its coroutine. Guarded stacks are then rounded up to whole pages.
+pub const MIN_STACK_SIZE: usize = ctxswitch::MIN_STACK_SIZE + 256 + HOUSING;
+
+/// The top bytes of every goroutine stack, above the part the goroutine runs on, that hold its
+/// coroutine (see [`HousedCoroutine`]).
+const HOUSING: usize = 128;
+
+const _: () = assert!(
+    size_of::<GoroutineCoroutine>() <= HOUSING && align_of::<GoroutineCoroutine>() <= 16,
+    "a goroutine's coroutine fits the top of its stack"
+);
 
 /// The largest goroutine stack a runtime or a goroutine accepts, in bytes (Go's limit on 64-bit
 /// targets). Stacks are reserved address space, committed as they are touched.
@@ -81,8 +95,9 @@ impl StackPolicy {
 }
 
 /// A goroutine's stack under either policy, with its bounds, which every resume reads, taken
-/// once.
+/// once. The coroutine runs below `base`; the `HOUSING` bytes above it hold the coroutine.
 pub(crate) struct GoroutineStack {
+    /// `HOUSING` bytes below the top of the memory.
     base: usize,
     limit: usize,
     memory: StackMemory,
@@ -96,7 +111,7 @@ enum StackMemory {
 impl GoroutineStack {
     fn guarded(stack: PooledStack) -> Self {
         GoroutineStack {
-            base: stack.base(),
+            base: stack.base() - HOUSING,
             limit: stack.limit(),
             memory: StackMemory::Guarded(stack),
         }
@@ -104,7 +119,7 @@ impl GoroutineStack {
 
     fn dense(stack: DenseStack) -> Self {
         GoroutineStack {
-            base: stack.base(),
+            base: stack.base() - HOUSING,
             limit: stack.limit(),
             memory: StackMemory::Dense(stack),
         }
@@ -127,8 +142,9 @@ impl GoroutineStack {
 
 // SAFETY: the bounds are copied, at creation, from the stack this value owns alone, whose own
 // `Stack` implementation makes the promises (alignment, memory nothing else uses, a guard page
-// below, or for dense stacks the runtime builder's `unsafe` contract); that memory lives
-// outside this value and its bounds never change while the stack exists.
+// below, or for dense stacks the runtime builder's `unsafe` contract), less the housing at the
+// top (a multiple of 16, and `MIN_STACK_SIZE` leaves ctxswitch's minimum below it); that memory
+// lives outside this value and its bounds never change while the stack exists.
 unsafe impl Stack for GoroutineStack {
     #[inline]
     fn base(&self) -> usize {
@@ -138,6 +154,52 @@ unsafe impl Stack for GoroutineStack {
     #[inline]
     fn limit(&self) -> usize {
         self.limit
+    }
+}
+
+/// A goroutine's coroutine, kept in the housing at the top of its own stack rather than on the
+/// heap: the stack's top page is resident while the goroutine lives anyway, so a parked
+/// goroutine costs its coroutine's size less, and starting one allocates nothing more.
+pub(crate) struct HousedCoroutine {
+    coroutine: NonNull<GoroutineCoroutine>,
+}
+
+impl HousedCoroutine {
+    pub(crate) fn new(coroutine: GoroutineCoroutine) -> Self {
+        let housing = NonNull::new(coroutine.stack().base as *mut GoroutineCoroutine)
+            .expect("a stack's housing is not at address 0");
+        // SAFETY: the housing is the `HOUSING` bytes above the coroutine's stack, in the memory
+        // the stack it owns holds alone, outside the part the coroutine runs on: 16-aligned
+        // (the base is) and large enough (checked above). Nothing else uses it until the stack
+        // goes away, which `drop` moves the coroutine out of first.
+        unsafe { housing.write(coroutine) };
+        HousedCoroutine { coroutine: housing }
+    }
+}
+
+impl Deref for HousedCoroutine {
+    type Target = GoroutineCoroutine;
+
+    #[inline]
+    fn deref(&self) -> &GoroutineCoroutine {
+        // SAFETY: the housing holds a live coroutine until `drop`.
+        unsafe { self.coroutine.as_ref() }
+    }
+}
+
+impl DerefMut for HousedCoroutine {
+    #[inline]
+    fn deref_mut(&mut self) -> &mut GoroutineCoroutine {
+        // SAFETY: as above, and `&mut self` makes this the only access.
+        unsafe { self.coroutine.as_mut() }
+    }
+}
+
+impl Drop for HousedCoroutine {
+    fn drop(&mut self) {
+        // SAFETY: the housing holds a live coroutine, read out once here: dropping it may give
+        // its stack (and so the housing) back, so it is dropped from here, not in place.
+        drop(unsafe { self.coroutine.as_ptr().read() });
     }
 }
 

@@ -9,10 +9,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use ctxswitch::{Coroutine, Yielder};
 
 use super::RuntimeShared;
-use super::stacks::GoroutineStack;
+use super::stacks::{GoroutineStack, HousedCoroutine};
 use super::state::TaskState;
 use super::timer_word::TimerWord;
-use crate::slab::SlabBox;
 
 /// No worker yet: the goroutine has not run.
 pub(crate) const NO_HOME: usize = usize::MAX;
@@ -108,11 +107,12 @@ pub(crate) struct Task<B: ?Sized = dyn Body> {
     /// Scoped goroutines (started or not) that may borrow this goroutine's stack: while any
     /// exists, shutdown must not unwind it (see `scope.rs`).
     pub(crate) borrowers: AtomicUsize,
-    /// The coroutine, from the first run on, in a block of its own so that the header of a
-    /// goroutine that has not run stays small: touched only by the worker that runs the
+    /// The coroutine, from the first run on, at the top of its own stack, so that the header
+    /// of a goroutine that has not run stays small and a started one needs no heap for it:
+    /// touched only by the worker that runs the
     /// goroutine (the runner), never by the goroutine itself, so the runner's `&mut` across
     /// `resume` aliases nothing.
-    coroutine: UnsafeCell<Option<SlabBox<GoroutineCoroutine>>>,
+    coroutine: UnsafeCell<Option<HousedCoroutine>>,
     /// The coroutine's yielder, valid while the coroutine is alive and started: written and
     /// read by the goroutine itself.
     yielder: Cell<*const Yielder<(), Switch>>,
@@ -179,7 +179,7 @@ impl<B: ?Sized> Task<B> {
     /// is live.
     #[allow(clippy::mut_from_ref)]
     #[inline]
-    pub(crate) unsafe fn coroutine(&self) -> &mut Option<SlabBox<GoroutineCoroutine>> {
+    pub(crate) unsafe fn coroutine(&self) -> &mut Option<HousedCoroutine> {
         // SAFETY: as the caller guarantees; the goroutine never touches this cell.
         unsafe { &mut *self.coroutine.get() }
     }

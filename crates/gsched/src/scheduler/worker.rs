@@ -13,12 +13,13 @@ use ctxswitch::{Coroutine, CoroutineResult, Stack};
 use gstack::StackError;
 
 use super::shared::{RuntimeShared, TaskMap, live};
+use super::stacks::HousedCoroutine;
 use super::steal_policy::SeenBusy;
 use super::task::abort_with;
 use super::task::{Switch, Task};
 use super::task_ref::TaskRef;
 use super::timers::Timer;
-use crate::slab::{Heap, InstalledHeap, SlabBox};
+use crate::slab::{Heap, InstalledHeap};
 
 /// Capacity of each worker's queue of not-yet-started goroutines.
 pub(super) const FRESH_CAPACITY: usize = 256;
@@ -235,7 +236,7 @@ impl WorkerLocal {
         let coroutine = unsafe { task.coroutine() };
         if coroutine.is_none() {
             match self.start(&task) {
-                Ok(started) => *coroutine = Some(SlabBox::new(started)),
+                Ok(started) => *coroutine = Some(HousedCoroutine::new(started)),
                 Err(StartError::NoStackYet) => {
                     task.state.finish_yield();
                     self.shared.waiting_for_stack.push(task);

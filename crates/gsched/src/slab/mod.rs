@@ -20,15 +20,11 @@
 pub(crate) mod remote;
 
 #[cfg(not(goroutines_loom))]
-mod boxed;
-#[cfg(not(goroutines_loom))]
 mod chunk;
 #[cfg(not(goroutines_loom))]
 mod heap;
 #[cfg(all(test, not(goroutines_loom)))]
 mod tests;
 
-#[cfg(not(goroutines_loom))]
-pub(crate) use boxed::SlabBox;
 #[cfg(not(goroutines_loom))]
 pub(crate) use heap::{Heap, InstalledHeap, alloc, dealloc, trim_shared};
