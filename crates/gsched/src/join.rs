@@ -4,153 +4,112 @@ use std::cell::UnsafeCell;
 use std::fmt;
 use std::marker::PhantomData;
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use crate::park::{Unparker, current_unparker, park_with_reason};
+use crate::result_slot::ResultSlot;
 use crate::scheduler::task::{Body, DROPPED_AT_SHUTDOWN, Panic, abort_with};
 use crate::scheduler::task_ref::TaskRef;
 
-/// Where a goroutine's result meets whoever joins it.
+/// Where a goroutine's result meets whoever joins it (see `result_slot.rs`).
 pub(crate) struct Packet<T> {
-    slot: Mutex<Slot<T>>,
-    /// `DONE` once the result is in (or was dropped for nobody); `DETACHED` once the handle is
-    /// gone. Each side sets its bit with one read-modify-write, so whichever comes second sees
-    /// the other's bit and drops the result: exactly one of them does.
-    state: AtomicU8,
-    /// Receives the panic payload nobody joined, when the packet goes away.
-    unjoined_panic: Option<Box<dyn Fn(Panic) + Send + Sync>>,
+    slot: ResultSlot<std::thread::Result<T>, Unparker>,
 }
 
-struct Slot<T> {
-    result: Option<std::thread::Result<T>>,
-    waiter: Option<Unparker>,
-}
-
-const DONE: u8 = 1;
-const DETACHED: u8 = 2;
+/// Receives the panic payload of a goroutine nobody joined.
+pub(crate) type UnjoinedPanic = dyn Fn(Panic) + Send + Sync;
 
 impl<T> Packet<T> {
-    pub(crate) fn new(unjoined_panic: Option<Box<dyn Fn(Panic) + Send + Sync>>) -> Self {
+    pub(crate) fn new() -> Self {
         Packet {
-            slot: Mutex::new(Slot {
-                result: None,
-                waiter: None,
-            }),
-            state: AtomicU8::new(0),
-            unjoined_panic,
+            slot: ResultSlot::new(),
         }
-    }
-
-    fn slot(&self) -> std::sync::MutexGuard<'_, Slot<T>> {
-        self.slot
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner())
     }
 
     /// Stores the goroutine's result for its joiner. With nobody left to join, the result is
     /// dropped here instead, in the caller: the goroutine itself, where a destructor may park
     /// (see [`Packet::detach`]).
-    pub(crate) fn complete(&self, result: std::thread::Result<T>) {
-        let state = self.state.load(Ordering::Acquire);
-        if state & DONE != 0 {
-            return;
-        }
-        if state & DETACHED != 0 {
-            // No handle, so no joiner and no waiter: nothing to store.
-            self.state.fetch_or(DONE, Ordering::AcqRel);
-            self.drop_unjoined(result);
-            return;
-        }
-        let waiter = {
-            let mut slot = self.slot();
-            slot.result = Some(result);
-            slot.waiter.take()
-        };
-        let previous = self.state.fetch_or(DONE, Ordering::AcqRel);
-        if let Some(waiter) = waiter {
+    ///
+    /// # Safety
+    ///
+    /// One completer at a time: the goroutine's body, or whoever ends it unrun.
+    pub(crate) unsafe fn complete(
+        &self,
+        result: std::thread::Result<T>,
+        unjoined: Option<&UnjoinedPanic>,
+    ) {
+        // SAFETY: one completer (the caller's contract).
+        let completion = unsafe { self.slot.complete(result) };
+        if let Some(waiter) = completion.wake {
             waiter.unpark();
         }
-        if previous & DETACHED != 0 {
-            self.drop_detached();
+        if let Some(result) = completion.unwanted {
+            drop_unjoined(result, unjoined);
         }
     }
 
     /// The join handle is dropped: a result already there is dropped now, by the handle's
     /// owner; a later one by the goroutine that produces it. Either way it is dropped where
     /// a destructor may block, never on a worker between goroutines.
-    fn detach(&self) {
-        if self.state.fetch_or(DETACHED, Ordering::AcqRel) & DONE != 0 {
-            self.drop_detached();
-        }
-    }
-
-    /// The side that set its bit second drops the stored result.
-    fn drop_detached(&self) {
-        let result = self.slot().result.take();
-        if let Some(result) = result {
-            self.drop_unjoined(result);
-        }
-    }
-
-    /// Drops a result nobody will join: a panic payload goes to the scope when there is one.
-    fn drop_unjoined(&self, result: std::thread::Result<T>) {
-        match (result, &self.unjoined_panic) {
-            (Err(payload), Some(report)) => report(payload),
-            (result, _) => {
-                // A destructor that panics must not unwind the goroutine's runtime code; std
-                // aborts in the same place for a thread's result.
-                if panic::catch_unwind(AssertUnwindSafe(move || drop(result))).is_err() {
-                    abort_with(
-                        "a goroutine's result or panic payload panicked when dropped, with \
-                         nobody joining it",
-                    );
-                }
-            }
+    ///
+    /// # Safety
+    ///
+    /// Called by the handle's owner, once, after any wait.
+    unsafe fn detach(&self, unjoined: Option<&UnjoinedPanic>) {
+        // SAFETY: the caller's contract.
+        if let Some(result) = unsafe { self.slot.detach() } {
+            drop_unjoined(result, unjoined);
         }
     }
 
     pub(crate) fn is_done(&self) -> bool {
-        self.state.load(Ordering::Acquire) & DONE != 0
-    }
-
-    /// Waits for the result. The waiter is registered under the same lock that `complete`
-    /// stores the result under, so either the joiner finds the result or `complete` finds the
-    /// waiter.
-    pub(crate) fn wait(&self) -> std::thread::Result<T> {
-        self.wait_unless(|| false)
-            .expect("only `stop` ends the wait early")
+        self.slot.is_done()
     }
 
     /// As `wait`, but gives up (`None`) once `stop` holds after a wake-up; whoever makes it
     /// hold then unparks the waiter.
-    pub(crate) fn wait_unless(&self, stop: impl Fn() -> bool) -> Option<std::thread::Result<T>> {
-        loop {
-            {
-                let mut slot = self.slot();
-                if let Some(result) = slot.result.take() {
-                    return Some(result);
+    ///
+    /// # Safety
+    ///
+    /// Called by the handle's owner, once.
+    unsafe fn wait_unless(&self, stop: impl Fn() -> bool) -> Option<std::thread::Result<T>> {
+        // SAFETY: the handle's owner registers once (the caller's contract).
+        if unsafe { self.slot.register(current_unparker()) } {
+            while !self.slot.is_done() {
+                if stop() {
+                    return None;
                 }
-                slot.waiter = Some(current_unparker());
+                park_with_reason("join");
             }
-            if stop() {
-                return None;
+        }
+        // SAFETY: the handle's owner, and the result is in.
+        let result = unsafe { self.slot.take() };
+        Some(result.expect("a finished goroutine's result is taken once"))
+    }
+}
+
+/// Drops a result nobody will join: a panic payload goes to `unjoined` when there is one (a
+/// scope's).
+fn drop_unjoined<T>(result: std::thread::Result<T>, unjoined: Option<&UnjoinedPanic>) {
+    match (result, unjoined) {
+        (Err(payload), Some(report)) => report(payload),
+        (result, _) => {
+            // A destructor that panics must not unwind the goroutine's runtime code; std
+            // aborts in the same place for a thread's result.
+            if panic::catch_unwind(AssertUnwindSafe(move || drop(result))).is_err() {
+                abort_with(
+                    "a goroutine's result or panic payload panicked when dropped, with \
+                     nobody joining it",
+                );
             }
-            park_with_reason("join");
         }
     }
 }
 
 impl<T> Drop for Packet<T> {
     fn drop(&mut self) {
-        let result = self
-            .slot
-            .get_mut()
-            .unwrap_or_else(|poison| poison.into_inner())
-            .result
-            .take();
-        if let Some(result) = result {
-            self.drop_unjoined(result);
+        if let Some(result) = self.slot.leftover() {
+            drop_unjoined(result, None);
         }
     }
 }
@@ -190,7 +149,7 @@ impl<F, T> JoinSlot<F, T> {
     pub(crate) fn new(function: F) -> Self {
         JoinSlot {
             function: UnsafeCell::new(Some(function)),
-            packet: Packet::new(None),
+            packet: Packet::new(),
         }
     }
 }
@@ -208,14 +167,14 @@ where
         // SAFETY: only the runner touches the function (the contract).
         let function = unsafe { (*self.function.get()).take() };
         let function = function.expect("a goroutine's body runs once");
-        self.packet
-            .complete(joinable_result(panic::catch_unwind(AssertUnwindSafe(
-                function,
-            ))));
+        let result = joinable_result(panic::catch_unwind(AssertUnwindSafe(function)));
+        // SAFETY: the runner completes the goroutine that ran, once.
+        unsafe { self.packet.complete(result, None) };
     }
 
     fn abandon(&self) {
-        self.packet.complete(Err(Box::new(DROPPED_AT_SHUTDOWN)));
+        // SAFETY: the goroutine is parked for good (the contract), so its body never completes.
+        unsafe { self.packet.complete(Err(Box::new(DROPPED_AT_SHUTDOWN)), None) };
     }
 
     unsafe fn discard(&self, why: Panic) -> bool {
@@ -225,10 +184,13 @@ where
         // The closure's captures may panic when dropped: that too reaches the joiner.
         let dropped = panic::catch_unwind(AssertUnwindSafe(move || drop(function)));
         if had_function {
-            self.packet.complete(Err(match dropped {
+            let why = match dropped {
                 Ok(()) => why,
                 Err(payload) => payload,
-            }));
+            };
+            // SAFETY: nobody runs the goroutine (the contract), and it had not run: the only
+            // completer.
+            unsafe { self.packet.complete(Err(why), None) };
         }
         had_function
     }
@@ -245,32 +207,57 @@ impl<F: Send, T: Send> Joinable<T> for JoinSlot<F, T> {
     }
 }
 
+/// A scoped goroutine's packet, shared by its body and its handle, and where its panic goes
+/// when nobody joins it.
+pub(crate) struct SharedPacket<T> {
+    pub(crate) packet: Packet<T>,
+    pub(crate) unjoined: Box<UnjoinedPanic>,
+}
+
 /// Where a join handle finds its packet: inside the task (`go`), or shared with a scoped body.
 pub(crate) enum PacketRef<T> {
     InTask(TaskRef<dyn Joinable<T>>),
-    Shared(Arc<Packet<T>>),
+    Shared(Arc<SharedPacket<T>>),
 }
 
 impl<T> PacketRef<T> {
-    fn get(&self) -> &Packet<T> {
+    fn get(&self) -> (&Packet<T>, Option<&UnjoinedPanic>) {
         match self {
-            PacketRef::InTask(task) => task.body.packet(),
-            PacketRef::Shared(packet) => packet,
+            PacketRef::InTask(task) => (task.body.packet(), None),
+            PacketRef::Shared(shared) => (&shared.packet, Some(&*shared.unjoined)),
         }
     }
 }
 
-/// Completes the packet when the goroutine's body is dropped without having run to the end
-/// (the runtime shut down first), so that a joiner is not left waiting.
+/// A scoped goroutine's side of its packet: completes it with the body's result, or, when the
+/// body is dropped without having run to the end (the runtime shut down first), with a payload
+/// saying so, so that a joiner is not left waiting.
 pub(crate) struct Completer<T> {
-    pub(crate) packet: Arc<Packet<T>>,
+    pub(crate) shared: Arc<SharedPacket<T>>,
+}
+
+impl<T> Completer<T> {
+    pub(crate) fn complete(self, result: std::thread::Result<T>) {
+        // SAFETY: the completer is the body's, which completes once, from the one thread that
+        // runs or drops it; its `drop` then finds the packet done.
+        unsafe {
+            self.shared
+                .packet
+                .complete(result, Some(&*self.shared.unjoined));
+        }
+    }
 }
 
 impl<T> Drop for Completer<T> {
     fn drop(&mut self) {
-        if !self.packet.is_done() {
+        if !self.shared.packet.is_done() {
             let payload: Panic = Box::new(DROPPED_AT_SHUTDOWN);
-            self.packet.complete(Err(payload));
+            // SAFETY: as in `complete`: the body never completed, and is gone.
+            unsafe {
+                self.shared
+                    .packet
+                    .complete(Err(payload), Some(&*self.shared.unjoined));
+            }
         }
     }
 }
@@ -300,22 +287,27 @@ impl<T> JoinHandle<T> {
     /// a payload saying so.
     pub fn join(mut self) -> std::thread::Result<T> {
         crate::checkpoint();
-        let result = self.packet.get().wait();
+        let (packet, _) = self.packet.get();
+        // SAFETY: the handle is the packet's one owner, and `join` consumes it.
+        let result = unsafe { packet.wait_unless(|| false) };
         // The result is taken: nothing is left for `drop` to detach.
         self.joined = true;
-        result
+        result.expect("only `stop` ends the wait early")
     }
 
     /// As `join`, for `block_on`: gives up (`None`) when `stop` holds after a wake-up.
     pub(crate) fn join_unless(mut self, stop: impl Fn() -> bool) -> Option<std::thread::Result<T>> {
-        let result = self.packet.get().wait_unless(stop)?;
+        let (packet, _) = self.packet.get();
+        // SAFETY: the handle is the packet's one owner, and this consumes it (a wait that
+        // gives up drops it, which detaches).
+        let result = unsafe { packet.wait_unless(stop) }?;
         self.joined = true;
         Some(result)
     }
 
     /// Whether the goroutine has finished.
     pub fn is_finished(&self) -> bool {
-        self.packet.get().is_done()
+        self.packet.get().0.is_done()
     }
 
     /// The goroutine's id.
@@ -332,7 +324,9 @@ impl<T> JoinHandle<T> {
 impl<T> Drop for JoinHandle<T> {
     fn drop(&mut self) {
         if !self.joined {
-            self.packet.get().detach();
+            let (packet, unjoined) = self.packet.get();
+            // SAFETY: the handle is the packet's one owner, going away.
+            unsafe { packet.detach(unjoined) };
         }
     }
 }

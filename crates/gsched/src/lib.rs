@@ -6,6 +6,7 @@
 mod loom_models;
 mod scheduler;
 mod shim;
+mod result_slot;
 mod slab;
 mod wake_flag;
 

@@ -13,6 +13,7 @@ use loom::sync::atomic::{AtomicBool, AtomicUsize};
 use loom::sync::{Arc, Mutex};
 use loom::thread;
 
+use crate::result_slot::ResultSlot;
 use crate::scheduler::idle::IdleFlags;
 use crate::scheduler::state::TaskState;
 use crate::scheduler::steal::{RunQueue, steal_half};
@@ -502,4 +503,82 @@ fn a_wake_between_poll_and_park_is_not_lost() {
         poller_thread.unpark();
         poller.join().unwrap();
     });
+}
+
+/// A goroutine's result, written by the goroutine finishing (`complete`), while its joiner
+/// registers and waits: whatever the interleaving, the joiner is woken when it must be (a lost
+/// wake-up parks it for good here), takes the result, and the waiter is taken at most once.
+#[test]
+fn a_result_racing_its_joiner_reaches_it() {
+    loom::model(|| {
+        let slot = Arc::new(ResultSlot::<u32, thread::Thread>::new());
+        let completer = {
+            let slot = Arc::clone(&slot);
+            thread::spawn(move || {
+                // SAFETY: the one completer.
+                let completion = unsafe { slot.complete(7) };
+                assert!(completion.unwanted.is_none(), "the handle wants the result");
+                if let Some(joiner) = completion.wake {
+                    joiner.unpark();
+                }
+            })
+        };
+        // SAFETY: this thread is the handle's one owner, registering once.
+        if unsafe { slot.register(thread::current()) } {
+            while !slot.is_done() {
+                thread::park();
+            }
+        }
+        // SAFETY: as above.
+        assert_eq!(unsafe { slot.take() }, Some(7));
+        completer.join().unwrap();
+    });
+}
+
+/// A result that counts its drops.
+struct Counted(Arc<AtomicUsize>);
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// A join handle dropped (after a wait that gave up, or without one) while its goroutine
+/// finishes: exactly one side drops the result, and a waiter that registered is dropped once
+/// (woken, or taken back), never lost or taken twice.
+#[test]
+fn a_result_racing_a_dropped_handle_is_dropped_once() {
+    for registers in [false, true] {
+        loom::model(move || {
+            let results = Arc::new(AtomicUsize::new(0));
+            let waiters = Arc::new(AtomicUsize::new(0));
+            let slot = Arc::new(ResultSlot::<Counted, Counted>::new());
+            let completer = {
+                let (slot, results) = (Arc::clone(&slot), Arc::clone(&results));
+                thread::spawn(move || {
+                    // SAFETY: the one completer.
+                    let completion = unsafe { slot.complete(Counted(results)) };
+                    drop(completion.unwanted);
+                    drop(completion.wake);
+                })
+            };
+            if registers {
+                // SAFETY: this thread is the handle's one owner, registering once.
+                let _ = unsafe { slot.register(Counted(Arc::clone(&waiters))) };
+            }
+            // SAFETY: the handle's owner, going away.
+            drop(unsafe { slot.detach() });
+            completer.join().unwrap();
+            assert_eq!(results.load(Ordering::Relaxed), 1, "the result is dropped once");
+            let mut slot = Arc::try_unwrap(slot).unwrap_or_else(|_| panic!("one owner left"));
+            assert!(slot.leftover().is_none(), "nothing is left in the slot");
+            drop(slot);
+            assert_eq!(
+                waiters.load(Ordering::Relaxed),
+                usize::from(registers),
+                "a registered waiter is dropped once"
+            );
+        });
+    }
 }

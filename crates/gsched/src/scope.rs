@@ -15,7 +15,7 @@ use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use crate::join::{Completer, JoinHandle, Packet, PacketRef, joinable_result};
+use crate::join::{Completer, JoinHandle, Packet, PacketRef, SharedPacket, joinable_result};
 use crate::park::{Unparker, current_unparker, park_with_reason};
 use crate::runtime::spawn::{Builder, spawn_boxed};
 use crate::scheduler::WorkerLocal;
@@ -157,15 +157,18 @@ impl<'scope> Scope<'scope, '_> {
     {
         let location = std::panic::Location::caller();
         let report_to = Arc::clone(&self.state);
-        let packet = Arc::new(Packet::new(Some(Box::new(move |payload| {
-            let mut slot = report_to
-                .unjoined_panic
-                .lock()
-                .unwrap_or_else(|poison| poison.into_inner());
-            slot.get_or_insert(payload);
-        }))));
+        let packet = Arc::new(SharedPacket {
+            packet: Packet::new(),
+            unjoined: Box::new(move |payload| {
+                let mut slot = report_to
+                    .unjoined_panic
+                    .lock()
+                    .unwrap_or_else(|poison| poison.into_inner());
+                slot.get_or_insert(payload);
+            }),
+        });
         let completer = Completer {
-            packet: Arc::clone(&packet),
+            shared: Arc::clone(&packet),
         };
         let member = ScopeMember::new(&self.state);
         let body: Box<dyn FnOnce(Result<(), Panic>) + Send + 'scope> = Box::new(move |run| {
@@ -176,9 +179,7 @@ impl<'scope> Scope<'scope, '_> {
                     Err(payload) => Err(payload),
                 },
             };
-            let completer = completer;
-            completer.packet.complete(result);
-            drop(completer);
+            completer.complete(result);
             // Last: once the member is gone the scope may return and its borrows end.
             drop(member);
         });
