@@ -174,7 +174,10 @@ where
 
     fn abandon(&self) {
         // SAFETY: the goroutine is parked for good (the contract), so its body never completes.
-        unsafe { self.packet.complete(Err(Box::new(DROPPED_AT_SHUTDOWN)), None) };
+        unsafe {
+            self.packet
+                .complete(Err(Box::new(DROPPED_AT_SHUTDOWN)), None)
+        };
     }
 
     unsafe fn discard(&self, why: Panic) -> bool {

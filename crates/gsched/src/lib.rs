@@ -4,9 +4,9 @@
 // Under `--cfg goroutines_loom` only the modeled protocols are built, on loom's types.
 #[cfg(all(test, goroutines_loom))]
 mod loom_models;
+mod result_slot;
 mod scheduler;
 mod shim;
-mod result_slot;
 mod slab;
 mod wake_flag;
 

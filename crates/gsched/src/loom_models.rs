@@ -570,7 +570,11 @@ fn a_result_racing_a_dropped_handle_is_dropped_once() {
             // SAFETY: the handle's owner, going away.
             drop(unsafe { slot.detach() });
             completer.join().unwrap();
-            assert_eq!(results.load(Ordering::Relaxed), 1, "the result is dropped once");
+            assert_eq!(
+                results.load(Ordering::Relaxed),
+                1,
+                "the result is dropped once"
+            );
             let mut slot = Arc::try_unwrap(slot).unwrap_or_else(|_| panic!("one owner left"));
             assert!(slot.leftover().is_none(), "nothing is left in the slot");
             drop(slot);

@@ -356,6 +356,48 @@ fn stack_sizes_are_checked_where_they_are_given() {
     });
 }
 
+/// The default stack holds what ordinary code puts on it, a 64 KiB buffer included (the
+/// largest UDP datagram); a goroutine that goes well beyond it is stopped at the guard and
+/// reported by name and stack size, never running into other memory.
+#[test]
+fn the_default_stack_holds_a_64_kib_buffer_and_reports_an_overflow() {
+    const NAME: &str = "the_default_stack_holds_a_64_kib_buffer_and_reports_an_overflow";
+    #[inline(never)]
+    fn fill<const N: usize>() -> u8 {
+        let mut buffer = [0u8; N];
+        std::hint::black_box(&mut buffer);
+        buffer[N / 2]
+    }
+    if CHILD.is_child(NAME) {
+        let rt = Runtime::builder().workers(1).build().unwrap();
+        rt.block_on(|| {
+            let buffered = Builder::new().name("buffered").spawn(fill::<65536>);
+            assert_eq!(buffered.unwrap().join().unwrap(), 0);
+            println!("64 KiB held");
+            let _ = Builder::new()
+                .name("too deep")
+                .spawn(fill::<{ 256 * 1024 }>)
+                .unwrap()
+                .join();
+        });
+        println!("not stopped");
+        return;
+    }
+    let output = CHILD.run(NAME).output();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr),
+    );
+    assert!(stdout.contains("64 KiB held"), "{stdout}\n{stderr}");
+    assert!(!stdout.contains("not stopped"), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("goroutine stack overflow: goroutine")
+            && stderr.contains("(\"too deep\"), stack of 64 KiB")
+            && stderr.contains("gstack::maybe_grow"),
+        "{stderr}"
+    );
+}
+
 /// A detached goroutine whose panic payload panics when dropped: the process aborts with a
 /// clear message, as std does for a thread, rather than losing a worker.
 #[test]

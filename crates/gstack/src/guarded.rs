@@ -8,16 +8,20 @@ use ctxswitch::{Stack, page_size};
 use crate::budget::{BudgetClaim, StackError};
 use crate::registry::{self, StackRange};
 
-/// The default usable size of a goroutine stack: 256 KiB of address space.
+/// The default usable size of a goroutine stack: 64 KiB of address space.
 ///
-/// Only the pages a goroutine touches are committed, so the size costs address space, not
-/// memory: a goroutine that parks at once holds one or two pages whatever the size. 256 KiB is
-/// what ordinary Rust needs without thinking: formatting and panicking use a few KiB,
-/// collections and iterator chains a few more, and moderate recursion (a recursive-descent
-/// parser a few hundred levels deep) tens of KiB. Deeper code asks for more with
-/// `maybe_grow`-style segments or a larger stack. Go starts smaller because its compiler can
-/// move stacks; a Rust stack cannot move, so it is reserved at full size up front.
-pub const GOROUTINE_STACK_SIZE: usize = 256 * 1024;
+/// Only the pages a goroutine touches are committed, so the size costs address space and page
+/// tables, not memory: a goroutine that parks at once holds one page whatever the size, but
+/// the kernel keeps one page-table page per 2 MiB of address space that holds a touched page,
+/// so parked goroutines cost a 4 KiB page-table page per 30 stacks of 64 KiB, against one per
+/// 8 stacks of 256 KiB (about 140 bytes a goroutine against 530). 64 KiB covers what ordinary Rust
+/// does without thinking: formatting and panicking use a few KiB, collections and iterator
+/// chains a few more, moderate recursion tens of KiB, and (with the slot's top page) a 64 KiB
+/// buffer on the stack. Deeper code runs in [`maybe_grow`](crate::maybe_grow) segments or
+/// asks for a larger stack; an overflow never corrupts memory: it is reported, naming the
+/// goroutine, and the process aborts. Go starts smaller because its compiler can move stacks;
+/// a Rust stack cannot move, so it is reserved at full size up front.
+pub const GOROUTINE_STACK_SIZE: usize = 64 * 1024;
 
 /// A goroutine stack: an anonymous mapping reserved without committing memory, with an
 /// inaccessible guard page below the usable range, counted against the map budget.

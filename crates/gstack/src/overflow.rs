@@ -133,6 +133,10 @@ pub fn ensure_alt_stack() -> io::Result<()> {
     Ok(())
 }
 
+/// The line after an overflow report: what gives the code room.
+const OVERFLOW_HINT: &[u8] =
+    b"  give it a larger stack size, or run its deep calls in gstack::maybe_grow\n";
+
 /// A line assembled without allocating.
 struct Line {
     bytes: [u8; 160],
@@ -195,9 +199,15 @@ extern "C" fn handle_fault(
         line.push(b", stack of ");
         line.push_number((stack_size / 1024) as u64);
         line.push(b" KiB\n");
-        // SAFETY: write(2) and abort(3) are async-signal-safe; `line` is a live buffer.
+        // SAFETY: write(2) and abort(3) are async-signal-safe; `line` and `OVERFLOW_HINT` are
+        // live buffers.
         unsafe {
             libc::write(libc::STDERR_FILENO, line.bytes.as_ptr().cast(), line.len);
+            libc::write(
+                libc::STDERR_FILENO,
+                OVERFLOW_HINT.as_ptr().cast(),
+                OVERFLOW_HINT.len(),
+            );
             libc::abort();
         }
     }
