@@ -87,3 +87,39 @@ fn a_goroutine_unwinding_a_panic_does_not_yield_at_checkpoints() {
         );
     });
 }
+
+/// On one worker, a goroutine that spawns in a loop yields at the end of each slice to the
+/// goroutines it queued, and resumes only once those that overflowed to the global queue had
+/// their turn, as Go's preempted goroutine waits on the global queue behind them: the backlog
+/// of unstarted goroutines stays a few slices' worth, where it once grew with every spawn
+/// (each slice ran only the worker's local queue before the spawner again).
+#[test]
+fn a_spawning_loop_does_not_outrun_the_goroutines_it_queued() {
+    use std::sync::atomic::AtomicUsize;
+    const SPAWNS: usize = 200_000;
+    within(Duration::from_secs(60), || {
+        let rt = Runtime::builder()
+            .workers(1)
+            .preempt_after(Duration::from_millis(1))
+            .build()
+            .unwrap();
+        let max_backlog = rt.block_on(|| {
+            let finished: &'static AtomicUsize = Box::leak(Box::new(AtomicUsize::new(0)));
+            let mut max_backlog = 0;
+            for spawned in 1..=SPAWNS {
+                drop(go(move || {
+                    finished.fetch_add(1, Ordering::Relaxed);
+                }));
+                max_backlog = max_backlog.max(spawned - finished.load(Ordering::Relaxed));
+            }
+            while finished.load(Ordering::Relaxed) < SPAWNS {
+                gsched::yield_now();
+            }
+            max_backlog
+        });
+        assert!(
+            max_backlog < SPAWNS / 4,
+            "{max_backlog} of {SPAWNS} goroutines waited unstarted at once"
+        );
+    });
+}

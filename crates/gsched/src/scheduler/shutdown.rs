@@ -71,7 +71,7 @@ impl WorkerLocal {
         // run from here yield at every checkpoint.
         me.watch.preempt.store(false, Ordering::Relaxed);
         // Yielded goroutines are `RUNNING` and ours: schedule them like the others.
-        for task in self.yielded.borrow_mut().drain(..) {
+        for (task, _) in self.yielded.borrow_mut().drain(..) {
             task.state.finish_yield();
             me.ready.push(task);
         }

@@ -41,7 +41,10 @@ pub(crate) struct WorkerLocal {
     /// Pinned goroutines that started here and have not finished.
     pub(crate) live: RefCell<TaskMap>,
     /// Goroutines that yielded, in order; they stay `RUNNING` (only this worker runs them).
-    pub(crate) yielded: RefCell<VecDeque<TaskRef>>,
+    /// Each with the injector's mark when it yielded: it runs again once the goroutines that
+    /// waited there then had their turn, as Go puts a goroutine that yields on the global
+    /// queue, behind them.
+    pub(crate) yielded: RefCell<VecDeque<(TaskRef, u64)>>,
     /// The goroutine running now.
     pub(crate) current: Cell<Option<*const Task>>,
     /// Where the goroutines this worker spawns get their memory (see `crate::slab`); dropped
@@ -138,7 +141,7 @@ impl WorkerLocal {
                 // behind those that waited longer.
                 let mut yielded = self.yielded.borrow_mut();
                 let ahead_of_last = yielded.len().saturating_sub(1);
-                yielded.insert(ahead_of_last, task);
+                yielded.insert(ahead_of_last, (task, 0));
             }
             if !me.next.is_empty()
                 && let Some(task) = me.next.pop()
@@ -162,7 +165,7 @@ impl WorkerLocal {
                 return Some((task, false, false));
             }
             let yielded = self.yielded.borrow_mut().pop_front();
-            if let Some(task) = yielded {
+            if let Some((task, _)) = yielded {
                 return Some((task, true, false));
             }
         }
@@ -179,11 +182,26 @@ impl WorkerLocal {
         {
             return Some((task, false, false));
         }
-        let yielded = self.yielded.borrow_mut().pop_front();
-        if let Some(task) = yielded {
-            return Some((task, true, false));
+        if let Some(picked) = self.pop_yielded() {
+            return Some(picked);
         }
         self.pop_shared().map(|task| (task, false, false))
+    }
+
+    /// The goroutine that yielded first (`RUNNING` already), once the injector served what
+    /// waited there when it yielded; until then, what waits in the injector: a goroutine that
+    /// spawns in a loop yields at the end of each slice, and must not outrun the goroutines it
+    /// queued there, or they pile up for as long as it spawns.
+    fn pop_yielded(&self) -> Option<(TaskRef, bool, bool)> {
+        let injector = &self.shared.injector;
+        let mut yielded = self.yielded.borrow_mut();
+        let &(_, mark) = yielded.front()?;
+        if !injector.has_served(mark)
+            && let Some(task) = injector.pop()
+        {
+            return Some((task, false, false));
+        }
+        yielded.pop_front().map(|(task, _)| (task, true, false))
     }
 
     /// From `runnext`, or the new goroutine in `next`.
@@ -259,7 +277,10 @@ impl WorkerLocal {
             // A goroutine may park or yield in the middle of unwinding a panic (a destructor
             // that waits): other goroutines run meanwhile, and read `thread::panicking()` as
             // true until it finishes (std counts panics per thread; see the crate docs).
-            Some(Switch::Yield) => self.yielded.borrow_mut().push_back(task),
+            Some(Switch::Yield) => {
+                let mark = self.shared.injector.mark();
+                self.yielded.borrow_mut().push_back((task, mark));
+            }
             Some(Switch::Park) => {
                 if !task.state.finish_park()
                     && let Some(previous) = self.runnext.replace(Some(task))
