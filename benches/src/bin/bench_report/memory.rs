@@ -118,6 +118,14 @@ pub(crate) fn section(runner: &Runner, quick: bool, out_dir: &Path) -> Section {
     );
     let _ = writeln!(
         body,
+        "\nGuarded stacks are {} KiB by default, reserved, not committed: a goroutine parked \
+         shallowly holds one stack page, and the kernel a page-table page per 2 MiB of slots \
+         (about 140 bytes a goroutine at 64 KiB, 530 at 256 KiB). `experiment memory \
+         --stack-size BYTES` measures other sizes.",
+        gstack::GOROUTINE_STACK_SIZE / 1024
+    );
+    let _ = writeln!(
+        body,
         "\nAfter a burst: {} goroutines that each touched 8 KiB of stack took {} at their peak; \
          once they had ended, {} stayed resident over the start, and page tables kept {}.",
         thousands(BURST),
