@@ -23,6 +23,7 @@
 //! flag went up and found nothing, and that any push since would have cleared a flag first.
 //! The loom model `shutdown_quiesces_only_when_no_work_is_left` checks this with the real type.
 
+use super::Padded;
 use crate::shim::{AtomicBool, AtomicUsize, Ordering, fence};
 
 /// A worker's flag, on a cache line of its own: pushers write it.
@@ -32,7 +33,7 @@ struct SleepFlag(AtomicBool);
 pub(crate) struct IdleFlags {
     sleeping: Box<[SleepFlag]>,
     /// Workers whose flag is set.
-    sleepers: AtomicUsize,
+    sleepers: Padded<AtomicUsize>,
     /// Set once shutdown found every worker asleep with nothing left to do.
     quiesced: AtomicBool,
     /// Workers in their shutdown loop, plus workers whose thread never started: quiet can only
@@ -46,7 +47,7 @@ impl IdleFlags {
             sleeping: (0..workers)
                 .map(|_| SleepFlag(AtomicBool::new(false)))
                 .collect(),
-            sleepers: AtomicUsize::new(0),
+            sleepers: Padded(AtomicUsize::new(0)),
             quiesced: AtomicBool::new(false),
             shut_down: AtomicUsize::new(0),
         }

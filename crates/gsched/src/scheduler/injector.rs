@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crossbeam_queue::{ArrayQueue, SegQueue};
 
-use super::shared::Padded;
+use super::Padded;
 
 /// Goroutines in the ring first: a fixed ring allocates nothing, where an unbounded queue
 /// allocates a block every few dozen pushes on one thread and frees it on another, contending

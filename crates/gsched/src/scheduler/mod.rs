@@ -72,3 +72,15 @@ pub(crate) mod worker;
 pub(crate) use shared::{RuntimeShared, live, next_goroutine_id};
 #[cfg(not(goroutines_loom))]
 pub(crate) use worker::{WorkerLocal, worker_main};
+
+/// A value on a cache line (two, against adjacent-line prefetch) of its own.
+#[repr(align(128))]
+pub(crate) struct Padded<T>(pub(crate) T);
+
+impl<T> std::ops::Deref for Padded<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}

@@ -10,6 +10,7 @@ use std::time::Instant;
 
 use crossbeam_queue::{ArrayQueue, SegQueue};
 
+use super::Padded;
 use super::blocking_pool::BlockingPool;
 use super::deadlock::DeadlockAction;
 use super::driver::InstalledDriver;
@@ -35,18 +36,6 @@ pub(crate) enum Placement {
     Spread,
     /// On the workers in turn, the spawner's included, woken for it; never stolen.
     RoundRobin,
-}
-
-/// A value on a cache line (two, against adjacent-line prefetch) of its own.
-#[repr(align(128))]
-pub(crate) struct Padded<T>(pub(crate) T);
-
-impl<T> std::ops::Deref for Padded<T> {
-    type Target = T;
-
-    fn deref(&self) -> &T {
-        &self.0
-    }
 }
 
 /// Goroutines the injector holds without allocating.
@@ -114,12 +103,14 @@ pub(crate) struct RuntimeShared {
     pub(crate) injector: Injector<TaskRef>,
     /// Goroutines that could not get a stack, waiting for one to be returned.
     pub(crate) waiting_for_stack: SegQueue<TaskRef>,
-    pub(super) spinning: AtomicUsize,
+    /// Workers spinning for work, written as they start and stop; on a line of its own, as
+    /// are `idle`'s sleeper count and `shutdown`, which every scheduling round reads.
+    pub(super) spinning: Padded<AtomicUsize>,
     /// The round-robin turn of `Builder::spread`.
     spread_turn: AtomicUsize,
     /// Which workers sleep (see `idle.rs`).
     pub(crate) idle: IdleFlags,
-    pub(crate) shutdown: AtomicBool,
+    pub(crate) shutdown: Padded<AtomicBool>,
     /// Timers armed in any worker's heap and not yet fired or cancelled.
     pub(crate) pending_timers: AtomicUsize,
     pub(crate) stacks: StackPolicy,
@@ -206,10 +197,10 @@ impl RuntimeShared {
                 .collect(),
             injector: Injector::new(INJECTOR_RING),
             waiting_for_stack: SegQueue::new(),
-            spinning: AtomicUsize::new(0),
+            spinning: Padded(AtomicUsize::new(0)),
             spread_turn: AtomicUsize::new(0),
             idle: IdleFlags::new(workers),
-            shutdown: AtomicBool::new(false),
+            shutdown: Padded(AtomicBool::new(false)),
             pending_timers: AtomicUsize::new(0),
             stacks,
             config,
