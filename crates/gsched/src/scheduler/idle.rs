@@ -184,6 +184,9 @@ mod worker_idle {
         /// is due.
         pub(in crate::scheduler) fn idle(&self) {
             let shared = &*self.shared;
+            // The spare stack goes back to the pool, where goroutines waiting for a stack and
+            // the pool's trimming can reach it.
+            drop(self.spare_stack.borrow_mut().take());
             if shared.workers[self.index]
                 .watch
                 .dump_wanted

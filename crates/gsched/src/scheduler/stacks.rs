@@ -177,6 +177,21 @@ impl HousedCoroutine {
     }
 }
 
+impl HousedCoroutine {
+    /// The stack of a coroutine that ran to its end, for another goroutine.
+    ///
+    /// # Panics
+    ///
+    /// As [`ctxswitch::Coroutine::into_stack`], when the coroutine has not finished.
+    pub(crate) fn into_stack(self) -> GoroutineStack {
+        let this = std::mem::ManuallyDrop::new(self);
+        // SAFETY: the housing holds a live coroutine, moved out once here; `this` is never
+        // dropped, so nothing reads the housing again before the stack is reused.
+        let coroutine = unsafe { this.coroutine.as_ptr().read() };
+        coroutine.into_stack()
+    }
+}
+
 impl Deref for HousedCoroutine {
     type Target = GoroutineCoroutine;
 

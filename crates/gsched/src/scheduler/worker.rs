@@ -13,7 +13,7 @@ use ctxswitch::{Coroutine, CoroutineResult, Stack};
 use gstack::StackError;
 
 use super::shared::{RuntimeShared, TaskMap, live};
-use super::stacks::HousedCoroutine;
+use super::stacks::{GoroutineStack, HousedCoroutine};
 use super::steal_policy::SeenBusy;
 use super::task::abort_with;
 use super::task::{Switch, Task};
@@ -45,6 +45,11 @@ pub(crate) struct WorkerLocal {
     /// waited there then had their turn, as Go puts a goroutine that yields on the global
     /// queue, behind them.
     pub(crate) yielded: RefCell<VecDeque<(TaskRef, u64)>>,
+    /// The stack of the last goroutine that finished here, of the default size, for the next
+    /// one that starts: no trip through the pool between a goroutine that ends and one that
+    /// begins. Given back whenever the worker idles, so that it never holds a stack another
+    /// goroutine waits for.
+    pub(super) spare_stack: RefCell<Option<GoroutineStack>>,
     /// The goroutine running now.
     pub(crate) current: Cell<Option<*const Task>>,
     /// Where the goroutines this worker spawns get their memory (see `crate::slab`); dropped
@@ -325,7 +330,11 @@ impl WorkerLocal {
         &self,
         task: &TaskRef,
     ) -> Result<crate::scheduler::task::GoroutineCoroutine, StartError> {
-        let stack = match self.shared.stacks.get(task.stack_size as usize) {
+        let size = task.stack_size as usize;
+        let spare = (size == self.shared.stacks.default_size())
+            .then(|| self.spare_stack.borrow_mut().take())
+            .flatten();
+        let stack = match spare.map_or_else(|| self.shared.stacks.get(size), Ok) {
             Ok(stack) => stack,
             Err(StackError::MapLimit { .. } | StackError::RegionFull { .. }) => {
                 return Err(StartError::NoStackYet);
@@ -390,7 +399,10 @@ impl WorkerLocal {
     fn finish(&self, task: &TaskRef) {
         task.state.finish_done();
         // SAFETY: this thread ran the goroutine to completion and is its runner.
-        *unsafe { task.coroutine() } = None;
+        let coroutine = unsafe { task.coroutine() }.take();
+        if let Some(coroutine) = coroutine {
+            self.keep_stack(coroutine, task.stack_size as usize);
+        }
         self.forget_live(task);
         live::add(-1);
         self.shared.workers[self.index]
@@ -405,6 +417,21 @@ impl WorkerLocal {
 }
 
 impl WorkerLocal {
+    /// Keeps the stack of a goroutine that ran to its end for the next one to start here, when
+    /// it has the default size, no spare is kept yet and no goroutine waits for a stack; else
+    /// gives it back.
+    fn keep_stack(&self, coroutine: HousedCoroutine, size: usize) {
+        let mut spare = self.spare_stack.borrow_mut();
+        if spare.is_none()
+            && coroutine.done()
+            && !coroutine.is_leaked()
+            && size == self.shared.stacks.default_size()
+            && self.shared.waiting_for_stack.is_empty()
+        {
+            *spare = Some(coroutine.into_stack());
+        }
+    }
+
     /// Moves one goroutine waiting for a stack to this worker's inbox, to try again.
     pub(super) fn retry_waiting_for_stack(&self) {
         if let Some(waiting) = self.shared.waiting_for_stack.pop() {
@@ -445,6 +472,7 @@ pub(crate) fn worker_main(shared: Arc<RuntimeShared>, index: usize) {
         timer_sweep_at: Cell::new(0),
         live: RefCell::new(HashMap::default()),
         yielded: RefCell::new(VecDeque::new()),
+        spare_stack: RefCell::new(None),
         current: Cell::new(None),
         heap: Box::new(Heap::new()).install(),
         heap_trimmed: Cell::new((Instant::now(), false)),
