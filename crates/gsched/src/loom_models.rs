@@ -507,7 +507,7 @@ fn a_wake_between_poll_and_park_is_not_lost() {
 
 /// A goroutine's result, written by the goroutine finishing (`complete`), while its joiner
 /// registers and waits: whatever the interleaving, the joiner is woken when it must be (a lost
-/// wake-up parks it for good here), takes the result, and the waiter is taken at most once.
+/// wake-up parks it for good here) and takes the result, which the completer never drops.
 #[test]
 fn a_result_racing_its_joiner_reaches_it() {
     loom::model(|| {

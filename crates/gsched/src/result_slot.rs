@@ -64,8 +64,13 @@ impl<T, W> ResultSlot<T, W> {
             };
         }
         if state & DETACHED != 0 {
-            // No handle, so no waiter and nobody to read the result: nothing to store.
-            self.state.fetch_or(DONE, Ordering::AcqRel);
+            // No handle, so nobody to read the result: nothing to store. A waiter registered
+            // before the handle went away (a wait that gave up) is dropped, not woken.
+            let previous = self.state.fetch_or(DONE, Ordering::AcqRel);
+            // SAFETY: as below: `WAITING` hands the cell over, and only this call sets `DONE`.
+            let waiter = (previous & WAITING != 0)
+                .then(|| self.waiter.with_mut(|cell| unsafe { (*cell).take() }));
+            drop(waiter);
             return Completion {
                 wake: None,
                 unwanted: Some(result),

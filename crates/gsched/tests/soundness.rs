@@ -357,11 +357,13 @@ fn stack_sizes_are_checked_where_they_are_given() {
 }
 
 /// The default stack holds what ordinary code puts on it, a 64 KiB buffer included (the
-/// largest UDP datagram); a goroutine that goes well beyond it is stopped at the guard and
-/// reported by name and stack size, never running into other memory.
+/// largest UDP datagram), on guard regions and on the mapping-per-stack fallback alike; a
+/// goroutine that goes well beyond it is stopped at the guard and reported by name and stack
+/// size, never running into other memory.
 #[test]
 fn the_default_stack_holds_a_64_kib_buffer_and_reports_an_overflow() {
     const NAME: &str = "the_default_stack_holds_a_64_kib_buffer_and_reports_an_overflow";
+    const FALLBACK: &str = "GSCHED_SOUNDNESS_FALLBACK";
     #[inline(never)]
     fn fill<const N: usize>() -> u8 {
         let mut buffer = [0u8; N];
@@ -369,6 +371,9 @@ fn the_default_stack_holds_a_64_kib_buffer_and_reports_an_overflow() {
         buffer[N / 2]
     }
     if CHILD.is_child(NAME) {
+        if std::env::var_os(FALLBACK).is_some() {
+            gstack::force_mapping_per_stack();
+        }
         let rt = Runtime::builder().workers(1).build().unwrap();
         rt.block_on(|| {
             let buffered = Builder::new().name("buffered").spawn(fill::<65536>);
@@ -383,19 +388,38 @@ fn the_default_stack_holds_a_64_kib_buffer_and_reports_an_overflow() {
         println!("not stopped");
         return;
     }
-    let output = CHILD.run(NAME).output();
-    let (stdout, stderr) = (
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr),
-    );
-    assert!(stdout.contains("64 KiB held"), "{stdout}\n{stderr}");
-    assert!(!stdout.contains("not stopped"), "{stdout}\n{stderr}");
-    assert!(
-        stderr.contains("goroutine stack overflow: goroutine")
-            && stderr.contains("(\"too deep\"), stack of 64 KiB")
-            && stderr.contains("gstack::maybe_grow"),
-        "{stderr}"
-    );
+    for fallback in [false, true] {
+        let child = CHILD.run(NAME);
+        let child = if fallback {
+            child.env(FALLBACK, "1")
+        } else {
+            child
+        };
+        let output = child.output();
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr),
+        );
+        let backend = if fallback {
+            "fallback"
+        } else {
+            "default backend"
+        };
+        assert!(
+            stdout.contains("64 KiB held"),
+            "{backend}: {stdout}\n{stderr}"
+        );
+        assert!(
+            !stdout.contains("not stopped"),
+            "{backend}: {stdout}\n{stderr}"
+        );
+        assert!(
+            stderr.contains("goroutine stack overflow: goroutine")
+                && stderr.contains("(\"too deep\"), stack of 64 KiB")
+                && stderr.contains("gstack::maybe_grow"),
+            "{backend}: {stderr}"
+        );
+    }
 }
 
 /// A detached goroutine whose panic payload panics when dropped: the process aborts with a

@@ -12,12 +12,14 @@ use crate::registry::{self, StackRange};
 ///
 /// Only the pages a goroutine touches are committed, so the size costs address space and page
 /// tables, not memory: a goroutine that parks at once holds one page whatever the size, but
-/// the kernel keeps one page-table page per 2 MiB of address space that holds a touched page,
-/// so parked goroutines cost a 4 KiB page-table page per 30 stacks of 64 KiB, against one per
-/// 8 stacks of 256 KiB (about 140 bytes a goroutine against 530). 64 KiB covers what ordinary Rust
-/// does without thinking: formatting and panicking use a few KiB, collections and iterator
-/// chains a few more, moderate recursion tens of KiB, and (with the slot's top page) a 64 KiB
-/// buffer on the stack. Deeper code runs in [`maybe_grow`](crate::maybe_grow) segments or
+/// the kernel keeps a page-table page per 2 MiB of address space that holds a touched page.
+/// With guard regions a 64 KiB stack's slot is 72 KiB, so parked goroutines cost one 4 KiB
+/// page-table page per 28 stacks, against one per 8 at 256 KiB (about 145 bytes a goroutine
+/// against 530). 64 KiB covers what ordinary Rust does without thinking: formatting and
+/// panicking use a few KiB, collections and iterator chains a few more, moderate recursion tens
+/// of KiB, and a 64 KiB buffer on the stack (the largest UDP datagram): a pool's stack has most
+/// of a page more than its size on either backend, of which gsched keeps 128 bytes for the
+/// goroutine's coroutine. Deeper code runs in [`maybe_grow`](crate::maybe_grow) segments or
 /// asks for a larger stack; an overflow never corrupts memory: it is reported, naming the
 /// goroutine, and the process aborts. Go starts smaller because its compiler can move stacks;
 /// a Rust stack cannot move, so it is reserved at full size up front.
@@ -68,15 +70,22 @@ impl GuardedStack {
     ///
     /// [`stack_limit`]: crate::stack_limit
     pub fn new(size: usize) -> Result<Self, StackError> {
+        GuardedStack::with_top_page(size, false)
+    }
+
+    /// As [`GuardedStack::new`], with one page more at the top when `top_page` is set (reported
+    /// as `size`), as a pool slot has: a pool's stacks give the same room on either backend.
+    pub(crate) fn with_top_page(size: usize, top_page: bool) -> Result<Self, StackError> {
         let claim = BudgetClaim::acquire()?;
         let page = page_size();
+        let too_large = || StackError::Os(io::Error::from(io::ErrorKind::InvalidInput));
         let usable = size
             .max(page)
             .checked_next_multiple_of(page)
-            .ok_or_else(|| StackError::Os(io::Error::from(io::ErrorKind::InvalidInput)))?;
+            .ok_or_else(too_large)?;
         let len = usable
-            .checked_add(page)
-            .ok_or_else(|| StackError::Os(io::Error::from(io::ErrorKind::InvalidInput)))?;
+            .checked_add(page * (1 + usize::from(top_page)))
+            .ok_or_else(too_large)?;
         let mapping = crate::sys::map_lazily(len).map_err(StackError::Os)?;
         // Built before `mprotect`, so that its failure still unmaps.
         let mut stack = GuardedStack {

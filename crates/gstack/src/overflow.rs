@@ -139,7 +139,7 @@ const OVERFLOW_HINT: &[u8] =
 
 /// A line assembled without allocating.
 struct Line {
-    bytes: [u8; 160],
+    bytes: [u8; 256],
     len: usize,
 }
 
@@ -176,7 +176,7 @@ extern "C" fn handle_fault(
     let found = registry::find_guard(addr).or_else(|| region::find_guard(addr));
     if let Some((label, stack_size)) = found {
         let mut line = Line {
-            bytes: [0; 160],
+            bytes: [0; 256],
             len: 0,
         };
         let mut name = [0u8; LABEL_CAPACITY];
@@ -199,15 +199,11 @@ extern "C" fn handle_fault(
         line.push(b", stack of ");
         line.push_number((stack_size / 1024) as u64);
         line.push(b" KiB\n");
-        // SAFETY: write(2) and abort(3) are async-signal-safe; `line` and `OVERFLOW_HINT` are
-        // live buffers.
+        line.push(OVERFLOW_HINT);
+        // SAFETY: write(2) and abort(3) are async-signal-safe; `line` is a live buffer. One
+        // write, so that another thread's report cannot land between the two lines.
         unsafe {
             libc::write(libc::STDERR_FILENO, line.bytes.as_ptr().cast(), line.len);
-            libc::write(
-                libc::STDERR_FILENO,
-                OVERFLOW_HINT.as_ptr().cast(),
-                OVERFLOW_HINT.len(),
-            );
             libc::abort();
         }
     }

@@ -324,7 +324,7 @@ impl PoolInner {
                 Err(TakeError::Unavailable) => {}
             }
         }
-        GuardedStack::new(size).map(Backing::Mapped)
+        GuardedStack::with_top_page(size, true).map(Backing::Mapped)
     }
 
     fn put(&self, stack: Backing) {
