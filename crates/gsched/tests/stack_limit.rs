@@ -130,3 +130,39 @@ fn assert_all_finished(output: &std::process::Output) {
         "{output:?}"
     );
 }
+
+/// The stack a worker keeps from its last finished goroutine, for its next one, is a stack
+/// others may wait for: with a dense region full (the main goroutine's stack and that spare),
+/// a goroutine started on the other worker is refused and waits; the keeping worker, once idle,
+/// gives the spare back and lets the waiter try again, rather than sleeping beside it.
+#[test]
+fn a_goroutine_waiting_for_the_stack_a_worker_kept_gets_it() {
+    const NAME: &str = "a_goroutine_waiting_for_the_stack_a_worker_kept_gets_it";
+    if CHILD.is_child(NAME) {
+        // SAFETY: the goroutines here stay a few frames deep, far inside a 64 KiB slot.
+        let rt = unsafe { Runtime::builder().workers(2).dense_stacks(64 * 1024, 2) }
+            .build()
+            .unwrap();
+        let value = rt.block_on(|| {
+            // Finishes on this worker, which keeps its stack.
+            gsched::Builder::new()
+                .same_worker()
+                .spawn(|| ())
+                .unwrap()
+                .join()
+                .unwrap();
+            // On the other worker, refused: the region is full.
+            let refused = gsched::Builder::new().spread().spawn(|| 7).unwrap();
+            // This worker stays busy meanwhile, so it cannot give the spare back first.
+            let busy_until = std::time::Instant::now() + Duration::from_millis(50);
+            while std::time::Instant::now() < busy_until {
+                std::hint::spin_loop();
+            }
+            refused.join().unwrap()
+        });
+        assert_eq!(value, 7);
+        println!("all finished");
+        return;
+    }
+    assert_all_finished(&CHILD.run(NAME).limit(Duration::from_secs(30)).output());
+}

@@ -184,9 +184,9 @@ mod worker_idle {
         /// is due.
         pub(in crate::scheduler) fn idle(&self) {
             let shared = &*self.shared;
-            // The spare stack goes back to the pool, where goroutines waiting for a stack and
-            // the pool's trimming can reach it.
-            drop(self.spare_stack.borrow_mut().take());
+            // The spare stack goes back to the pool (or the dense region), where goroutines
+            // waiting for a stack and the pool's trimming can reach it.
+            let gave_back_spare = self.spare_stack.borrow_mut().take().is_some();
             if shared.workers[self.index]
                 .watch
                 .dump_wanted
@@ -195,9 +195,11 @@ mod worker_idle {
                 self.answer_dumps();
                 return;
             }
-            // Goroutines wait for stacks while this worker keeps some cached: hand them over
-            // and let one of those goroutines try again.
-            if !shared.waiting_for_stack.is_empty() && shared.stacks.release_thread_cache() > 0 {
+            // Goroutines wait for stacks while this worker kept some: hand them over and let
+            // one of those goroutines try again.
+            if !shared.waiting_for_stack.is_empty()
+                && (gave_back_spare || shared.stacks.release_thread_cache() > 0)
+            {
                 self.retry_waiting_for_stack();
                 return;
             }

@@ -47,8 +47,8 @@ pub(crate) struct WorkerLocal {
     pub(crate) yielded: RefCell<VecDeque<(TaskRef, u64)>>,
     /// The stack of the last goroutine that finished here, of the default size, for the next
     /// one that starts: no trip through the pool between a goroutine that ends and one that
-    /// begins. Given back whenever the worker idles, so that it never holds a stack another
-    /// goroutine waits for.
+    /// begins. Kept only while no goroutine waits for a stack, and given back (with a retry of
+    /// one that waits) whenever the worker idles, as the pool's thread cache is.
     pub(super) spare_stack: RefCell<Option<GoroutineStack>>,
     /// The goroutine running now.
     pub(crate) current: Cell<Option<*const Task>>,
