@@ -68,6 +68,9 @@ pub fn park() {
 }
 
 /// As [`park`], naming what the goroutine waits on for the runtime's leak report.
+// Inlined into the synchronization primitives, which park through it: one return fewer to
+// mispredict after each resume (see `yield_now`).
+#[inline]
 pub fn park_with_reason(reason: &'static str) {
     park_with(None, or_bare(reason));
 }
@@ -99,6 +102,7 @@ pub fn park_until(deadline: Instant) {
 /// As [`park_until`], naming what the goroutine waits on for the runtime's leak report (Go's
 /// wait reasons: "chan receive", "sync.Mutex.Lock"). With [`park_with_reason`], the form the
 /// synchronization primitives block through.
+#[inline]
 pub fn park_with_reason_until(reason: &'static str, deadline: Instant) {
     park_with(Some(deadline), or_bare(reason));
 }
