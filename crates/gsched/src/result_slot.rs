@@ -80,16 +80,20 @@ impl<T, W> ResultSlot<T, W> {
         // there is one completer (the contract).
         self.result.with_mut(|cell| unsafe { *cell = Some(result) });
         let previous = self.state.fetch_or(DONE, Ordering::AcqRel);
-        // SAFETY: `WAITING` was set after the waiter was written (release), and the handle's
-        // owner leaves the cell alone from then on; `DONE` is set once, by this call, so only
-        // this call takes the waiter.
         let wake = (previous & WAITING != 0)
-            .then(|| self.waiter.with_mut(|cell| unsafe { (*cell).take() }))
+            .then(|| {
+                // SAFETY: `WAITING` was set after the waiter was written (release), and the
+                // handle's owner leaves the cell alone from then on; `DONE` is set once, by
+                // this call, so only this call takes the waiter.
+                self.waiter.with_mut(|cell| unsafe { (*cell).take() })
+            })
             .flatten();
-        // SAFETY: `DETACHED` was set before `DONE`: the handle's owner saw no result and never
-        // touches the cell again, so it is the completer's.
         let unwanted = (previous & DETACHED != 0)
-            .then(|| self.result.with_mut(|cell| unsafe { (*cell).take() }))
+            .then(|| {
+                // SAFETY: `DETACHED` was set before `DONE`: the handle's owner saw no result and
+                // never touches the cell again, so it is the completer's.
+                self.result.with_mut(|cell| unsafe { (*cell).take() })
+            })
             .flatten();
         Completion { wake, unwanted }
     }

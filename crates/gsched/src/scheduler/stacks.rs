@@ -168,10 +168,9 @@ impl HousedCoroutine {
     pub(crate) fn new(coroutine: GoroutineCoroutine) -> Self {
         let housing = NonNull::new(coroutine.stack().base as *mut GoroutineCoroutine)
             .expect("a stack's housing is not at address 0");
-        // SAFETY: the housing is the `HOUSING` bytes above the coroutine's stack, in the memory
-        // the stack it owns holds alone, outside the part the coroutine runs on: 16-aligned
-        // (the base is) and large enough (checked above). Nothing else uses it until the stack
-        // goes away, which `drop` moves the coroutine out of first.
+        // SAFETY: the housing (above `base`, 16-aligned, large enough) is memory the coroutine's
+        // own stack holds alone and never runs on; `drop` moves the coroutine out before the
+        // stack can go away.
         unsafe { housing.write(coroutine) };
         HousedCoroutine { coroutine: housing }
     }
