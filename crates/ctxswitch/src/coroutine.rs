@@ -12,6 +12,7 @@ use std::panic::{self, AssertUnwindSafe};
 use std::ptr;
 
 use crate::arch;
+use crate::fp_control::FpControl;
 use crate::send::SendCoroutine;
 use crate::stack::{DefaultStack, MIN_STACK_SIZE, Stack, StackTooSmall};
 use crate::thread_exit;
@@ -176,6 +177,8 @@ pub struct Coroutine<Input, Yield, Return, S: Stack = DefaultStack> {
     /// Frames on the stack may still be live and never will be unwound: the stack is never
     /// freed or handed back.
     leaked: bool,
+    /// Switches preserve the floating-point control (see [`Coroutine::skip_fp_control`]).
+    save_fp: bool,
     marker: PhantomData<CoroutineMarker<Input, Yield, Return>>,
 }
 
@@ -238,6 +241,7 @@ impl<Input, Yield, Return, S: Stack> Coroutine<Input, Yield, Return, S> {
         // proves has room for the header, the closure and `MIN_STACK_SIZE` below it.
         let sp = unsafe {
             (closure as *mut F).write(body);
+            ((base - arch::FLAGS_OFFSET) as *mut usize).write(0);
             arch::init_stack(
                 base,
                 closure,
@@ -251,8 +255,80 @@ impl<Input, Yield, Return, S: Stack> Coroutine<Input, Yield, Return, S> {
             closure,
             drop_closure: drop_in_place_erased::<F>,
             leaked: false,
+            save_fp: true,
             marker: PhantomData,
         })
+    }
+
+    /// Makes this coroutine's switches leave the floating-point control state alone, for a
+    /// resumer that preserves it itself, at less cost than every switch does.
+    ///
+    /// A switch looks like a call to both sides, and the calling convention makes the
+    /// floating-point control state callee-saved (on x86_64 System V, MXCSR's control bits and
+    /// the x87 control word: rounding mode, exception masks, flush-to-zero): code on either side
+    /// may rely on it being what it was before the switch. By default both sides of every switch
+    /// save and restore it, which costs a few nanoseconds of a switch of a few nanoseconds. After
+    /// this call they do not, and the resumer takes the convention's promise over.
+    ///
+    /// Dropping the coroutine or taking its stack back ([`into_stack`](Self::into_stack)) still
+    /// preserves the caller's state: those unwinds are rare and the coroutine does it itself.
+    /// The portable backend always preserves the state; this call changes nothing there.
+    ///
+    /// ```
+    /// use ctxswitch::{Coroutine, FpControl};
+    ///
+    /// let mut co = Coroutine::<(), u32, ()>::new(|yielder, ()| {
+    ///     for i in 0.. {
+    ///         yielder.suspend(i);
+    ///     }
+    /// });
+    /// // SAFETY: the resumer below checks the state after every resume and puts its own back,
+    /// // and gives the coroutine its own back before the next resume.
+    /// unsafe { co.skip_fp_control() };
+    /// let mine = FpControl::current();
+    /// let mut theirs = None;
+    /// for _ in 0..3 {
+    ///     if let Some(state) = theirs.take() {
+    ///         FpControl::restore(state);
+    ///     }
+    ///     co.resume(());
+    ///     let now = FpControl::current();
+    ///     if now != mine {
+    ///         theirs = Some(now);
+    ///         mine.restore();
+    ///     }
+    /// }
+    /// ```
+    ///
+    /// # Safety
+    ///
+    /// After every [`resume`](Self::resume) and [`unwind`](Self::unwind) (one that panics
+    /// included), the caller puts back its own floating-point control state if the coroutine
+    /// left another ([`FpControl::current`](crate::FpControl::current) compared with the
+    /// caller's, [`FpControl::restore`](crate::FpControl::restore)), and before the next resume
+    /// it gives the coroutine back the state it left; or the caller knows that neither side
+    /// ever changes the state.
+    ///
+    /// # Panics
+    ///
+    /// When the coroutine has started: its suspended side switched with the other protocol.
+    pub unsafe fn skip_fp_control(&mut self) {
+        assert!(
+            !self.started(),
+            "ctxswitch: skip_fp_control on a coroutine that has started"
+        );
+        self.save_fp = false;
+        // SAFETY: the flags word lies in the stack's reserved header (`with_stack`), which no
+        // frame uses.
+        unsafe {
+            ((self.stack.base() - arch::FLAGS_OFFSET) as *mut usize).write(arch::SKIP_FP_CONTROL);
+        }
+    }
+
+    /// Whether the coroutine's switches preserve the floating-point control state (see
+    /// [`skip_fp_control`](Self::skip_fp_control)).
+    pub fn saves_fp_control(&self) -> bool {
+        self.save_fp
     }
 
     /// Runs the coroutine until it suspends or returns, handing it `input`.
@@ -454,7 +530,13 @@ impl<Input, Yield, Return, S: Stack> Coroutine<Input, Yield, Return, S> {
     fn switch_in(&mut self, arg: usize, sp: usize) -> Outcome<Yield, Return> {
         // SAFETY: `sp` is the state of this coroutine, which is not running (`&mut self`), on
         // the stack we own.
-        let (word, next) = unsafe { arch::switch_and_link(arg, sp, self.stack.base()) };
+        let (word, next) = unsafe {
+            if self.save_fp {
+                arch::switch_and_link::<true>(arg, sp, self.stack.base())
+            } else {
+                arch::switch_and_link::<false>(arg, sp, self.stack.base())
+            }
+        };
         // The coroutine hands back the address of a slot that stays in place on its stack until
         // it is resumed again or the stack is reused; the slot's type follows from whether it
         // suspended (`Yielder::suspend`) or finished (`coroutine_entry`).
@@ -476,6 +558,20 @@ impl<Input, Yield, Return, S: Stack> Coroutine<Input, Yield, Return, S> {
                 }
             }
         }
+    }
+
+    /// As `switch_in`, putting back the caller's floating-point control state if the
+    /// coroutine skips it and left another (see `skip_fp_control`).
+    fn switch_in_preserving_fp(&mut self, arg: usize, sp: usize) -> Outcome<Yield, Return> {
+        if self.save_fp {
+            return self.switch_in(arg, sp);
+        }
+        let caller = FpControl::current();
+        let outcome = self.switch_in(arg, sp);
+        if FpControl::current() != caller {
+            caller.restore();
+        }
+        outcome
     }
 
     /// Brings the coroutine to `Finished` without running any more of its body than the
@@ -507,7 +603,7 @@ impl<Input, Yield, Return, S: Stack> Coroutine<Input, Yield, Return, S> {
                 "a suspended coroutine was dropped while its thread destroyed its \
                  thread-locals, which its frames may borrow; it is not unwound",
             ),
-            State::Suspended { sp, .. } => match self.switch_in(0, sp) {
+            State::Suspended { sp, .. } => match self.switch_in_preserving_fp(0, sp) {
                 Outcome::Return(value) => {
                     drop(value);
                     Ok(())

@@ -2,6 +2,7 @@
 
 mod arch;
 mod coroutine;
+mod fp_control;
 mod on_stack;
 mod send;
 mod stack;
@@ -9,6 +10,7 @@ mod thread_exit;
 mod yielder;
 
 pub use coroutine::{Coroutine, CoroutineResult};
+pub use fp_control::FpControl;
 pub use on_stack::on_stack;
 pub use send::SendCoroutine;
 pub use stack::{

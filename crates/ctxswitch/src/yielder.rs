@@ -62,9 +62,20 @@ impl<Input, Yield> Yielder<Input, Yield> {
     pub fn suspend(&self, value: Yield) -> Input {
         let value = ManuallyDrop::new(value);
         let link = self.link.as_ptr();
-        // SAFETY: `link` is the link slot of the coroutine running on this stack, and `value`
-        // stays in place until the resumer has moved it out, before it resumes us again.
-        let input = unsafe { arch::switch_yield(ptr::from_ref(&value) as usize, link) };
+        // SAFETY: `link` is the link slot of the coroutine running on this stack, so the flags
+        // word lies in the same stack's reserved header, written by `with_stack` and
+        // `skip_fp_control` before the coroutine started; `value` stays in place until the
+        // resumer has moved it out, before it resumes us again.
+        let input = unsafe {
+            // The flags word, in the stack's reserved header two words below the link, says
+            // which protocol the resumer switched in with (see `Coroutine::skip_fp_control`).
+            let flags = link.byte_sub(arch::FLAGS_OFFSET - arch::LINK_OFFSET).read();
+            if flags & arch::SKIP_FP_CONTROL == 0 {
+                arch::switch_yield::<true>(ptr::from_ref(&value) as usize, link)
+            } else {
+                arch::switch_yield::<false>(ptr::from_ref(&value) as usize, link)
+            }
+        };
         if input == 0 {
             panic::resume_unwind(Box::new(ForcedUnwind));
         }

@@ -226,7 +226,6 @@ fn set_mxcsr(value: u32) {
 #[cfg(target_arch = "x86_64")]
 #[test]
 fn each_side_keeps_its_floating_point_control_state() {
-    const ROUND_TOWARD_ZERO: u32 = 0b11 << 13;
     let parent = mxcsr();
     let mut co = Coroutine::<(), u32, ()>::new(|yielder, ()| {
         set_mxcsr(mxcsr() | ROUND_TOWARD_ZERO);
@@ -242,6 +241,91 @@ fn each_side_keeps_its_floating_point_control_state() {
         "the coroutine's MXCSR is restored"
     );
     assert_eq!(mxcsr(), parent);
+}
+
+/// Rounds toward zero, in MXCSR's rounding-control bits.
+#[cfg(target_arch = "x86_64")]
+const ROUND_TOWARD_ZERO: u32 = 0b11 << 13;
+
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn a_resumer_that_skips_the_save_keeps_both_sides_state_with_fp_control() {
+    use ctxswitch::FpControl;
+    let parent = mxcsr();
+    let mut co = Coroutine::<(), u32, ()>::new(|yielder, ()| {
+        set_mxcsr(mxcsr() | ROUND_TOWARD_ZERO);
+        for _ in 0..3 {
+            yielder.suspend(mxcsr());
+        }
+    });
+    // SAFETY: the loop below checks the state after every resume, puts its own back and hands
+    // the coroutine's back before the next resume.
+    unsafe { co.skip_fp_control() };
+    assert!(!co.saves_fp_control());
+    let mine = FpControl::current();
+    let mut theirs: Option<FpControl> = None;
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        if let Some(state) = theirs.take() {
+            state.restore();
+        }
+        seen.push(co.resume(()).into_yield().unwrap());
+        let now = FpControl::current();
+        if now != mine {
+            theirs = Some(now);
+            mine.restore();
+        }
+        assert_eq!(
+            mxcsr() & !0x3f,
+            parent & !0x3f,
+            "the resumer's state is back"
+        );
+    }
+    assert!(
+        seen.iter()
+            .all(|inside| inside & ROUND_TOWARD_ZERO == ROUND_TOWARD_ZERO),
+        "the coroutine kept its rounding mode across its suspensions: {seen:x?}"
+    );
+    assert!(
+        theirs.is_some() || cfg!(feature = "portable-backend"),
+        "the skipped save left the coroutine's state to the resumer"
+    );
+}
+
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn dropping_a_coroutine_that_skips_the_save_keeps_the_droppers_state() {
+    struct ChangesRounding;
+    impl Drop for ChangesRounding {
+        fn drop(&mut self) {
+            set_mxcsr(mxcsr() | ROUND_TOWARD_ZERO);
+        }
+    }
+    let parent = mxcsr();
+    let mut co = Coroutine::<(), (), ()>::new(|yielder, ()| {
+        let _guard = ChangesRounding;
+        yielder.suspend(());
+    });
+    // SAFETY: the coroutine changes its state only while being dropped, which preserves the
+    // dropper's state.
+    unsafe { co.skip_fp_control() };
+    co.resume(());
+    assert_eq!(mxcsr(), parent);
+    drop(co);
+    assert_eq!(
+        mxcsr() & !0x3f,
+        parent & !0x3f,
+        "the unwinding on drop left the caller's rounding mode alone"
+    );
+}
+
+#[test]
+#[should_panic(expected = "skip_fp_control on a coroutine that has started")]
+fn skipping_the_fp_save_after_the_start_is_refused() {
+    let mut co = Coroutine::<(), (), ()>::new(|yielder, ()| yielder.suspend(()));
+    co.resume(());
+    // SAFETY: refused before it takes effect.
+    unsafe { co.skip_fp_control() };
 }
 
 #[test]

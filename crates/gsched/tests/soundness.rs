@@ -753,3 +753,76 @@ fn a_goroutine_parked_inside_its_panic_is_leaked_at_shutdown() {
     let output = CHILD.run(NAME).output();
     assert_child_ok(&output, "leaked, not aborted");
 }
+
+/// MXCSR's rounding-control bits.
+#[cfg(target_arch = "x86_64")]
+const ROUNDING: u32 = 0b11 << 13;
+
+#[cfg(target_arch = "x86_64")]
+fn mxcsr() -> u32 {
+    let mut value = 0_u32;
+    // SAFETY: `stmxcsr` stores four bytes to the given address, which is a valid `u32`.
+    unsafe { std::arch::asm!("stmxcsr [{}]", in(reg) &mut value, options(nostack)) };
+    value
+}
+
+/// Sets round-toward-zero on the calling thread.
+#[cfg(target_arch = "x86_64")]
+fn round_toward_zero() {
+    let value = mxcsr() | ROUNDING;
+    // SAFETY: `ldmxcsr` reads four bytes from a valid `u32`, whose only change from the
+    // thread's value is the rounding mode.
+    unsafe { std::arch::asm!("ldmxcsr [{}]", in(reg) &value, options(nostack)) };
+}
+
+/// Goroutines skip the floating-point control save at each switch; the worker checks it once
+/// per resume instead: a goroutine's rounding mode stays its own across its switches, and never
+/// reaches the goroutines that share its worker, nor those that run there after it ended.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn each_goroutine_keeps_its_own_floating_point_control() {
+    within(Duration::from_secs(60), || {
+        let rt = Runtime::builder().workers(1).build().expect("runtime");
+        rt.block_on(|| {
+            let default = mxcsr() & ROUNDING;
+            assert_ne!(
+                default, ROUNDING,
+                "the test starts with another rounding mode"
+            );
+            let changer = go(|| {
+                round_toward_zero();
+                (0..5)
+                    .map(|_| {
+                        gsched::yield_now();
+                        mxcsr() & ROUNDING
+                    })
+                    .collect::<Vec<_>>()
+            });
+            let neighbour = go(|| {
+                (0..5)
+                    .map(|_| {
+                        gsched::yield_now();
+                        mxcsr() & ROUNDING
+                    })
+                    .collect::<Vec<_>>()
+            });
+            let changer = changer.join().expect("changer");
+            let neighbour = neighbour.join().expect("neighbour");
+            assert!(changer.iter().all(|&mode| mode == ROUNDING), "{changer:x?}");
+            assert!(
+                neighbour.iter().all(|&mode| mode == default),
+                "{neighbour:x?}"
+            );
+            let after = go(|| mxcsr() & ROUNDING).join().expect("after");
+            assert_eq!(
+                after, default,
+                "a goroutine that ended left its mode behind"
+            );
+            assert_eq!(
+                mxcsr() & ROUNDING,
+                default,
+                "the main goroutine keeps its mode"
+            );
+        });
+    });
+}

@@ -18,6 +18,13 @@ pub(crate) fn run(options: &Options) -> Result<String, String> {
                     value = yielder.suspend(value + 1);
                 }
             });
+            // `skip`: the switch leaves the floating-point control alone, as gsched's does.
+            match options.text("fp-control", "save") {
+                "save" => {}
+                // SAFETY: neither side changes its floating-point control state.
+                "skip" => unsafe { coroutine.skip_fp_control() },
+                other => return Err(format!("fp-control {other:?} is save or skip")),
+            }
             let start = Instant::now();
             let mut value = 0;
             for _ in 0..n {
@@ -34,18 +41,45 @@ pub(crate) fn run(options: &Options) -> Result<String, String> {
         }
         "goroutines" => {
             let workers: usize = options.number("workers", 1)?;
+            // `apart`: the sender starts on another worker than the receiver, so that every
+            // message wakes a goroutine of the other worker (the remote wake path).
+            let apart = match options.text("placement", "near") {
+                "near" => false,
+                "apart" if workers > 1 => true,
+                other => {
+                    return Err(format!(
+                        "placement {other:?} is near, or apart on 2+ workers"
+                    ));
+                }
+            };
             let rt = runtime(workers)?;
             let elapsed = rt.block_on(move || {
                 let (tx, rx) = chan::<()>(0);
                 let (begin_tx, begin) = chan::<()>(0);
                 let wg = WaitGroup::new();
                 let begin_sender = begin.clone();
-                wg.go(move || {
+                let sender = move || {
                     let _ = begin_sender.recv();
                     for _ in 0..n {
                         tx.send(()).expect("the receiver runs to the end");
                     }
-                });
+                };
+                let spread = if apart {
+                    let done = wg.clone();
+                    done.add(1);
+                    Some(
+                        gsched::Builder::new()
+                            .spread()
+                            .spawn(move || {
+                                sender();
+                                done.done();
+                            })
+                            .expect("the sender spawns"),
+                    )
+                } else {
+                    wg.go(sender);
+                    None
+                };
                 wg.go(move || {
                     let _ = begin.recv();
                     for _ in 0..n {
@@ -55,7 +89,11 @@ pub(crate) fn run(options: &Options) -> Result<String, String> {
                 let start = Instant::now();
                 drop(begin_tx);
                 wg.wait();
-                start.elapsed()
+                let elapsed = start.elapsed();
+                if let Some(sender) = spread {
+                    sender.join().expect("the sender does not panic");
+                }
+                elapsed
             });
             Ok(format!(
                 "ns_per_op={:.2}",

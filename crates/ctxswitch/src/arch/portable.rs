@@ -70,8 +70,13 @@ pub(crate) unsafe fn init_stack(base: usize, obj: usize, entry: EntryFn, limit: 
 
 /// # Safety
 ///
-/// As the x86_64 backend's `switch_and_link`.
-pub(crate) unsafe fn switch_and_link(arg: usize, sp: usize, base: usize) -> (usize, Option<usize>) {
+/// As the x86_64 backend's `switch_and_link`. `SAVE_FP` makes no difference here: the
+/// `context` crate's switch always preserves the floating-point control.
+pub(crate) unsafe fn switch_and_link<const SAVE_FP: bool>(
+    arg: usize,
+    sp: usize,
+    base: usize,
+) -> (usize, Option<usize>) {
     let handoff = Handoff { arg, base };
     // SAFETY: `sp` is the coroutine's suspended context; it answers with a live `Handback`.
     unsafe {
@@ -84,8 +89,8 @@ pub(crate) unsafe fn switch_and_link(arg: usize, sp: usize, base: usize) -> (usi
 
 /// # Safety
 ///
-/// As the x86_64 backend's `switch_yield`.
-pub(crate) unsafe fn switch_yield(arg: usize, link: *mut usize) -> usize {
+/// As the x86_64 backend's `switch_yield`; `SAVE_FP` as in `switch_and_link`.
+pub(crate) unsafe fn switch_yield<const SAVE_FP: bool>(arg: usize, link: *mut usize) -> usize {
     let handback = Handback {
         arg,
         finished: false,

@@ -3,7 +3,7 @@
 use std::ops::{Deref, DerefMut};
 use std::ptr::NonNull;
 
-use ctxswitch::Stack;
+use ctxswitch::{FpControl, Stack};
 use gstack::{DenseStack, DenseStacks, PooledStack, StackError, StackPool};
 
 use super::task::GoroutineCoroutine;
@@ -18,7 +18,7 @@ pub const MIN_STACK_SIZE: usize = ctxswitch::MIN_STACK_SIZE + 256 + HOUSING;
 const HOUSING: usize = 128;
 
 const _: () = assert!(
-    size_of::<GoroutineCoroutine>() <= HOUSING && align_of::<GoroutineCoroutine>() <= 16,
+    size_of::<Housing>() <= HOUSING && align_of::<Housing>() <= 16,
     "a goroutine's coroutine fits the top of its stack"
 );
 
@@ -161,18 +161,47 @@ unsafe impl Stack for GoroutineStack {
 /// heap: the stack's top page is resident while the goroutine lives anyway, so a parked
 /// goroutine costs its coroutine's size less, and starting one allocates nothing more.
 pub(crate) struct HousedCoroutine {
-    coroutine: NonNull<GoroutineCoroutine>,
+    housing: NonNull<Housing>,
+}
+
+/// What the top of a started goroutine's stack holds.
+struct Housing {
+    coroutine: GoroutineCoroutine,
+    /// The floating-point control state the goroutine left when it last switched out, where it
+    /// differs from its worker's (see `WorkerLocal::resume`): its switches skip that state.
+    fp_control: Option<FpControl>,
 }
 
 impl HousedCoroutine {
     pub(crate) fn new(coroutine: GoroutineCoroutine) -> Self {
-        let housing = NonNull::new(coroutine.stack().base as *mut GoroutineCoroutine)
+        let housing = NonNull::new(coroutine.stack().base as *mut Housing)
             .expect("a stack's housing is not at address 0");
         // SAFETY: the housing (above `base`, 16-aligned, large enough) is memory the coroutine's
         // own stack holds alone and never runs on; `drop` moves the coroutine out before the
         // stack can go away.
-        unsafe { housing.write(coroutine) };
-        HousedCoroutine { coroutine: housing }
+        unsafe {
+            housing.write(Housing {
+                coroutine,
+                fp_control: None,
+            });
+        }
+        HousedCoroutine { housing }
+    }
+
+    /// The floating-point control state to give the goroutine back before it resumes, if it
+    /// left one other than its worker's.
+    #[inline]
+    pub(crate) fn take_fp_control(&mut self) -> Option<FpControl> {
+        // SAFETY: the housing holds a live value until `drop`, and `&mut self` makes this the
+        // only access.
+        unsafe { self.housing.as_mut() }.fp_control.take()
+    }
+
+    /// Keeps the floating-point control state the goroutine left, for its next resume.
+    #[inline]
+    pub(crate) fn keep_fp_control(&mut self, state: FpControl) {
+        // SAFETY: as in `take_fp_control`.
+        unsafe { self.housing.as_mut() }.fp_control = Some(state);
     }
 }
 
@@ -186,8 +215,8 @@ impl HousedCoroutine {
         let this = std::mem::ManuallyDrop::new(self);
         // SAFETY: the housing holds a live coroutine, moved out once here; `this` is never
         // dropped, so nothing reads the housing again before the stack is reused.
-        let coroutine = unsafe { this.coroutine.as_ptr().read() };
-        coroutine.into_stack()
+        let housing = unsafe { this.housing.as_ptr().read() };
+        housing.coroutine.into_stack()
     }
 }
 
@@ -197,7 +226,7 @@ impl Deref for HousedCoroutine {
     #[inline]
     fn deref(&self) -> &GoroutineCoroutine {
         // SAFETY: the housing holds a live coroutine until `drop`.
-        unsafe { self.coroutine.as_ref() }
+        unsafe { &self.housing.as_ref().coroutine }
     }
 }
 
@@ -205,7 +234,7 @@ impl DerefMut for HousedCoroutine {
     #[inline]
     fn deref_mut(&mut self) -> &mut GoroutineCoroutine {
         // SAFETY: as above, and `&mut self` makes this the only access.
-        unsafe { self.coroutine.as_mut() }
+        unsafe { &mut self.housing.as_mut().coroutine }
     }
 }
 
@@ -213,7 +242,7 @@ impl Drop for HousedCoroutine {
     fn drop(&mut self) {
         // SAFETY: the housing holds a live coroutine, read out once here: dropping it may give
         // its stack (and so the housing) back, so it is dropped from here, not in place.
-        drop(unsafe { self.coroutine.as_ptr().read() });
+        drop(unsafe { self.housing.as_ptr().read() });
     }
 }
 

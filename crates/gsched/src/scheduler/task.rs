@@ -292,6 +292,7 @@ mod tests {
     #[test]
     fn the_header_fits_two_cache_lines() {
         let header = std::mem::size_of::<Task<BoxedBody>>() - std::mem::size_of::<BoxedBody>();
+        eprintln!("HEADER {header}");
         assert!(header <= 128, "the task header takes {header} bytes");
     }
 }

@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering;
 use std::thread;
 use std::time::Instant;
 
-use ctxswitch::{Coroutine, CoroutineResult, Stack};
+use ctxswitch::{Coroutine, CoroutineResult, FpControl, Stack};
 use gstack::StackError;
 
 use super::shared::{RuntimeShared, TaskMap, live};
@@ -52,6 +52,9 @@ pub(crate) struct WorkerLocal {
     pub(super) spare_stack: RefCell<Option<GoroutineStack>>,
     /// The goroutine running now.
     pub(crate) current: Cell<Option<*const Task>>,
+    /// The thread's floating-point control state when the worker started, which every
+    /// goroutine starts with and finds again after a resume (see `resume`).
+    fp_control: FpControl,
     /// Where the goroutines this worker spawns get their memory (see `crate::slab`); dropped
     /// last, after every other field let go of its goroutines.
     pub(super) heap: InstalledHeap,
@@ -303,6 +306,9 @@ impl WorkerLocal {
         let coroutine = unsafe { task.coroutine() }
             .as_mut()
             .expect("a started goroutine has a coroutine");
+        if let Some(state) = coroutine.take_fp_control() {
+            state.restore();
+        }
         gstack::set_current_stack(coroutine.stack().limit(), coroutine.stack().base());
         self.current.set(Some(task.as_ptr()));
         let watch = &self.shared.workers[self.index].watch;
@@ -316,6 +322,15 @@ impl WorkerLocal {
         } else {
             Some(coroutine.resume(()))
         };
+        // The goroutine's switches leave the floating-point control state alone (see `start`):
+        // a goroutine that changed it (its rounding mode, say) keeps it for its next resume,
+        // and the worker gets its own back. The worker's code never changes it, so one read per
+        // resume does what a save and a compare on both sides of every switch did.
+        let fp_control = FpControl::current();
+        if fp_control != self.fp_control {
+            coroutine.keep_fp_control(fp_control);
+            self.fp_control.restore();
+        }
         watch.running.store(0, Ordering::Relaxed);
         self.current.set(None);
         coroutine.stack().check();
@@ -347,7 +362,7 @@ impl WorkerLocal {
         };
         stack.set_label(task.id, task.name.as_deref().unwrap_or(""));
         let task_ptr = task.as_ptr();
-        let coroutine = Coroutine::with_stack(stack, move |yielder, ()| {
+        let mut coroutine = Coroutine::with_stack(stack, move |yielder, ()| {
             // SAFETY: the goroutine runs only on the thread of its runner, once, and the task
             // is kept alive by the `live` map for as long as the coroutine exists.
             unsafe {
@@ -358,6 +373,11 @@ impl WorkerLocal {
         .map_err(|err| {
             StartError::Failed(format!("gsched: the goroutine's stack is too small: {err}"))
         })?;
+        // SAFETY: every resume and unwind of a goroutine goes through `resume`, which puts the
+        // worker's floating-point control state back when the goroutine left another and gives
+        // the goroutine its own back before it runs again; dropping the coroutine preserves the
+        // dropper's state by itself.
+        unsafe { coroutine.skip_fp_control() };
         task.home.store(self.index, Ordering::Relaxed);
         if task.migratable {
             self.shared
@@ -474,6 +494,7 @@ pub(crate) fn worker_main(shared: Arc<RuntimeShared>, index: usize) {
         yielded: RefCell::new(VecDeque::new()),
         spare_stack: RefCell::new(None),
         current: Cell::new(None),
+        fp_control: FpControl::current(),
         heap: Box::new(Heap::new()).install(),
         heap_trimmed: Cell::new((Instant::now(), false)),
         seen_busy: RefCell::new(vec![SeenBusy::new(Instant::now()); shared.workers.len()]),
