@@ -2,6 +2,7 @@
 //! `cargo xtask test`).
 
 use std::collections::VecDeque;
+use std::ptr::NonNull;
 
 // The models are only as good as the assertions they check.
 const _: () = assert!(
@@ -15,10 +16,11 @@ use loom::thread;
 
 use crate::result_slot::ResultSlot;
 use crate::scheduler::idle::IdleFlags;
+use crate::scheduler::inbox::{Inbox, Link, Linked};
 use crate::scheduler::state::TaskState;
 use crate::scheduler::steal::{RunQueue, steal_half};
 use crate::scheduler::timer_word::TimerWord;
-use crate::shim::Ordering;
+use crate::shim::{Ordering, UnsafeCell};
 
 /// A stand-in for crossbeam's `ArrayQueue`, which loom cannot see into: a bounded queue behind
 /// loom's mutex, so that what is modeled is the logic around the queue.
@@ -405,30 +407,171 @@ fn remote_frees_reach_the_owner_exactly_once() {
 fn a_push_racing_a_worker_going_to_sleep_wakes_it() {
     loom::model(|| {
         let flags = Arc::new(IdleFlags::new(1));
-        let inbox = Arc::new(AtomicUsize::new(0));
+        let inbox = Arc::new(Inbox::<Arc<Entry>>::new());
         let worker = {
             let (flags, inbox) = (Arc::clone(&flags), Arc::clone(&inbox));
             thread::spawn(move || {
+                // SAFETY: this thread is the inbox's one consumer.
+                let received = || unsafe { !inbox.is_empty() };
                 loop {
-                    if inbox.load(Ordering::Relaxed) > 0 {
-                        return;
+                    if received() {
+                        break;
                     }
                     flags.announce(0);
-                    if inbox.load(Ordering::Relaxed) > 0 {
+                    if received() {
                         flags.end(0);
-                        return;
+                        break;
                     }
                     thread::park();
                     flags.end(0);
                 }
+                // A push that `is_empty` saw completes without waiting for anything.
+                loop {
+                    // SAFETY: as above.
+                    if let Some(entry) = unsafe { inbox.pop() } {
+                        break entry.value();
+                    }
+                    thread::yield_now();
+                }
             })
         };
         let worker_thread = worker.thread().clone();
-        inbox.fetch_add(1, Ordering::Relaxed);
+        inbox.push(Entry::new(7));
         if flags.wake_owner(0) {
             worker_thread.unpark();
         }
-        worker.join().unwrap();
+        assert_eq!(worker.join().unwrap(), 7);
+    });
+}
+
+/// An inbox entry for the models: a counted node with its link, as a goroutine's task is. Its
+/// value sits in a cell that loom tracks, so that a consumer reading it before the push is
+/// visible fails the model.
+struct Entry {
+    link: Link,
+    value: UnsafeCell<usize>,
+}
+
+impl Entry {
+    fn new(value: usize) -> Arc<Entry> {
+        Arc::new(Entry {
+            link: Link::new(),
+            value: UnsafeCell::new(value),
+        })
+    }
+
+    fn value(&self) -> usize {
+        // SAFETY: only read after creation; loom checks that the creation happened before.
+        self.value.with_mut(|value| unsafe { *value })
+    }
+}
+
+// SAFETY: `into_raw` keeps the entry alive and in place until `from_raw`, and the link sits at a
+// fixed offset in it.
+unsafe impl Linked for Arc<Entry> {
+    fn into_link(self) -> NonNull<Link> {
+        let entry = Arc::into_raw(self);
+        // SAFETY: `into_raw` gives a valid pointer, valid until `from_raw`.
+        NonNull::from(unsafe { &(*entry).link })
+    }
+
+    unsafe fn from_link(link: NonNull<Link>) -> Self {
+        let offset = std::mem::offset_of!(Entry, link);
+        // SAFETY: the link lies `offset` bytes into an entry from `into_raw` (the contract).
+        unsafe { Arc::from_raw(link.as_ptr().byte_sub(offset).cast::<Entry>()) }
+    }
+}
+
+/// Two threads push two entries each into a worker's inbox while the worker takes them, and
+/// one entry goes round twice: every push comes out exactly once, each pusher's in its order,
+/// whatever the interleaving, including a pop that meets a push between its exchange and its
+/// link, and the stub going back in behind the last entry.
+#[test]
+fn an_inbox_delivers_every_push_once_in_order() {
+    let mut model = loom::model::Builder::new();
+    model.preemption_bound = Some(2);
+    model.check(|| {
+        let inbox = Arc::new(Inbox::<Arc<Entry>>::new());
+        let pushers: Vec<_> = [0, 10]
+            .into_iter()
+            .map(|first| {
+                let inbox = Arc::clone(&inbox);
+                thread::spawn(move || {
+                    inbox.push(Entry::new(first));
+                    inbox.push(Entry::new(first + 1));
+                })
+            })
+            .collect();
+        let mut seen = Vec::new();
+        let mut again = Some(Entry::new(100));
+        while seen.len() < 6 {
+            if let Some(entry) = again.take() {
+                inbox.push(entry);
+            }
+            // SAFETY: this thread is the inbox's one consumer.
+            match unsafe { inbox.pop() } {
+                // The same entry, queued again once taken: its link serves again.
+                Some(entry) if entry.value() == 100 && !seen.contains(&100) => {
+                    seen.push(100);
+                    again = Some(entry);
+                }
+                Some(entry) => seen.push(entry.value()),
+                None => thread::yield_now(),
+            }
+        }
+        for pusher in pushers {
+            pusher.join().unwrap();
+        }
+        // SAFETY: as above.
+        assert!(unsafe { inbox.pop() }.is_none() && unsafe { inbox.is_empty() });
+        assert_eq!(inbox.len(), 0);
+        let position = |value| seen.iter().position(|&seen| seen == value).unwrap();
+        assert!(
+            position(0) < position(1) && position(10) < position(11),
+            "{seen:?}"
+        );
+        assert_eq!(
+            seen.iter().filter(|&&value| value == 100).count(),
+            2,
+            "{seen:?}"
+        );
+    });
+}
+
+/// A wake-up (from an outside thread) races shutdown's claim of the parked goroutine: exactly
+/// one of them gets it. A goroutine the wake-up queued is never claimed while its entry waits,
+/// and the entry's popper then starts it: no entry is left stale, so a goroutine is never queued
+/// twice at once (what a worker's inbox relies on, see `state.rs`).
+#[test]
+fn a_wake_racing_shutdowns_claim_leaves_one_owner() {
+    loom::model(|| {
+        let state = Arc::new(TaskState::new());
+        assert!(state.try_start_run());
+        assert!(state.finish_park());
+        let waker = {
+            let state = Arc::clone(&state);
+            thread::spawn(move || state.notify())
+        };
+        let claimed = state.try_claim();
+        let queued = waker.join().unwrap();
+        assert!(
+            !(claimed && queued),
+            "both the claim and the wake-up took the goroutine"
+        );
+        if queued {
+            assert!(
+                !state.is_claimable() && !state.try_claim(),
+                "claimed while queued"
+            );
+            assert!(state.try_start_run(), "the queue entry's popper starts it");
+        } else {
+            assert!(claimed, "a wake-up that found it claimed only notifies it");
+            state.finish_yield();
+            assert!(
+                state.try_start_run(),
+                "queued again after its turn, it runs"
+            );
+        }
     });
 }
 

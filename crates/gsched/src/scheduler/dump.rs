@@ -23,7 +23,7 @@ use super::RuntimeShared;
 use super::monitor::bump;
 use super::shared::live;
 use super::state::{DONE, PARKED};
-use super::task::{NO_HOME, Task};
+use super::task::Task;
 use super::task_ref::TaskRef;
 use super::worker::WorkerLocal;
 use crate::diagnostics::{
@@ -245,7 +245,7 @@ impl WorkerLocal {
         let me = &shared.workers[self.index];
         let next: Vec<TaskRef> = std::iter::from_fn(|| me.next.pop()).collect();
         let fresh: Vec<TaskRef> = std::iter::from_fn(|| me.fresh.pop()).collect();
-        let ready: Vec<TaskRef> = std::iter::from_fn(|| me.ready.pop()).collect();
+        let ready: Vec<TaskRef> = std::iter::from_fn(|| self.pop_inbox()).collect();
         let unstarted = next.iter().chain(&fresh).chain(&ready);
         listed.extend(
             unstarted
@@ -268,7 +268,7 @@ impl WorkerLocal {
 }
 
 fn is_unstarted(task: &Task) -> bool {
-    task.home.load(Ordering::Relaxed) == NO_HOME && task.state.phase() != DONE
+    task.home().is_none() && task.state.phase() != DONE
 }
 
 fn info(
@@ -438,7 +438,7 @@ impl RuntimeShared {
             .lock()
             .unwrap_or_else(|poison| poison.into_inner());
         for task in migratable.values() {
-            let home = task.home.load(Ordering::Relaxed);
+            let home = task.home();
             let running = self
                 .workers
                 .iter()
@@ -448,7 +448,6 @@ impl RuntimeShared {
                 PARKED => GoroutineState::Parked(MIGRATABLE_PARKED),
                 _ => GoroutineState::Runnable,
             };
-            let home = Some(home).filter(|&home| home != NO_HOME);
             dump.goroutines.push(info(task, home, state, None));
         }
     }

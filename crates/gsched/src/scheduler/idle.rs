@@ -165,7 +165,7 @@ mod worker_idle {
                 || me.watch.dump_wanted.load(Ordering::Acquire)
                 || !self.yielded.borrow().is_empty()
                 || !shared.injector.is_empty()
-                || !me.ready.is_empty()
+                || !self.inbox_is_empty()
                 || !me.next.is_empty()
                 || !me.fresh.is_empty()
                 || (0..shared.workers.len())

@@ -27,14 +27,16 @@
 //! | `stacks` | the stack policy and what happens when stacks run out |
 //! | `task`, `task_ref`, `state` | a goroutine's header, the counted reference to it (its memory comes from the worker's slab, see `crate::slab`), and its scheduling state machine |
 //! | `injector`, `steal` | the global queue and stealing half of a worker's unstarted goroutines |
+//! | `inbox` | a worker's inbox: the started goroutines woken for it, pushed from any thread with one exchange |
 //!
-//! `idle`, `state`, `steal` and `timer_word` hold the protocols that the loom models check, and
+//! `idle`, `inbox`, `state`, `steal` and `timer_word` hold the protocols that the loom models check, and
 //! are built on the loom shim under `--cfg goroutines_loom`; the rest is not built then.
 //!
 //! `driver` is where an idle worker waits: its thread's park, or the runtime's
 //! [`Driver`](crate::driver::Driver) once a library installed one.
 
 pub(crate) mod idle;
+pub(crate) mod inbox;
 pub(crate) mod state;
 pub(crate) mod steal;
 pub(crate) mod timer_word;

@@ -16,10 +16,11 @@ use super::deadlock::DeadlockAction;
 use super::driver::InstalledDriver;
 use super::dump::{DumpRequests, ParkCounts};
 use super::idle::IdleFlags;
+use super::inbox::Inbox;
 use super::injector::Injector;
 use super::monitor::{MonitorConfig, Watch, bump};
 use super::stacks::StackPolicy;
-use super::task::{DROPPED_AT_SHUTDOWN, NO_HOME, Task};
+use super::task::{DROPPED_AT_SHUTDOWN, Task};
 use super::task_ref::TaskRef;
 use super::worker::{FRESH_CAPACITY, WorkerLocal};
 
@@ -163,8 +164,9 @@ pub(crate) struct WorkerShared {
     /// `WorkerLocal::may_steal_from`).
     pub(crate) fresh: ArrayQueue<TaskRef>,
     /// Goroutines only this worker may run: its started goroutines woken from elsewhere, and
-    /// new ones spawned with `Builder::same_worker`.
-    pub(crate) ready: SegQueue<TaskRef>,
+    /// new ones spawned with `Builder::same_worker`. Taken from by this worker alone
+    /// (`WorkerLocal::pop_inbox`), or once it stopped by `finish_shutdown`.
+    pub(crate) ready: Inbox<TaskRef>,
     /// What the worker publishes for the monitor and for thieves (see `monitor.rs`).
     pub(crate) watch: Padded<Watch>,
     pub(super) thread: OnceLock<Thread>,
@@ -189,7 +191,7 @@ impl RuntimeShared {
                     next: ArrayQueue::new(1),
                     fresh: ArrayQueue::new(FRESH_CAPACITY),
                     watch: Padded(Watch::new()),
-                    ready: SegQueue::new(),
+                    ready: Inbox::new(),
                     thread: OnceLock::new(),
                     progress: AtomicU64::new(0),
                     parks: Padded(ParkCounts::new()),
@@ -305,8 +307,7 @@ impl RuntimeShared {
             return;
         }
         fence(Ordering::SeqCst);
-        let home = owner.home.load(Ordering::Relaxed);
-        if home < self.workers.len() && !owner.migratable {
+        if let Some(home) = owner.home().filter(|_| !owner.migratable) {
             self.wake_worker(home);
         } else {
             for index in 0..self.workers.len() {
@@ -399,8 +400,9 @@ impl RuntimeShared {
     /// one's own worker, and for a migratable one on any worker in `next`, from which idle
     /// workers may take it. Else its worker's inbox (a migratable one goes to a stealable queue).
     pub(crate) fn schedule_woken(self: &Arc<Self>, task: TaskRef) {
-        let home = task.home.load(Ordering::Relaxed);
-        debug_assert_ne!(home, NO_HOME, "only a goroutine that ran can be parked");
+        let home = task
+            .home()
+            .expect("only a goroutine that ran can be parked");
         // The common case, a goroutine waking one of its own worker's, in one look at the
         // thread's worker: the task goes into `runnext` right there.
         let mut task = Some(task);
@@ -560,7 +562,9 @@ impl RuntimeShared {
             .flat_map(|worker| {
                 std::iter::from_fn(|| worker.next.pop())
                     .chain(std::iter::from_fn(|| worker.fresh.pop()))
-                    .chain(std::iter::from_fn(|| worker.ready.pop()))
+                    // SAFETY: every worker has stopped, and this thread joined them: it is the
+                    // inboxes' consumer now.
+                    .chain(std::iter::from_fn(|| unsafe { worker.ready.pop() }))
             })
             .chain(std::iter::from_fn(|| self.injector.pop()))
             .chain(std::iter::from_fn(|| self.waiting_for_stack.pop()))

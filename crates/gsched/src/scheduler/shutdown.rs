@@ -41,7 +41,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use super::task::PARKED_WITHOUT_REASON;
-use super::task::{NO_HOME, Switch, Task};
+use super::task::{Switch, Task};
 use super::task_ref::TaskRef;
 use super::{RuntimeShared, WorkerLocal, live};
 
@@ -127,12 +127,11 @@ impl WorkerLocal {
     /// One round over everything this worker can do for shutdown; true if it did anything.
     fn shutdown_pass(&self, unwinding: &mut Unwinding) -> bool {
         let shared = &*self.shared;
-        let me = &shared.workers[self.index];
         let mut progress = false;
         // Every worker's `fresh` queue: a woken migratable goroutine goes to its first worker's,
         // and the worker woken for it may be another.
         let queued = std::iter::from_fn(|| self.runnext.borrow_mut().take())
-            .chain(std::iter::from_fn(|| me.ready.pop()))
+            .chain(std::iter::from_fn(|| self.pop_inbox()))
             .chain(shared.workers.iter().flat_map(|worker| {
                 std::iter::from_fn(|| worker.next.pop())
                     .chain(std::iter::from_fn(|| worker.fresh.pop()))
@@ -141,7 +140,7 @@ impl WorkerLocal {
             .chain(std::iter::from_fn(|| shared.waiting_for_stack.pop()));
         for task in queued {
             progress = true;
-            if task.home.load(Ordering::Relaxed) == NO_HOME {
+            if task.home().is_none() {
                 shared.discard_unstarted(&task);
             } else if task.state.try_start_run() {
                 self.drive(task, unwinding);
@@ -182,14 +181,13 @@ impl WorkerLocal {
     /// Whether a shutdown pass would find anything to do now.
     fn has_shutdown_work(&self, unwinding: &Unwinding) -> bool {
         let shared = &*self.shared;
-        let me = &shared.workers[self.index];
         let claimable = |task: &TaskRef| {
             !task.is_unwinding()
                 && task.borrowers.load(Ordering::Acquire) == 0
                 && task.state.is_claimable()
         };
         self.runnext.borrow().is_some()
-            || !me.ready.is_empty()
+            || !self.inbox_is_empty()
             || shared
                 .workers
                 .iter()
@@ -224,7 +222,7 @@ impl WorkerLocal {
             if task.borrowers.load(Ordering::Acquire) > 0 {
                 // Scoped goroutines still borrow its stack. A notification leaves it
                 // `SCHEDULED` without a queue entry: the pending scan claims it later.
-                task.state.finish_park();
+                task.state.finish_park_unqueued();
                 return;
             }
             // SAFETY: this thread is the goroutine's runner.

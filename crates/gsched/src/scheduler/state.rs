@@ -14,6 +14,13 @@
 //! `NOTIFIED` is set by an `unpark` that finds the goroutine not parked, and consumed by its next
 //! `park`, which then returns at once.
 //!
+//! `QUEUED` goes with `SCHEDULED` when the goroutine has a queue entry, or is about to get one
+//! from whoever moved it there: every move into `SCHEDULED` sets it but one, the shutdown's park
+//! of a goroutine that scoped goroutines still borrow. The entry's popper clears it as it wins
+//! `try_start_run`. Shutdown claims only goroutines without it, so no entry is ever left behind
+//! stale, and a goroutine has at most one queue entry at a time: what lets a worker's inbox
+//! thread its entries through a link in each (see `inbox.rs`).
+//!
 //! # Why no wake-up is lost
 //!
 //! A goroutine parks in two steps: it switches out with "park", then its worker moves
@@ -34,6 +41,7 @@ pub(crate) const PARKED: u8 = 2;
 pub(crate) const DONE: u8 = 3;
 const PHASE: u8 = 0b11;
 pub(crate) const NOTIFIED: u8 = 0b100;
+pub(crate) const QUEUED: u8 = 0b1000;
 
 /// A goroutine's phase and notification bit (see the module docs).
 pub(crate) struct TaskState {
@@ -41,40 +49,45 @@ pub(crate) struct TaskState {
 }
 
 impl TaskState {
-    /// A new goroutine is `SCHEDULED`: it is about to be queued.
+    /// A new goroutine is `SCHEDULED` and `QUEUED`: it is about to be queued.
     pub(crate) fn new() -> Self {
         TaskState {
-            state: AtomicU8::new(SCHEDULED),
+            state: AtomicU8::new(SCHEDULED | QUEUED),
         }
     }
 
-    /// `SCHEDULED -> RUNNING`; false for a queue entry that is stale.
+    /// `SCHEDULED -> RUNNING`, by the popper of its queue entry; false for an entry that is
+    /// stale (none is, see the module docs; a refusal only drops the entry).
     #[inline]
     pub(crate) fn try_start_run(&self) -> bool {
         self.state
             .fetch_update(Ordering::Acquire, Ordering::Relaxed, |state| {
-                (state & PHASE == SCHEDULED).then_some((state & !PHASE) | RUNNING)
+                (state & PHASE == SCHEDULED).then_some((state & !(PHASE | QUEUED)) | RUNNING)
             })
             .is_ok()
     }
 
-    /// Shutdown takes a goroutine that is not running: `PARKED` or `SCHEDULED` -> `RUNNING`,
-    /// keeping a notification. A queue entry it leaves behind is stale (`try_start_run` refuses
-    /// it while the goroutine runs or is parked).
+    /// Shutdown takes a goroutine that is not running and has no queue entry: `PARKED`, or
+    /// `SCHEDULED` without `QUEUED`, -> `RUNNING`, keeping a notification.
     pub(crate) fn try_claim(&self) -> bool {
         self.state
             .fetch_update(Ordering::Acquire, Ordering::Relaxed, |state| {
-                matches!(state & PHASE, PARKED | SCHEDULED).then_some((state & !PHASE) | RUNNING)
+                Self::claimable(state).then_some((state & !PHASE) | RUNNING)
             })
             .is_ok()
     }
 
     /// Whether `try_claim` would succeed now.
     pub(crate) fn is_claimable(&self) -> bool {
-        matches!(
-            self.state.load(Ordering::Acquire) & PHASE,
-            PARKED | SCHEDULED
-        )
+        Self::claimable(self.state.load(Ordering::Acquire))
+    }
+
+    fn claimable(state: u8) -> bool {
+        match state & PHASE {
+            PARKED => true,
+            SCHEDULED => state & QUEUED == 0,
+            _ => false,
+        }
     }
 
     /// The phase now (`SCHEDULED`, `RUNNING`, `PARKED` or `DONE`), for the goroutine dump.
@@ -94,22 +107,37 @@ impl TaskState {
     }
 
     /// After a "park" switch-out: `RUNNING -> PARKED`, unless a notification arrived, which is
-    /// then consumed and the goroutine must be scheduled again (`false`).
+    /// then consumed and the goroutine must be queued again (`false`: `SCHEDULED`, `QUEUED`).
     #[inline]
     pub(crate) fn finish_park(&self) -> bool {
+        self.park_or_schedule(SCHEDULED | QUEUED)
+    }
+
+    /// As `finish_park`, for a goroutine that is not queued again if a notification arrived:
+    /// `SCHEDULED` without `QUEUED`, for shutdown to claim later.
+    pub(crate) fn finish_park_unqueued(&self) -> bool {
+        self.park_or_schedule(SCHEDULED)
+    }
+
+    #[inline]
+    fn park_or_schedule(&self, scheduled: u8) -> bool {
         let previous = self
             .state
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |state| {
-                Some(if state == RUNNING { PARKED } else { SCHEDULED })
+                Some(if state == RUNNING { PARKED } else { scheduled })
             })
             .unwrap_or_else(|state| state);
         previous == RUNNING
     }
 
-    /// After a "yield" switch-out: `RUNNING -> SCHEDULED`, keeping a notification.
+    /// After a "yield" switch-out: `RUNNING -> SCHEDULED`, `QUEUED` (the caller queues it),
+    /// keeping a notification.
     #[inline]
     pub(crate) fn finish_yield(&self) {
-        self.state.fetch_and(!PHASE, Ordering::Release);
+        // One exchange of bits: the runner's goroutine is `RUNNING` without `QUEUED` (nobody
+        // else moves a running goroutine's phase, and `notify` only adds `NOTIFIED`).
+        let previous = self.state.fetch_xor(RUNNING | QUEUED, Ordering::Release);
+        debug_assert_eq!(previous & (PHASE | QUEUED), RUNNING);
     }
 
     pub(crate) fn finish_done(&self) {
@@ -127,7 +155,7 @@ impl TaskState {
             // without a write lost wake-ups: the goroutine could consume an older notification,
             // miss this notifier's flag, and park for good (found by the ping-pong loom model).
             let next = match state & PHASE {
-                PARKED => SCHEDULED,
+                PARKED => SCHEDULED | QUEUED,
                 DONE => return false,
                 _ => state | NOTIFIED,
             };
@@ -135,7 +163,7 @@ impl TaskState {
                 .state
                 .compare_exchange_weak(state, next, Ordering::AcqRel, Ordering::Acquire)
             {
-                Ok(_) => return next == SCHEDULED,
+                Ok(_) => return next == SCHEDULED | QUEUED,
                 Err(current) => state = current,
             }
         }

@@ -3,18 +3,20 @@
 use std::any::Any;
 use std::cell::{Cell, UnsafeCell};
 use std::panic::Location;
+use std::ptr::NonNull;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 
 use ctxswitch::{Coroutine, Yielder};
 
 use super::RuntimeShared;
+use super::inbox::Link;
 use super::stacks::{GoroutineStack, HousedCoroutine};
 use super::state::TaskState;
 use super::timer_word::TimerWord;
 
 /// No worker yet: the goroutine has not run.
-pub(crate) const NO_HOME: usize = usize::MAX;
+pub(crate) const NO_HOME: u32 = u32::MAX;
 
 /// Why a goroutine switched out to its worker.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -89,24 +91,22 @@ impl Body for BoxedBody {
 }
 
 /// A goroutine: its header, then its body, in one slab block (see `task_ref.rs`).
+///
+/// `repr(C)`, with the fields ordered by size by hand, so that its inbox link comes first (an
+/// inbox reaches the task from its link, see `TaskLink`) and the header stays within two cache
+/// lines.
+#[repr(C)]
 pub(crate) struct Task<B: ?Sized = dyn Body> {
+    /// Threads the task through a worker's inbox; first, at the task's address.
+    pub(crate) link: TaskLink,
     /// References to the task (`TaskRef`s).
     pub(crate) refs: AtomicUsize,
     pub(crate) id: u64,
     pub(crate) name: Option<Arc<str>>,
     pub(crate) spawned_at: &'static Location<'static>,
-    pub(crate) migratable: bool,
-    /// Its stack size in bytes, checked against `MAX_STACK_SIZE` (which fits 32 bits).
-    pub(crate) stack_size: u32,
     pub(crate) runtime: Arc<RuntimeShared>,
-    pub(crate) state: TaskState,
-    /// The worker it first ran on (`NO_HOME` before).
-    pub(crate) home: AtomicUsize,
     /// The timer that may wake it (see `timer_word.rs`).
     pub(crate) timer: TimerWord,
-    /// Scoped goroutines (started or not) that may borrow this goroutine's stack: while any
-    /// exists, shutdown must not unwind it (see `scope.rs`).
-    pub(crate) borrowers: AtomicUsize,
     /// The coroutine, from the first run on, at the top of its own stack, so that the header
     /// of a goroutine that has not run stays small and a started one needs no heap for it:
     /// touched only by the worker that runs the
@@ -121,10 +121,50 @@ pub(crate) struct Task<B: ?Sized = dyn Body> {
     /// The monitor's tick when it parked (see `RuntimeShared::tick`), for the goroutine dump:
     /// written by the goroutine, read by its runner.
     parked_since: Cell<u64>,
+    /// The worker it first ran on (`NO_HOME` before).
+    home: AtomicU32,
+    /// Scoped goroutines (started or not) that may borrow this goroutine's stack: while any
+    /// exists, shutdown must not unwind it (see `scope.rs`).
+    pub(crate) borrowers: AtomicU32,
+    /// Its stack size in bytes, checked against `MAX_STACK_SIZE` (which fits 32 bits).
+    pub(crate) stack_size: u32,
+    pub(crate) state: TaskState,
+    pub(crate) migratable: bool,
     /// Shutdown has started unwinding it. Atomic because any worker may look at a migratable
     /// goroutine's flag while deciding whether to claim it.
     unwinding: AtomicBool,
     pub(crate) body: B,
+}
+
+/// A task's inbox link, and how to see the task it starts as a `Task<dyn Body>`: the inbox
+/// keeps one thin pointer per entry, and stable Rust cannot rebuild a `dyn` pointer from a thin
+/// one without knowing the body's type, which `view` does.
+#[repr(C)]
+pub(crate) struct TaskLink {
+    /// First, at the address of the task.
+    pub(crate) link: Link,
+    view: fn(NonNull<Link>) -> NonNull<Task>,
+}
+
+impl TaskLink {
+    fn new<B: Body>() -> Self {
+        TaskLink {
+            link: Link::new(),
+            view: |link| link.cast::<Task<B>>(),
+        }
+    }
+
+    /// The task whose link is at `link`.
+    ///
+    /// # Safety
+    ///
+    /// `link` is the link of a live task.
+    pub(crate) unsafe fn task(link: NonNull<Link>) -> NonNull<Task> {
+        // SAFETY: the link is the first field of a `repr(C)` `TaskLink`, itself the first field
+        // of the live task (the caller's contract), so the `TaskLink` is at the same address.
+        let view = unsafe { link.cast::<TaskLink>().as_ref() }.view;
+        view(link)
+    }
 }
 
 // SAFETY: `coroutine`, `yielder` and `parked_on` are touched only by the thread
@@ -148,6 +188,7 @@ impl<B: Body> Task<B> {
         body: B,
     ) -> Self {
         Task {
+            link: TaskLink::new::<B>(),
             refs: AtomicUsize::new(1),
             id,
             name,
@@ -156,9 +197,9 @@ impl<B: Body> Task<B> {
             stack_size,
             runtime,
             state: TaskState::new(),
-            home: AtomicUsize::new(NO_HOME),
+            home: AtomicU32::new(NO_HOME),
             timer: TimerWord::new(),
-            borrowers: AtomicUsize::new(0),
+            borrowers: AtomicU32::new(0),
             coroutine: UnsafeCell::new(None),
             yielder: Cell::new(std::ptr::null()),
             parked_on: Cell::new(""),
@@ -247,6 +288,19 @@ impl<B: ?Sized> Task<B> {
         self.parked_on.set("");
     }
 
+    /// The worker it first ran on, `None` before it ran.
+    #[inline]
+    pub(crate) fn home(&self) -> Option<usize> {
+        let home = self.home.load(Ordering::Relaxed);
+        (home != NO_HOME).then_some(home as usize)
+    }
+
+    /// Records the worker it runs on first.
+    pub(crate) fn set_home(&self, worker: usize) {
+        let worker = u32::try_from(worker).expect("a runtime has fewer than 2^32 workers");
+        self.home.store(worker, Ordering::Relaxed);
+    }
+
     /// Whether shutdown started unwinding the goroutine.
     #[inline]
     pub(crate) fn is_unwinding(&self) -> bool {
@@ -292,7 +346,6 @@ mod tests {
     #[test]
     fn the_header_fits_two_cache_lines() {
         let header = std::mem::size_of::<Task<BoxedBody>>() - std::mem::size_of::<BoxedBody>();
-        eprintln!("HEADER {header}");
         assert!(header <= 128, "the task header takes {header} bytes");
     }
 }

@@ -12,7 +12,8 @@ use std::ops::Deref;
 use std::ptr::NonNull;
 use std::sync::atomic::{Ordering, fence};
 
-use super::task::{Body, Task, abort_with};
+use super::inbox::{Link, Linked};
+use super::task::{Body, Task, TaskLink, abort_with};
 use crate::slab;
 
 /// A counted reference to a task, seen as `Task<B>`.
@@ -95,6 +96,28 @@ impl<B: ?Sized> TaskRef<B> {
         let previous = self.refs.fetch_add(1, Ordering::Relaxed);
         if previous > isize::MAX as usize {
             abort_with("a goroutine's reference count overflowed");
+        }
+    }
+}
+
+// SAFETY: the link is a field of the task, which the given-up reference keeps alive and in
+// place until `from_link` takes that reference back; `TaskLink::task` rebuilds the same
+// `dyn Body` pointer.
+unsafe impl Linked for TaskRef {
+    #[inline]
+    fn into_link(self) -> NonNull<Link> {
+        let link = NonNull::from(&self.link.link);
+        std::mem::forget(self);
+        link
+    }
+
+    #[inline]
+    unsafe fn from_link(link: NonNull<Link>) -> Self {
+        TaskRef {
+            // SAFETY: the link is that of a task kept alive by the reference `into_link` gave
+            // up (the caller's contract).
+            task: unsafe { TaskLink::task(link) },
+            marker: PhantomData,
         }
     }
 }

@@ -177,10 +177,7 @@ impl WorkerLocal {
                 return Some((task, true, false));
             }
         }
-        // `is_empty` first: popping an empty SegQueue or ArrayQueue issues a SeqCst fence.
-        if !me.ready.is_empty()
-            && let Some(task) = me.ready.pop()
-        {
+        if let Some(task) = self.pop_inbox() {
             return Some((task, false, false));
         }
         // Goroutines that yielded, or used up their slice, wait behind this worker's new ones,
@@ -378,7 +375,7 @@ impl WorkerLocal {
         // the goroutine its own back before it runs again; dropping the coroutine preserves the
         // dropper's state by itself.
         unsafe { coroutine.skip_fp_control() };
-        task.home.store(self.index, Ordering::Relaxed);
+        task.set_home(self.index);
         if task.migratable {
             self.shared
                 .migratable_live
@@ -437,6 +434,20 @@ impl WorkerLocal {
 }
 
 impl WorkerLocal {
+    /// Takes the goroutine at the front of this worker's inbox.
+    #[inline]
+    pub(super) fn pop_inbox(&self) -> Option<TaskRef> {
+        // SAFETY: this is the worker's own thread, its inbox's one consumer while it runs.
+        unsafe { self.shared.workers[self.index].ready.pop() }
+    }
+
+    /// Whether this worker's inbox holds nothing, and nothing is being pushed there.
+    #[inline]
+    pub(super) fn inbox_is_empty(&self) -> bool {
+        // SAFETY: as in `pop_inbox`.
+        unsafe { self.shared.workers[self.index].ready.is_empty() }
+    }
+
     /// Keeps the stack of a goroutine that ran to its end for the next one to start here, when
     /// it has the default size, no spare is kept yet and no goroutine waits for a stack; else
     /// gives it back.
