@@ -42,8 +42,8 @@ mod api {
     };
     pub use crate::join::{JoinHandle, is_shutdown_unwind};
     pub use crate::park::{
-        Unparker, current_unparker, in_goroutine, park, park_timeout, park_until, park_with_reason,
-        park_with_reason_until, sleep, sleep_until, yield_now,
+        Unparker, current_unparker, current_unparker_unchecked, in_goroutine, park, park_timeout,
+        park_until, park_with_reason, park_with_reason_until, sleep, sleep_until, yield_now,
     };
     pub use crate::procs::{PROCS_VAR, ProcsError, available_cpus};
     pub use crate::runtime::spawn::{Builder, MAX_STACK_SIZE, MIN_STACK_SIZE, SpawnError, go};

@@ -6,6 +6,7 @@
 //! token that its next `park` consumes, so no wake-up is lost. `park` may also return
 //! spuriously, so callers re-check their condition in a loop, as with `std::thread::park`.
 
+use std::ptr::NonNull;
 use std::sync::atomic::Ordering;
 use std::thread::{self, Thread};
 use std::time::{Duration, Instant};
@@ -23,20 +24,41 @@ pub struct Unparker {
 #[derive(Clone)]
 enum Target {
     Goroutine(TaskRef),
+    /// A goroutine that outlives every use of this handle (see `current_unparker_unchecked`).
+    Uncounted(UncountedTask),
     Thread(Thread),
 }
 
+/// A goroutine's task, without a reference.
+#[derive(Clone, Copy)]
+struct UncountedTask(NonNull<Task>);
+
+// SAFETY: `Task` is `Send` and `Sync`; the handle's contract keeps the task alive while it is
+// used, from any thread (see `current_unparker_unchecked`).
+unsafe impl Send for UncountedTask {}
+// SAFETY: as above.
+unsafe impl Sync for UncountedTask {}
+
 impl Unparker {
     /// Wakes the goroutine or thread if it is parked, or makes its next park return at once.
+    #[inline]
     pub fn unpark(&self) {
         match &self.target {
-            Target::Goroutine(task) => {
-                if task.state.notify() {
-                    task.runtime.schedule_woken(task.clone());
-                }
-            }
+            Target::Goroutine(task) => unpark_goroutine(task),
+            // SAFETY: the goroutine has not finished (the contract of
+            // `current_unparker_unchecked`), and its runtime keeps its task alive until then.
+            Target::Uncounted(task) => unpark_goroutine(unsafe { task.0.as_ref() }),
             Target::Thread(thread) => thread.unpark(),
         }
+    }
+}
+
+#[inline]
+fn unpark_goroutine(task: &Task) {
+    if task.state.notify() {
+        // SAFETY: `task` is alive: referenced by the caller's handle, or kept by its runtime.
+        let queued = unsafe { TaskRef::clone_from_ptr(task) };
+        task.runtime.schedule_woken(queued);
     }
 }
 
@@ -44,6 +66,10 @@ impl std::fmt::Debug for Unparker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match &self.target {
             Target::Goroutine(task) => write!(f, "Unparker(goroutine {})", task.id),
+            // SAFETY: as in `unpark`.
+            Target::Uncounted(task) => {
+                write!(f, "Unparker(goroutine {})", unsafe { task.0.as_ref() }.id)
+            }
             Target::Thread(thread) => write!(f, "Unparker(thread {:?})", thread.id()),
         }
     }
@@ -54,6 +80,45 @@ pub fn current_unparker() -> Unparker {
     let target = WorkerLocal::with_current(|local| local.current_ref().map(Target::Goroutine))
         .flatten()
         .unwrap_or_else(|| Target::Thread(thread::current()));
+    Unparker { target }
+}
+
+/// As [`current_unparker`], without counting a reference to the calling goroutine: no atomic
+/// read-modify-write to make the handle, clone it or drop it, for a primitive that parks in
+/// every blocking call and hands its unparker only to wakers that are done with it before the
+/// park returns. On a plain thread it is the thread's handle, as from `current_unparker`.
+///
+/// ```
+/// gsched::run(|| {
+///     let done = std::sync::atomic::AtomicBool::new(false);
+///     // SAFETY: the waker below is joined before this goroutine returns.
+///     let me = unsafe { gsched::current_unparker_unchecked() };
+///     std::thread::scope(|scope| {
+///         scope.spawn(|| {
+///             done.store(true, std::sync::atomic::Ordering::Release);
+///             me.unpark();
+///         });
+///         while !done.load(std::sync::atomic::Ordering::Acquire) {
+///             gsched::park();
+///         }
+///     });
+/// });
+/// ```
+///
+/// # Safety
+///
+/// The handle and its clones are used (unparked, formatted, cloned) only until the calling
+/// goroutine's function returns or is unwound to its end; dropping one later is fine. A
+/// goroutine its runtime leaks at shutdown, with frames that may hold such handles, keeps its
+/// task for good, so those handles stay usable.
+pub unsafe fn current_unparker_unchecked() -> Unparker {
+    let target = WorkerLocal::with_current(|local| {
+        local
+            .current_task()
+            .map(|task| Target::Uncounted(UncountedTask(NonNull::from(task))))
+    })
+    .flatten()
+    .unwrap_or_else(|| Target::Thread(thread::current()));
     Unparker { target }
 }
 

@@ -74,12 +74,21 @@ pub(crate) struct Unparker(
 );
 
 impl Unparker {
-    /// The handle of the calling goroutine, or of the calling thread outside goroutines.
-    pub(crate) fn current() -> Self {
+    /// The handle of the calling goroutine, or of the calling thread outside goroutines, for a
+    /// waiter in the caller's own frame.
+    ///
+    /// # Safety
+    ///
+    /// The handle is used only while the frame that holds it is alive: wakers let go of it
+    /// before the wait returns (see `waiter::Handshake`), so it counts no reference to the
+    /// goroutine.
+    pub(crate) unsafe fn for_this_frame() -> Self {
         #[cfg(goroutines_loom)]
         return Unparker(modeled::Parker::current());
+        // SAFETY: the frame ends before the goroutine's function returns, and the caller's
+        // wakers are done with the handle by then (the contract).
         #[cfg(not(goroutines_loom))]
-        return Unparker(gsched::current_unparker());
+        return Unparker(unsafe { gsched::current_unparker_unchecked() });
     }
 
     pub(crate) fn unpark(&self) {

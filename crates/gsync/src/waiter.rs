@@ -44,7 +44,10 @@ impl Handshake {
         Handshake {
             outcome: AtomicUsize::new(WAITING),
             released: AtomicBool::new(false),
-            unparker: Unparker::current(),
+            // SAFETY: a handshake lives in its waiter's frame, and its wakers let go of it at
+            // step 3, before that frame can go: the waiter returns only after step 3, and so
+            // does the cancellation that runs when the wait unwinds (`CancelOnUnwind`).
+            unparker: unsafe { Unparker::for_this_frame() },
         }
     }
 

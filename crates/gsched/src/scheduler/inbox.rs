@@ -2,8 +2,9 @@
 //! alone.
 //!
 //! An intrusive multi-producer, single-consumer queue (Dmitry Vyukov's): each entry carries its
-//! own link, so a push allocates nothing and costs one atomic exchange, and a pop costs no
-//! read-modify-write at all. An entry is in at most one inbox at a time (the scheduling state
+//! own link, so a push allocates nothing and costs one atomic exchange to link the entry (plus a
+//! relaxed add, on the same cache line, to the count that `Runtime::metrics` reads), and a pop
+//! costs no read-modify-write at all. An entry is in at most one inbox at a time (the scheduling state
 //! machine gives each goroutine at most one queue entry; see `state.rs`), which is what lets its
 //! one link serve.
 //!

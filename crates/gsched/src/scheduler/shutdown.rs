@@ -41,7 +41,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use super::task::PARKED_WITHOUT_REASON;
-use super::task::{Switch, Task};
+use super::task::Switch;
 use super::task_ref::TaskRef;
 use super::{RuntimeShared, WorkerLocal, live};
 
@@ -278,13 +278,15 @@ impl WorkerLocal {
 }
 
 /// Leaks a goroutine that could not be unwound: its coroutine is forgotten, so frames that may
-/// still be live on its stack are never overwritten or unmapped.
+/// still be live on its stack are never overwritten or unmapped, and so is one reference to its
+/// task, which those frames may reach without one (`current_unparker_unchecked`).
 ///
 /// # Safety
 ///
 /// No thread runs the goroutine, or ever will: its worker has left its loops, or every worker
 /// has stopped.
-pub(crate) unsafe fn leak(task: &Task, shared: &RuntimeShared) {
+pub(crate) unsafe fn leak(task: &TaskRef, shared: &RuntimeShared) {
+    std::mem::forget(task.clone());
     // SAFETY: as the caller guarantees, nobody else touches the coroutine.
     let coroutine = unsafe { task.coroutine() }.take();
     let why = if coroutine
