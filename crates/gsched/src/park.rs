@@ -66,9 +66,10 @@ impl std::fmt::Debug for Unparker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match &self.target {
             Target::Goroutine(task) => write!(f, "Unparker(goroutine {})", task.id),
-            // SAFETY: as in `unpark`.
             Target::Uncounted(task) => {
-                write!(f, "Unparker(goroutine {})", unsafe { task.0.as_ref() }.id)
+                // SAFETY: as in `unpark`.
+                let task = unsafe { task.0.as_ref() };
+                write!(f, "Unparker(goroutine {})", task.id)
             }
             Target::Thread(thread) => write!(f, "Unparker(thread {:?})", thread.id()),
         }
