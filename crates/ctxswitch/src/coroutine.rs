@@ -309,6 +309,10 @@ impl<Input, Yield, Return, S: Stack> Coroutine<Input, Yield, Return, S> {
     /// it gives the coroutine back the state it left; or the caller knows that neither side
     /// ever changes the state.
     ///
+    /// Dropping a suspended coroutine, or [`into_stack`](Self::into_stack) on one, unwinds it
+    /// under the dropper's state (the dropper's own is kept across that unwind): where the
+    /// coroutine's destructors depend on the mode it had set, restore its state first.
+    ///
     /// # Panics
     ///
     /// When the coroutine has started: its suspended side switched with the other protocol.

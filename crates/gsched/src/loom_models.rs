@@ -471,8 +471,9 @@ impl Entry {
 unsafe impl Linked for Arc<Entry> {
     fn into_link(self) -> NonNull<Link> {
         let entry = Arc::into_raw(self);
-        // SAFETY: `into_raw` gives a valid pointer, valid until `from_raw`.
-        NonNull::from(unsafe { &(*entry).link })
+        // SAFETY: `into_raw` gives a valid pointer, valid until `from_raw`; a raw field pointer
+        // keeps the entry's provenance for `from_link`.
+        unsafe { NonNull::new_unchecked(std::ptr::addr_of!((*entry).link).cast_mut()) }
     }
 
     unsafe fn from_link(link: NonNull<Link>) -> Self {

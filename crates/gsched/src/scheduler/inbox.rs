@@ -60,8 +60,10 @@ pub(crate) struct Inbox<T: Linked> {
     head: UnsafeCell<NonNull<Link>>,
     /// Entries taken, written by the consumer alone.
     taken: AtomicUsize,
-    /// The consumer's own entry, on the heap so that its address survives moves of the inbox.
-    stub: Box<Link>,
+    /// The consumer's own entry, on the heap so that its address survives moves of the inbox;
+    /// a raw pointer from `Box::into_raw`, because producers write through it while the inbox
+    /// is shared. Freed by `Drop`.
+    stub: NonNull<Link>,
     /// Owns the references it holds.
     marker: PhantomData<T>,
 }
@@ -75,11 +77,10 @@ unsafe impl<T: Linked + Send> Sync for Inbox<T> {}
 
 impl<T: Linked> Inbox<T> {
     pub(crate) fn new() -> Self {
-        let stub = Box::new(Link::new());
-        let stub_ptr = NonNull::from(&*stub);
+        let stub = NonNull::from(Box::leak(Box::new(Link::new())));
         Inbox {
-            tail: Padded((AtomicPtr::new(stub_ptr.as_ptr()), AtomicUsize::new(0))),
-            head: UnsafeCell::new(stub_ptr),
+            tail: Padded((AtomicPtr::new(stub.as_ptr()), AtomicUsize::new(0))),
+            head: UnsafeCell::new(stub),
             taken: AtomicUsize::new(0),
             stub,
             marker: PhantomData,
@@ -87,7 +88,7 @@ impl<T: Linked> Inbox<T> {
     }
 
     fn stub(&self) -> NonNull<Link> {
-        NonNull::from(&*self.stub)
+        self.stub
     }
 
     /// Adds `entry` at the back; from any thread.
@@ -153,6 +154,26 @@ impl<T: Linked> Inbox<T> {
         })
     }
 
+    /// Takes the entry at the front, waiting out a push caught between its two steps: `None`
+    /// only when the inbox is empty. For draining it once no more pushes begin.
+    ///
+    /// # Safety
+    ///
+    /// As [`Inbox::pop`].
+    pub(crate) unsafe fn pop_settled(&self) -> Option<T> {
+        loop {
+            // SAFETY: as the caller guarantees.
+            if let Some(entry) = unsafe { self.pop() } {
+                return Some(entry);
+            }
+            // SAFETY: as above.
+            if unsafe { self.is_empty() } {
+                return None;
+            }
+            std::hint::spin_loop();
+        }
+    }
+
     /// Hands over an entry that has left the queue.
     ///
     /// # Safety
@@ -198,12 +219,15 @@ impl<T: Linked> Drop for Inbox<T> {
         while let Some(entry) = unsafe { self.pop() } {
             drop(entry);
         }
+        // SAFETY: the stub came from `Box::leak` in `new`, and nothing links to it any more:
+        // the queue is drained and no producer is left (`&mut self`).
+        drop(unsafe { Box::from_raw(self.stub.as_ptr()) });
     }
 }
 
 #[cfg(all(test, not(goroutines_loom)))]
 mod tests {
-    use std::ptr::NonNull;
+    use std::ptr::{self, NonNull};
     use std::sync::Arc;
 
     use super::{Inbox, Link, Linked};
@@ -218,8 +242,9 @@ mod tests {
     unsafe impl Linked for Arc<Node> {
         fn into_link(self) -> NonNull<Link> {
             let node = Arc::into_raw(self);
-            // SAFETY: `into_raw` gives a valid pointer that stays valid until `from_raw`.
-            NonNull::from(unsafe { &(*node).link })
+            // SAFETY: `into_raw` gives a valid pointer that stays valid until `from_raw`; a raw
+            // field pointer keeps the node's provenance for `from_link`.
+            unsafe { NonNull::new_unchecked(ptr::addr_of!((*node).link).cast_mut()) }
         }
 
         unsafe fn from_link(link: NonNull<Link>) -> Self {

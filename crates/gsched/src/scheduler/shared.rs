@@ -563,8 +563,9 @@ impl RuntimeShared {
                 std::iter::from_fn(|| worker.next.pop())
                     .chain(std::iter::from_fn(|| worker.fresh.pop()))
                     // SAFETY: every worker has stopped, and this thread joined them: it is the
-                    // inboxes' consumer now.
-                    .chain(std::iter::from_fn(|| unsafe { worker.ready.pop() }))
+                    // inboxes' consumer now. A wake from an outside thread may still be
+                    // mid-push: `pop_settled` waits for it rather than leave its goroutine.
+                    .chain(std::iter::from_fn(|| unsafe { worker.ready.pop_settled() }))
             })
             .chain(std::iter::from_fn(|| self.injector.pop()))
             .chain(std::iter::from_fn(|| self.waiting_for_stack.pop()))

@@ -100,13 +100,16 @@ impl<B: ?Sized> TaskRef<B> {
     }
 }
 
-// SAFETY: the link is a field of the task, which the given-up reference keeps alive and in
-// place until `from_link` takes that reference back; `TaskLink::task` rebuilds the same
+// SAFETY: the link is the first field of the `repr(C)` `TaskLink` that begins the `repr(C)`
+// task, so it is at the task's address; the given-up reference keeps the task alive and in
+// place until `from_link` takes that reference back, and `TaskLink::task` rebuilds the same
 // `dyn Body` pointer.
 unsafe impl Linked for TaskRef {
     #[inline]
     fn into_link(self) -> NonNull<Link> {
-        let link = NonNull::from(&self.link.link);
+        // A cast of the task pointer, not a reference to the field: the pointer keeps its
+        // provenance over the whole task, which `from_link` rebuilds.
+        let link = self.task.cast::<Link>();
         std::mem::forget(self);
         link
     }
