@@ -15,6 +15,7 @@ use loom::sync::{Arc, Mutex};
 use loom::thread;
 
 use crate::result_slot::ResultSlot;
+use crate::scheduler::holds::Holds;
 use crate::scheduler::idle::IdleFlags;
 use crate::scheduler::inbox::{Inbox, Link, Linked};
 use crate::scheduler::state::TaskState;
@@ -729,4 +730,95 @@ fn a_result_racing_a_dropped_handle_is_dropped_once() {
             );
         });
     }
+}
+
+/// The runtime of the holds model: its holds, and a slot per holder that only the holder's
+/// holds protect; dropping it reads both slots, so a write not ordered before the drop fails
+/// the model.
+struct HeldOwner {
+    holds: Holds,
+    slots: [UnsafeCell<usize>; 2],
+}
+
+impl Drop for HeldOwner {
+    fn drop(&mut self) {
+        for slot in &self.slots {
+            // SAFETY: the owner is being dropped: every holder is done with it.
+            slot.with_mut(|value| unsafe { assert_eq!(*value, 1) });
+        }
+    }
+}
+
+/// Takes holds through the caller's own reference, as `runtime_ref::take` does.
+fn take_holds(owner: &Arc<HeldOwner>, holds: usize) {
+    if owner.holds.add(holds) {
+        std::mem::forget(Arc::clone(owner));
+    }
+}
+
+/// Gives holds back, as `runtime_ref::give_back` does.
+///
+/// # Safety
+///
+/// The caller owns `holds` holds on the owner at `owner`.
+unsafe fn give_back_holds(owner: *const HeldOwner, holds: usize) {
+    // SAFETY: the caller's holds keep the owner alive; the last drops the holders' reference.
+    unsafe {
+        if (*owner).holds.remove(holds) {
+            Arc::decrement_strong_count(owner);
+        }
+    }
+}
+
+/// Writes the holder's slot through a hold alone.
+///
+/// # Safety
+///
+/// The caller owns a hold on the owner, and is the only writer of slot `index`.
+unsafe fn write_slot(owner: *const HeldOwner, index: usize) {
+    // SAFETY: as the caller guarantees.
+    unsafe { (*owner).slots[index].with_mut(|value| *value = 1) };
+}
+
+/// A worker takes a batch of holds and a thread off the workers takes one, each with its own
+/// reference that it then drops, while the runtime's handle goes: the owner stays alive while
+/// any hold is out, including when the count falls to zero and a worker takes from it again,
+/// and is dropped exactly once, after every use through a hold.
+#[test]
+fn holds_keep_their_owner_alive_until_the_last_is_given_back() {
+    loom::model(|| {
+        let owner = Arc::new(HeldOwner {
+            holds: Holds::new(),
+            slots: [UnsafeCell::new(0), UnsafeCell::new(0)],
+        });
+        let worker_owner = Arc::clone(&owner);
+        let worker = thread::spawn(move || {
+            let at = Arc::as_ptr(&worker_owner);
+            take_holds(&worker_owner, 1);
+            // SAFETY: the hold just taken; then one taken again from a count that may be zero.
+            unsafe { give_back_holds(at, 1) };
+            take_holds(&worker_owner, 1);
+            drop(worker_owner);
+            // SAFETY: the hold taken last.
+            unsafe {
+                write_slot(at, 0);
+                give_back_holds(at, 1);
+            }
+        });
+        let outside_owner = Arc::clone(&owner);
+        let outside = thread::spawn(move || {
+            let at = Arc::as_ptr(&outside_owner);
+            take_holds(&outside_owner, 2);
+            drop(outside_owner);
+            // SAFETY: the two holds taken above, given back one at a time.
+            unsafe {
+                write_slot(at, 1);
+                give_back_holds(at, 1);
+                give_back_holds(at, 1);
+            }
+        });
+        drop(owner);
+        worker.join().unwrap();
+        outside.join().unwrap();
+    });
 }

@@ -6,11 +6,23 @@ use super::Runtime;
 use super::spawn::SpawnError;
 use crate::scheduler::{RuntimeShared, WorkerLocal};
 
-/// The runtime a spawn from this thread goes to: the worker's own, or the process-wide default.
-pub(crate) fn spawn_target() -> Result<Arc<RuntimeShared>, SpawnError> {
-    match WorkerLocal::with_current(|local| Arc::clone(&local.shared)) {
-        Some(runtime) => Ok(runtime),
-        None => default_runtime().map(|runtime| Arc::clone(&runtime.shared)),
+/// Runs `f` with the runtime a spawn from this thread goes to: the worker's own, or the
+/// process-wide default. Borrowed, not cloned: a spawn costs no count on the runtime. `f` must
+/// not run code of the caller's, which could park the goroutine inside the worker's borrow.
+pub(crate) fn with_spawn_target<R>(
+    f: impl FnOnce(&Arc<RuntimeShared>) -> R,
+) -> Result<R, SpawnError> {
+    let mut f = Some(f);
+    let on_worker = WorkerLocal::with_current(|local| {
+        let f = f.take().expect("called once");
+        f(&local.shared)
+    });
+    match on_worker {
+        Some(result) => Ok(result),
+        None => {
+            let f = f.take().expect("not called on a worker");
+            default_runtime().map(|runtime| f(&runtime.shared))
+        }
     }
 }
 

@@ -6,6 +6,7 @@ use std::panic::Location;
 use std::sync::Arc;
 
 use crate::join::{JoinHandle, JoinSlot, Joinable, PacketRef};
+use crate::scheduler::runtime_ref::RuntimeRef;
 use crate::scheduler::shared::Placement;
 use crate::scheduler::task::{Body, BoxedBody, BoxedFn, Task};
 use crate::scheduler::task_ref::TaskRef;
@@ -211,8 +212,9 @@ impl Builder {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        let runtime = super::context::spawn_target()?;
-        self.spawn_into(&runtime, f, Location::caller())
+        let location = Location::caller();
+        let queued = super::context::with_spawn_target(|runtime| self.queue(runtime, f, location))?;
+        finish_spawn(queued)
     }
 
     /// Starts `f` as a goroutine configured by this builder on `runtime`, from anywhere: a plain
@@ -248,6 +250,21 @@ impl Builder {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
+        finish_spawn(self.queue(runtime, f, location))
+    }
+
+    /// Queues `f` on `runtime`, running no code of the caller's: on failure the closure comes
+    /// back to be dropped by `finish_spawn`, outside any borrow of the worker.
+    fn queue<F, T>(
+        self,
+        runtime: &Arc<RuntimeShared>,
+        f: F,
+        location: &'static Location<'static>,
+    ) -> Result<JoinHandle<T>, (SpawnError, JoinSlot<F, T>)>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
         let placement = self.placement;
         let task = new_task(runtime, self, JoinSlot::new(f), location)?;
         let (id, name) = (task.id, task.name.clone());
@@ -259,8 +276,6 @@ impl Builder {
             )
         };
         runtime.spawn(task, placement);
-        // A loop that only spawns is a loop through the library: it shares its worker.
-        crate::checkpoint();
         Ok(JoinHandle {
             packet: PacketRef::InTask(joinable),
             id,
@@ -271,22 +286,38 @@ impl Builder {
     }
 }
 
-/// A task for `body` on `runtime`, not yet queued; its stack size checked.
+/// Ends a spawn outside any borrow of the worker: drops the closure of one that failed, and
+/// passes a checkpoint (a loop that only spawns is a loop through the library: it shares its
+/// worker).
+fn finish_spawn<H, B>(queued: Result<H, (SpawnError, B)>) -> Result<H, SpawnError> {
+    let queued = queued.map_err(|(err, body)| {
+        drop(body);
+        err
+    });
+    crate::checkpoint();
+    queued
+}
+
+/// A task for `body` on `runtime`, not yet queued; its stack size checked (else the body
+/// comes back with the error).
 fn new_task<B: Body>(
     runtime: &Arc<RuntimeShared>,
     builder: Builder,
     body: B,
     location: &'static Location<'static>,
-) -> Result<TaskRef<B>, SpawnError> {
+) -> Result<TaskRef<B>, (SpawnError, B)> {
     let stack_size = match builder.stack_size {
-        Some(requested) => runtime
-            .stacks
-            .check_goroutine_stack(requested)
-            .map_err(|max| SpawnError::StackSize {
-                requested,
-                min: MIN_STACK_SIZE,
-                max,
-            })?,
+        Some(requested) => match runtime.stacks.check_goroutine_stack(requested) {
+            Ok(size) => size,
+            Err(max) => {
+                let err = SpawnError::StackSize {
+                    requested,
+                    min: MIN_STACK_SIZE,
+                    max,
+                };
+                return Err((err, body));
+            }
+        },
         None => runtime.stacks.default_size(),
     };
     let stack_size = u32::try_from(stack_size).expect("stack sizes are at most MAX_STACK_SIZE");
@@ -300,7 +331,7 @@ fn new_task<B: Body>(
         location,
         builder.migratable || runtime.config.all_migratable,
         stack_size,
-        Arc::clone(runtime),
+        RuntimeRef::new(runtime),
         body,
     )))
 }
@@ -311,12 +342,13 @@ pub(crate) fn spawn_boxed(
     function: BoxedFn,
     location: &'static Location<'static>,
 ) -> Result<(u64, Option<Arc<str>>), SpawnError> {
-    let runtime = super::context::spawn_target()?;
-    let placement = builder.placement;
-    let task = new_task(&runtime, builder, BoxedBody::new(function), location)?;
-    let (id, name) = (task.id, task.name.clone());
-    // SAFETY: the conversion only unsizes, to a trait `BoxedBody` implements.
-    runtime.spawn(unsafe { task.view::<dyn Body>(|task| task) }, placement);
-    crate::checkpoint();
-    Ok((id, name))
+    let queued = super::context::with_spawn_target(|runtime| {
+        let placement = builder.placement;
+        let task = new_task(runtime, builder, BoxedBody::new(function), location)?;
+        let (id, name) = (task.id, task.name.clone());
+        // SAFETY: the conversion only unsizes, to a trait `BoxedBody` implements.
+        runtime.spawn(unsafe { task.view::<dyn Body>(|task| task) }, placement);
+        Ok((id, name))
+    })?;
+    finish_spawn(queued)
 }

@@ -29,12 +29,13 @@
 //! | `injector`, `steal` | the global queue and stealing half of a worker's unstarted goroutines |
 //! | `inbox` | a worker's inbox: the started goroutines woken for it, pushed from any thread with one exchange |
 //!
-//! `idle`, `inbox`, `state`, `steal` and `timer_word` hold the protocols that the loom models check, and
+//! `holds`, `idle`, `inbox`, `state`, `steal` and `timer_word` hold the protocols that the loom models check, and
 //! are built on the loom shim under `--cfg goroutines_loom`; the rest is not built then.
 //!
 //! `driver` is where an idle worker waits: its thread's park, or the runtime's
 //! [`Driver`](crate::driver::Driver) once a library installed one.
 
+pub(crate) mod holds;
 pub(crate) mod idle;
 pub(crate) mod inbox;
 pub(crate) mod state;
@@ -53,6 +54,8 @@ pub(crate) mod dump;
 pub(crate) mod injector;
 #[cfg(not(goroutines_loom))]
 pub(crate) mod monitor;
+#[cfg(not(goroutines_loom))]
+pub(crate) mod runtime_ref;
 #[cfg(not(goroutines_loom))]
 pub(crate) mod shared;
 #[cfg(not(goroutines_loom))]

@@ -15,6 +15,7 @@ use super::blocking_pool::BlockingPool;
 use super::deadlock::DeadlockAction;
 use super::driver::InstalledDriver;
 use super::dump::{DumpRequests, ParkCounts};
+use super::holds::Holds;
 use super::idle::IdleFlags;
 use super::inbox::Inbox;
 use super::injector::Injector;
@@ -44,8 +45,30 @@ const INJECTOR_RING: usize = 8192;
 
 static NEXT_GOROUTINE_ID: AtomicU64 = AtomicU64::new(1);
 
+/// Goroutine ids a thread takes from the process-wide counter at a time, as Go's `goidcache`
+/// does: a spawn then touches no shared line for its id. Ids stay unique, not ordered across
+/// threads.
+const GOROUTINE_ID_BATCH: u64 = 64;
+
+thread_local! {
+    /// The next id this thread hands out and the end of its batch.
+    static GOROUTINE_IDS: std::cell::Cell<(u64, u64)> = const { std::cell::Cell::new((0, 0)) };
+}
+
 pub(crate) fn next_goroutine_id() -> u64 {
-    NEXT_GOROUTINE_ID.fetch_add(1, Ordering::Relaxed)
+    let take_batch = || NEXT_GOROUTINE_ID.fetch_add(GOROUTINE_ID_BATCH, Ordering::Relaxed);
+    GOROUTINE_IDS
+        .try_with(|ids| {
+            let (mut next, mut end) = ids.get();
+            if next == end {
+                next = take_batch();
+                end = next + GOROUTINE_ID_BATCH;
+            }
+            ids.set((next + 1, end));
+            next
+        })
+        // A thread whose locals are gone takes a batch and uses one id of it.
+        .unwrap_or_else(|_| take_batch())
 }
 
 /// Goroutines spawned minus goroutines finished, counted per thread so that a spawn on one
@@ -107,6 +130,9 @@ pub(crate) struct RuntimeShared {
     /// Workers spinning for work, written as they start and stop; on a line of its own, as
     /// are `idle`'s sleeper count and `shutdown`, which every scheduling round reads.
     pub(super) spinning: Padded<AtomicUsize>,
+    /// The goroutines' holds on this runtime (see `runtime_ref.rs`), which workers take and give
+    /// back in batches.
+    pub(crate) task_holds: Padded<Holds>,
     /// The round-robin turn of `Builder::spread`.
     spread_turn: AtomicUsize,
     /// Which workers sleep (see `idle.rs`).
@@ -200,6 +226,7 @@ impl RuntimeShared {
             injector: Injector::new(INJECTOR_RING),
             waiting_for_stack: SegQueue::new(),
             spinning: Padded(AtomicUsize::new(0)),
+            task_holds: Padded(Holds::new()),
             spread_turn: AtomicUsize::new(0),
             idle: IdleFlags::new(workers),
             shutdown: Padded(AtomicBool::new(false)),
@@ -326,10 +353,10 @@ impl RuntimeShared {
     }
 
     /// Queues a new goroutine where `placement` says (see `Placement`).
-    pub(crate) fn spawn(self: &Arc<Self>, task: TaskRef, placement: Placement) {
+    pub(crate) fn spawn(&self, task: TaskRef, placement: Placement) {
         live::add(1);
         let own_worker = WorkerLocal::with_current(|local| {
-            Arc::ptr_eq(&local.shared, self).then_some(local.index)
+            std::ptr::eq(Arc::as_ptr(&local.shared), self).then_some(local.index)
         })
         .flatten();
         match own_worker {
@@ -399,7 +426,7 @@ impl RuntimeShared {
     /// a goroutine of this runtime, as Go's `goready` does: in `runnext` when that is the woken
     /// one's own worker, and for a migratable one on any worker in `next`, from which idle
     /// workers may take it. Else its worker's inbox (a migratable one goes to a stealable queue).
-    pub(crate) fn schedule_woken(self: &Arc<Self>, task: TaskRef) {
+    pub(crate) fn schedule_woken(&self, task: TaskRef) {
         let home = task
             .home()
             .expect("only a goroutine that ran can be parked");
@@ -407,7 +434,7 @@ impl RuntimeShared {
         // thread's worker: the task goes into `runnext` right there.
         let mut task = Some(task);
         let waker = WorkerLocal::with_current(|local| {
-            if !(Arc::ptr_eq(&local.shared, self) && local.in_goroutine()) {
+            if !(std::ptr::eq(Arc::as_ptr(&local.shared), self) && local.in_goroutine()) {
                 return None;
             }
             let watch = &self.workers[local.index].watch;

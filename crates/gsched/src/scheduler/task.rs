@@ -9,8 +9,8 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 
 use ctxswitch::{Coroutine, Yielder};
 
-use super::RuntimeShared;
 use super::inbox::Link;
+use super::runtime_ref::RuntimeRef;
 use super::stacks::{GoroutineStack, HousedCoroutine};
 use super::state::TaskState;
 use super::timer_word::TimerWord;
@@ -104,7 +104,9 @@ pub(crate) struct Task<B: ?Sized = dyn Body> {
     pub(crate) id: u64,
     pub(crate) name: Option<Arc<str>>,
     pub(crate) spawned_at: &'static Location<'static>,
-    pub(crate) runtime: Arc<RuntimeShared>,
+    /// Keeps the runtime alive, as an `Arc` clone would, for the wakers and join handles that
+    /// outlive its last handle.
+    pub(crate) runtime: RuntimeRef,
     /// The timer that may wake it (see `timer_word.rs`).
     pub(crate) timer: TimerWord,
     /// The coroutine, from the first run on, at the top of its own stack, so that the header
@@ -184,7 +186,7 @@ impl<B: Body> Task<B> {
         spawned_at: &'static Location<'static>,
         migratable: bool,
         stack_size: u32,
-        runtime: Arc<RuntimeShared>,
+        runtime: RuntimeRef,
         body: B,
     ) -> Self {
         Task {

@@ -12,6 +12,7 @@ use std::time::Instant;
 use ctxswitch::{Coroutine, CoroutineResult, FpControl, Stack};
 use gstack::StackError;
 
+use super::runtime_ref::RuntimeRef;
 use super::shared::{RuntimeShared, TaskMap, live};
 use super::stacks::{GoroutineStack, HousedCoroutine};
 use super::steal_policy::SeenBusy;
@@ -67,6 +68,8 @@ pub(crate) struct WorkerLocal {
     /// Where each pinned goroutine of this worker last parked, when the runtime captures park
     /// backtraces (`RuntimeBuilder::park_backtraces`).
     pub(crate) park_backtraces: RefCell<HashMap<u64, Arc<Backtrace>>>,
+    /// Holds on the runtime in hand, for the goroutines spawned here (see `runtime_ref.rs`).
+    pub(crate) runtime_holds: Cell<usize>,
 }
 
 thread_local! {
@@ -510,6 +513,7 @@ pub(crate) fn worker_main(shared: Arc<RuntimeShared>, index: usize) {
         heap_trimmed: Cell::new((Instant::now(), false)),
         seen_busy: RefCell::new(vec![SeenBusy::new(Instant::now()); shared.workers.len()]),
         park_backtraces: RefCell::new(HashMap::new()),
+        runtime_holds: Cell::new(0),
     };
     WORKER.with(|worker| worker.set(&local));
     // Nothing a goroutine does unwinds this loop (bodies catch their panics, failures reach the
@@ -534,4 +538,7 @@ pub(crate) fn worker_main(shared: Arc<RuntimeShared>, index: usize) {
         abort_with(&format!("worker {index} of a runtime panicked"));
     }
     WORKER.with(|worker| worker.set(std::ptr::null()));
+    // SAFETY: the worker's holds, which nothing takes from any more now that the thread is no
+    // longer its worker (goroutines that end later give theirs back one by one).
+    unsafe { RuntimeRef::give_back_batch(&shared, local.runtime_holds.replace(0)) };
 }
