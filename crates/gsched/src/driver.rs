@@ -88,7 +88,9 @@ pub trait Driver: Send + Sync + 'static {
     /// worker's `wait` or `poll` may return at once.
     fn poll(&self, worker: usize);
 
-    /// Ends worker `worker`'s `wait`, or makes its next one return at once.
+    /// Ends worker `worker`'s `wait`, or makes its next one return at once. Called from any
+    /// thread, a goroutine's included, in the middle of the runtime's scheduling (a spawn, a
+    /// wake-up): it must not block, park or call back into the runtime.
     fn wake(&self, worker: usize);
 
     /// The runtime has shut down: its workers have exited and will never wait or poll again.

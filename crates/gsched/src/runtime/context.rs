@@ -7,8 +7,11 @@ use super::spawn::SpawnError;
 use crate::scheduler::{RuntimeShared, WorkerLocal};
 
 /// Runs `f` with the runtime a spawn from this thread goes to: the worker's own, or the
-/// process-wide default. Borrowed, not cloned: a spawn costs no count on the runtime. `f` must
-/// not run code of the caller's, which could park the goroutine inside the worker's borrow.
+/// process-wide default. Borrowed, not cloned: no read-modify-write on the runtime's count
+/// for the borrow (the task's own hold comes from the worker's batch, see `runtime_ref.rs`).
+/// `f` must not run the spawner's code, nor anything else that could park the goroutine
+/// inside the worker's borrow: an installed driver's `wake` runs there, and does not block
+/// (the contract of `Driver::wake`).
 pub(crate) fn with_spawn_target<R>(
     f: impl FnOnce(&Arc<RuntimeShared>) -> R,
 ) -> Result<R, SpawnError> {

@@ -286,16 +286,20 @@ impl Builder {
     }
 }
 
-/// Ends a spawn outside any borrow of the worker: drops the closure of one that failed, and
-/// passes a checkpoint (a loop that only spawns is a loop through the library: it shares its
-/// worker).
+/// Ends a spawn outside any borrow of the worker: drops the closure of one that failed, or
+/// passes a checkpoint after one that succeeded (a loop that only spawns is a loop through the
+/// library: it shares its worker).
 fn finish_spawn<H, B>(queued: Result<H, (SpawnError, B)>) -> Result<H, SpawnError> {
-    let queued = queued.map_err(|(err, body)| {
-        drop(body);
-        err
-    });
-    crate::checkpoint();
-    queued
+    match queued {
+        Ok(handle) => {
+            crate::checkpoint();
+            Ok(handle)
+        }
+        Err((err, body)) => {
+            drop(body);
+            Err(err)
+        }
+    }
 }
 
 /// A task for `body` on `runtime`, not yet queued; its stack size checked (else the body

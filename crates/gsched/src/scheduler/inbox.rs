@@ -61,7 +61,7 @@ pub(crate) struct Inbox<T: Linked> {
     /// Entries taken, written by the consumer alone.
     taken: AtomicUsize,
     /// The consumer's own entry, on the heap so that its address survives moves of the inbox;
-    /// a raw pointer from `Box::into_raw`, because producers write through it while the inbox
+    /// a raw pointer from `Box::leak`, because producers write through it while the inbox
     /// is shared. Freed by `Drop`.
     stub: NonNull<Link>,
     /// Owns the references it holds.
@@ -161,6 +161,7 @@ impl<T: Linked> Inbox<T> {
     ///
     /// As [`Inbox::pop`].
     pub(crate) unsafe fn pop_settled(&self) -> Option<T> {
+        let mut spins = 0u32;
         loop {
             // SAFETY: as the caller guarantees.
             if let Some(entry) = unsafe { self.pop() } {
@@ -170,7 +171,13 @@ impl<T: Linked> Inbox<T> {
             if unsafe { self.is_empty() } {
                 return None;
             }
-            std::hint::spin_loop();
+            // The pusher's thread may be off the CPU between its two steps: let it run.
+            if spins < 64 {
+                spins += 1;
+                std::hint::spin_loop();
+            } else {
+                std::thread::yield_now();
+            }
         }
     }
 

@@ -16,6 +16,7 @@ const KEPT: usize = 2 * BATCH;
 
 /// A hold on a runtime, keeping it alive as an `Arc` clone would.
 pub(crate) struct RuntimeRef {
+    /// From `Arc::as_ptr`: the provenance `Arc::decrement_strong_count` needs.
     runtime: NonNull<RuntimeShared>,
 }
 
@@ -51,7 +52,7 @@ impl RuntimeRef {
             take(runtime, 1);
         }
         RuntimeRef {
-            runtime: NonNull::from(&**runtime),
+            runtime: arc_ptr(runtime),
         }
     }
 
@@ -60,12 +61,18 @@ impl RuntimeRef {
     /// # Safety
     ///
     /// `holds` is what the worker of `runtime` had in hand, and no longer has.
-    pub(crate) unsafe fn give_back_batch(runtime: &RuntimeShared, holds: usize) {
+    pub(crate) unsafe fn give_back_batch(runtime: &Arc<RuntimeShared>, holds: usize) {
         if holds > 0 {
             // SAFETY: the holds are the caller's to give (the contract).
-            unsafe { give_back(NonNull::from(runtime), holds) };
+            unsafe { give_back(arc_ptr(runtime), holds) };
         }
     }
+}
+
+/// The runtime's address as the `Arc` gives it, which `Arc::decrement_strong_count` takes.
+fn arc_ptr(runtime: &Arc<RuntimeShared>) -> NonNull<RuntimeShared> {
+    // SAFETY: an `Arc`'s pointer is never null.
+    unsafe { NonNull::new_unchecked(Arc::as_ptr(runtime).cast_mut()) }
 }
 
 /// Takes `holds` holds on `runtime` through the caller's own reference.
@@ -76,18 +83,22 @@ fn take(runtime: &Arc<RuntimeShared>, holds: usize) {
     }
 }
 
-/// Gives `holds` holds on the runtime at `runtime` back.
+/// Gives `holds` holds on the runtime at `runtime` back; true if they were the last, and the
+/// holders' reference went.
 ///
 /// # Safety
 ///
-/// The caller owns `holds` holds on a live runtime and does not use them afterwards.
-unsafe fn give_back(runtime: NonNull<RuntimeShared>, holds: usize) {
+/// The caller owns `holds` holds on a live runtime and does not use them afterwards; `runtime`
+/// came from `arc_ptr`.
+unsafe fn give_back(runtime: NonNull<RuntimeShared>, holds: usize) -> bool {
     // SAFETY: the runtime lives while the caller's holds do.
-    if unsafe { runtime.as_ref() }.task_holds.remove(holds) {
+    let last = unsafe { runtime.as_ref() }.task_holds.remove(holds);
+    if last {
         // SAFETY: the count is back at zero: the reference `take` forgot when the count left
-        // zero is the holders', and theirs is gone.
+        // zero is the holders', and theirs is gone; the pointer is the `Arc`'s own.
         unsafe { Arc::decrement_strong_count(runtime.as_ptr()) };
     }
+    last
 }
 
 impl Deref for RuntimeRef {
@@ -112,7 +123,13 @@ impl Drop for RuntimeRef {
             if holds > KEPT {
                 // SAFETY: a batch of the worker's holds, which it gives up here; the worker's
                 // own reference keeps the runtime alive meanwhile.
-                unsafe { give_back(self.runtime, BATCH) };
+                let last = unsafe { give_back(self.runtime, BATCH) };
+                // The cell keeps more than a batch, so this never lets the runtime go (nor runs
+                // its drop inside this borrow of the worker).
+                debug_assert!(
+                    !last,
+                    "a worker's cell keeps holds after giving a batch back"
+                );
                 holds -= BATCH;
             }
             local.runtime_holds.set(holds);

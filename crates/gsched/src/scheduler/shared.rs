@@ -43,6 +43,8 @@ pub(crate) enum Placement {
 /// Goroutines the injector holds without allocating.
 const INJECTOR_RING: usize = 8192;
 
+/// Ids are keys of the maps that keep parked goroutines' tasks alive (`WorkerLocal::live`,
+/// `migratable_live`): their uniqueness is relied on for memory safety, not only for reports.
 static NEXT_GOROUTINE_ID: AtomicU64 = AtomicU64::new(1);
 
 /// Goroutine ids a thread takes from the process-wide counter at a time, as Go's `goidcache`
@@ -55,20 +57,21 @@ thread_local! {
     static GOROUTINE_IDS: std::cell::Cell<(u64, u64)> = const { std::cell::Cell::new((0, 0)) };
 }
 
+/// A fresh id. Never inlined: a migratable goroutine may move to another thread across a call
+/// that suspends it, and a thread-local's address computed before the suspension must not be
+/// reused after it (two threads would then hand out ids from one batch).
+#[inline(never)]
 pub(crate) fn next_goroutine_id() -> u64 {
-    let take_batch = || NEXT_GOROUTINE_ID.fetch_add(GOROUTINE_ID_BATCH, Ordering::Relaxed);
-    GOROUTINE_IDS
-        .try_with(|ids| {
-            let (mut next, mut end) = ids.get();
-            if next == end {
-                next = take_batch();
-                end = next + GOROUTINE_ID_BATCH;
-            }
-            ids.set((next + 1, end));
-            next
-        })
-        // A thread whose locals are gone takes a batch and uses one id of it.
-        .unwrap_or_else(|_| take_batch())
+    // A `const` cell without a destructor: reachable for the thread's whole life.
+    GOROUTINE_IDS.with(|ids| {
+        let (mut next, mut end) = ids.get();
+        if next == end {
+            next = NEXT_GOROUTINE_ID.fetch_add(GOROUTINE_ID_BATCH, Ordering::Relaxed);
+            end = next + GOROUTINE_ID_BATCH;
+        }
+        ids.set((next + 1, end));
+        next
+    })
 }
 
 /// Goroutines spawned minus goroutines finished, counted per thread so that a spawn on one
@@ -648,7 +651,8 @@ impl RuntimeShared {
     }
 }
 
-/// Hashes goroutine ids, which are already unique sequence numbers, by a multiplication.
+/// Hashes goroutine ids, which are unique and dense (handed out in per-thread runs), by a
+/// multiplication.
 #[derive(Default)]
 pub(crate) struct IdHasher(u64);
 
