@@ -57,10 +57,11 @@ pub(crate) fn section(runner: &Runner, quick: bool, out_dir: &Path) -> Section {
     for &count in &counts {
         let n = count.to_string();
         let runner = if count <= SMALL_ROWS { &small } else { runner };
-        let ours_rw = runner.ours(&["locks", "--n", &n, "--kind", "rwmutex"], "seconds");
-        let ours_mutex = runner.ours(&["locks", "--n", &n, "--kind", "mutex"], "seconds");
-        let go_rw = runner.go(&["locks", "--n", &n, "--kind", "rwmutex"], "seconds");
-        let go_mutex = runner.go(&["locks", "--n", &n, "--kind", "mutex"], "seconds");
+        // Ours and Go's processes alternate (see `Runner::against_go`).
+        let rw = ["locks", "--n", &n, "--kind", "rwmutex"];
+        let (ours_rw, go_rw) = runner.against_go(&rw, &rw, "seconds");
+        let mutex = ["locks", "--n", &n, "--kind", "mutex"];
+        let (ours_mutex, go_mutex) = runner.against_go(&mutex, &mutex, "seconds");
         measured.push((count, ours_rw, ours_mutex, go_rw, go_mutex));
     }
     let header = [

@@ -170,7 +170,9 @@ fn run(root: &Path, options: &Options) -> Result<(), String> {
     let _load = options.load.then(Load::start);
     let machine = format!(
         "{}{}\nEach cell is the median of several runs, each in a fresh process, with ± half the \
-         interquartile range where that exceeds 0.5%, marked \"noisy\" beyond 25%.{}\n",
+         interquartile range where that exceeds 0.5%, marked \"noisy\" beyond 25%. Where a row \
+         is set against Go's, the two programs' processes alternate, so that a change in the \
+         machine's load falls on both.{}\n",
         if options.quick {
             "**A quick run** (`--quick`): fewer processes per cell and shorter experiments, \
              a check that the pipeline works; its numbers are not results.\n\n"

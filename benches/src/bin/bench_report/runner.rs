@@ -55,6 +55,10 @@ pub(crate) fn ratio_cell(ours: &Outcome, theirs: &Outcome) -> String {
     ratio_of(ours.median(), theirs.median())
 }
 
+/// One configuration to measure: the program (or why there is none), its arguments, and the
+/// keys read from its output.
+type Config<'a> = (Result<&'a Path, &'a str>, &'a [String], &'a [&'a str]);
+
 /// Runs our experiment program and the Go twins for one section.
 pub(crate) struct Runner {
     ours: PathBuf,
@@ -93,39 +97,105 @@ impl Runner {
 
     /// Several results of each run: one outcome per key, from the same processes.
     fn measure_keys(&self, program: &Path, args: &[String], keys: &[&str]) -> Vec<Outcome> {
-        let missing = |why: String| keys.iter().map(|_| Outcome::Missing(why.clone())).collect();
-        let mut samples = vec![Vec::new(); keys.len()];
+        self.interleave(&[(Ok(program), args, keys)])
+            .pop()
+            .expect("one list of outcomes per configuration")
+    }
+
+    /// Measures several configurations in rounds, one process of each per round, so that a
+    /// change in the machine's load while they run falls on all of them alike: per
+    /// configuration, one outcome per key. A configuration whose program is missing (`Err`)
+    /// or fails gets its reason instead, and is not run again.
+    fn interleave(&self, configs: &[Config<'_>]) -> Vec<Vec<Outcome>> {
+        let mut samples: Vec<Vec<Vec<f64>>> = configs
+            .iter()
+            .map(|(_, _, keys)| vec![Vec::new(); keys.len()])
+            .collect();
+        let mut failed: Vec<Option<String>> = configs
+            .iter()
+            .map(|(program, _, _)| program.err().map(str::to_string))
+            .collect();
         for _ in 0..self.repetitions {
-            self.progress
-                .set_message(format!("{} {}", program_name(program), args.join(" ")));
-            let output = match Command::new(program).args(args).output() {
-                Ok(output) => output,
-                Err(err) => return missing(format!("cannot run: {err}")),
-            };
-            self.progress.inc(1);
-            if !output.status.success() {
-                // Ours fails with `experiment NAME: why` or `experiment NAME: skipped: why`.
-                let stderr = String::from_utf8_lossy(&output.stderr);
-                let reason = stderr.lines().last().unwrap_or("failed").trim();
-                let reason = reason.split_once(": ").map_or(reason, |(_, why)| why);
-                let reason = reason.split_once(": ").map_or(reason, |(_, why)| why);
-                return missing(reason.to_string());
-            }
-            let stdout = String::from_utf8_lossy(&output.stdout);
-            for (key, samples) in keys.iter().zip(&mut samples) {
-                match stats::parse_value(&stdout, key) {
-                    Ok(value) => samples.push(value),
-                    Err(err) => return missing(err),
+            for (index, &(program, args, keys)) in configs.iter().enumerate() {
+                self.progress.inc(1);
+                let Ok(program) = program else { continue };
+                if failed[index].is_some() {
+                    continue;
+                }
+                match self.run_once(program, args, keys) {
+                    Ok(values) => {
+                        for (samples, value) in samples[index].iter_mut().zip(values) {
+                            samples.push(value);
+                        }
+                    }
+                    Err(why) => failed[index] = Some(why),
                 }
             }
         }
-        samples
+        configs
             .iter()
-            .map(|samples| match Summary::of(samples) {
-                Some(summary) => Outcome::Measured(summary),
-                None => Outcome::Missing("no valid sample".to_string()),
+            .zip(samples.iter().zip(failed))
+            .map(|((_, _, keys), (samples, failed))| match failed {
+                Some(why) => keys.iter().map(|_| Outcome::Missing(why.clone())).collect(),
+                None => samples
+                    .iter()
+                    .map(|samples| match Summary::of(samples) {
+                        Some(summary) => Outcome::Measured(summary),
+                        None => Outcome::Missing("no valid sample".to_string()),
+                    })
+                    .collect(),
             })
             .collect()
+    }
+
+    /// One process of `program`: the value of each key, or why there is none.
+    fn run_once(&self, program: &Path, args: &[String], keys: &[&str]) -> Result<Vec<f64>, String> {
+        self.progress
+            .set_message(format!("{} {}", program_name(program), args.join(" ")));
+        let output = Command::new(program)
+            .args(args)
+            .output()
+            .map_err(|err| format!("cannot run: {err}"))?;
+        if !output.status.success() {
+            // Ours fails with `experiment NAME: why` or `experiment NAME: skipped: why`.
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            let reason = stderr.lines().last().unwrap_or("failed").trim();
+            let reason = reason.split_once(": ").map_or(reason, |(_, why)| why);
+            let reason = reason.split_once(": ").map_or(reason, |(_, why)| why);
+            return Err(reason.to_string());
+        }
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        keys.iter()
+            .map(|key| stats::parse_value(&stdout, key))
+            .collect()
+    }
+
+    /// Our experiment program's `key` for `ours` and the Go twin's for `go`, their processes
+    /// alternating: the pair a ratio to Go is taken from.
+    pub(crate) fn against_go(&self, ours: &[&str], go: &[&str], key: &str) -> (Outcome, Outcome) {
+        let [ours, go] = self
+            .against_go_keys(ours, go, &[key])
+            .map(|mut outcomes| outcomes.pop().expect("one outcome per key"));
+        (ours, go)
+    }
+
+    /// As [`Runner::against_go`], with several keys from the same processes.
+    pub(crate) fn against_go_keys(
+        &self,
+        ours: &[&str],
+        go: &[&str],
+        keys: &[&str],
+    ) -> [Vec<Outcome>; 2] {
+        let owned = |args: &[&str]| args.iter().map(|arg| arg.to_string()).collect::<Vec<_>>();
+        let (ours_args, go_args) = (owned(ours), owned(go));
+        let go_program = self.go.as_deref().map_err(String::as_str);
+        let mut outcomes = self.interleave(&[
+            (Ok(self.ours.as_path()), &ours_args, keys),
+            (go_program, &go_args, keys),
+        ]);
+        let go = outcomes.pop().expect("two configurations");
+        let ours = outcomes.pop().expect("two configurations");
+        [ours, go]
     }
 
     /// The same runner, repeating each measurement `factor` times as often.

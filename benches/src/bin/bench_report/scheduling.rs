@@ -37,7 +37,8 @@ pub(crate) fn section(runner: &Runner, quick: bool, _out_dir: &Path) -> Section 
     let (sends, rounds, messages) = (scale(SENDS), scale(PARTNER_ROUNDS), scale(PARTNER_MESSAGES));
     let (yields, round_trips, ticks) = (scale(YIELDS), scale(HOG_ROUND_TRIPS), scale(TICKS));
 
-    let ping_pong = runner.ours(
+    // Each row's processes alternate with Go's (see `Runner::against_go`).
+    let (ping_pong, go_ping_pong) = runner.against_go(
         &[
             "switch",
             "--kind",
@@ -47,49 +48,37 @@ pub(crate) fn section(runner: &Runner, quick: bool, _out_dir: &Path) -> Section 
             "--n",
             &sends,
         ],
+        &["switch", "--workers", "2", "--n", &sends],
         "ns_per_op",
     );
-    let go_ping_pong = runner.go(&["switch", "--workers", "2", "--n", &sends], "ns_per_op");
 
-    let partner_args = |kind| {
-        [
-            kind,
-            "--kind",
-            "fresh-partner",
-            "--workers",
-            "2",
-            "--rounds",
-            rounds.as_str(),
-            "--n",
-            messages.as_str(),
-        ]
-    };
+    let partner_args = [
+        "scheduling",
+        "--kind",
+        "fresh-partner",
+        "--workers",
+        "2",
+        "--rounds",
+        rounds.as_str(),
+        "--n",
+        messages.as_str(),
+    ];
     let keys = ["p90_ns_per_op", "worst_ns_per_op"];
-    let [partner_p90, partner_worst]: [Outcome; 2] = runner
-        .ours_keys(&partner_args("scheduling"), &keys)
-        .try_into()
-        .unwrap_or_else(|_| unreachable!("one outcome per key"));
-    let [go_partner_p90, go_partner_worst]: [Outcome; 2] = runner
-        .go_keys(&partner_args("scheduling"), &keys)
-        .try_into()
-        .unwrap_or_else(|_| unreachable!("one outcome per key"));
+    let [
+        [partner_p90, partner_worst],
+        [go_partner_p90, go_partner_worst],
+    ]: [[Outcome; 2]; 2] = runner
+        .against_go_keys(&partner_args, &partner_args, &keys)
+        .map(|outcomes| {
+            outcomes
+                .try_into()
+                .unwrap_or_else(|_| unreachable!("one outcome per key"))
+        });
 
-    let yield_ours = runner.ours(
-        &["scheduling", "--kind", "yield", "--n", &yields],
-        "ns_per_op",
-    );
-    let yield_go = runner.go(
-        &["scheduling", "--kind", "yield", "--n", &yields],
-        "ns_per_op",
-    );
-    let hog = runner.ours(
-        &["scheduling", "--kind", "hog", "--n", &round_trips],
-        "ns_per_op",
-    );
-    let go_hog = runner.go(
-        &["scheduling", "--kind", "hog", "--n", &round_trips],
-        "ns_per_op",
-    );
+    let yield_args = ["scheduling", "--kind", "yield", "--n", &yields];
+    let (yield_ours, yield_go) = runner.against_go(&yield_args, &yield_args, "ns_per_op");
+    let hog_args = ["scheduling", "--kind", "hog", "--n", &round_trips];
+    let (hog, go_hog) = runner.against_go(&hog_args, &hog_args, "ns_per_op");
 
     let tickers = |blocker| {
         runner.ours(

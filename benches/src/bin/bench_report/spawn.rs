@@ -27,19 +27,14 @@ pub(crate) fn section(runner: &Runner, quick: bool, out_dir: &Path) -> Section {
     };
     let (n_text, threads_text) = (n.to_string(), threads_n.to_string());
     let all = cpus().to_string();
-    let ours = runner.ours(
+    // Each pair's processes alternate (see `Runner::against_go`).
+    let (ours, go) = runner.against_go(
         &["spawn", "--n", &n_text, "--workers", &all],
+        &["spawn", "--n", &n_text],
         "ns_per_goroutine",
     );
-    let ours_one = runner.ours(
-        &["spawn", "--n", &n_text, "--workers", "1"],
-        "ns_per_goroutine",
-    );
-    let go = runner.go(&["spawn", "--n", &n_text], "ns_per_goroutine");
-    let go_one = runner.go(
-        &["spawn", "--n", &n_text, "--workers", "1"],
-        "ns_per_goroutine",
-    );
+    let one_worker = ["spawn", "--n", &n_text, "--workers", "1"];
+    let (ours_one, go_one) = runner.against_go(&one_worker, &one_worker, "ns_per_goroutine");
     let threads = runner.ours(
         &["spawn", "--n", &threads_text, "--kind", "threads"],
         "ns_per_goroutine",

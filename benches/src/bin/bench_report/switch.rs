@@ -39,8 +39,9 @@ pub(crate) fn section(runner: &Runner, quick: bool, out_dir: &Path) -> Section {
         &["switch", "--kind", "ctxswitch", "--n", &raw_n],
         "ns_per_switch",
     );
+    // Ours and Go's processes alternate (see `Runner::against_go`).
     let goroutines = |workers: &str| {
-        runner.ours(
+        runner.against_go(
             &[
                 "switch",
                 "--kind",
@@ -50,13 +51,12 @@ pub(crate) fn section(runner: &Runner, quick: bool, out_dir: &Path) -> Section {
                 "--n",
                 &ops,
             ],
+            &["switch", "--workers", workers, "--n", &ops],
             "ns_per_op",
         )
     };
-    let one = goroutines("1");
-    let two = goroutines("2");
-    let go_one = runner.go(&["switch", "--workers", "1", "--n", &ops], "ns_per_op");
-    let go_two = runner.go(&["switch", "--workers", "2", "--n", &ops], "ns_per_op");
+    let (one, go_one) = goroutines("1");
+    let (two, go_two) = goroutines("2");
     let rows = [
         (
             "OS threads pinned to one CPU, over pipes (per switch)",
