@@ -28,6 +28,7 @@
 //! | `task`, `task_ref`, `state` | a goroutine's header, the counted reference to it (its memory comes from the worker's slab, see `crate::slab`), and its scheduling state machine |
 //! | `injector`, `steal` | the global queue and stealing half of a worker's unstarted goroutines |
 //! | `inbox` | a worker's inbox: the started goroutines woken for it, pushed from any thread with one exchange |
+//! | `runtime_ref`, `holds` | a goroutine's counted hold on its runtime, taken and given back by workers in batches |
 //!
 //! `holds`, `idle`, `inbox`, `state`, `steal` and `timer_word` hold the protocols that the loom models check, and
 //! are built on the loom shim under `--cfg goroutines_loom`; the rest is not built then.

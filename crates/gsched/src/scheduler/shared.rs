@@ -200,7 +200,8 @@ pub(crate) struct WorkerShared {
     pub(crate) watch: Padded<Watch>,
     pub(super) thread: OnceLock<Thread>,
     /// Bumped whenever a goroutine finishes here: the stall detector's sign of life, per worker
-    /// so that finishing goroutines do not contend on one counter.
+    /// so that finishing goroutines do not contend on one counter. Written by the worker alone
+    /// (`bump`: no read-modify-write).
     pub(super) progress: AtomicU64,
     /// Parks by wait reason, counted by the goroutines of this worker.
     pub(crate) parks: Padded<ParkCounts>,

@@ -12,6 +12,7 @@ use std::time::Instant;
 use ctxswitch::{Coroutine, CoroutineResult, FpControl, Stack};
 use gstack::StackError;
 
+use super::monitor::bump;
 use super::runtime_ref::RuntimeRef;
 use super::shared::{RuntimeShared, TaskMap, live};
 use super::stacks::{GoroutineStack, HousedCoroutine};
@@ -397,9 +398,7 @@ impl WorkerLocal {
         // SAFETY: the goroutine never ran, and this thread holds it alone (`RUNNING`).
         if unsafe { task.body.discard(Box::new(reason)) } {
             live::add(-1);
-            self.shared.workers[self.index]
-                .progress
-                .fetch_add(1, Ordering::Relaxed);
+            bump(&self.shared.workers[self.index].progress);
         }
     }
 
@@ -425,9 +424,7 @@ impl WorkerLocal {
         }
         self.forget_live(task);
         live::add(-1);
-        self.shared.workers[self.index]
-            .progress
-            .fetch_add(1, Ordering::Relaxed);
+        bump(&self.shared.workers[self.index].progress);
         if !self.shared.waiting_for_stack.is_empty()
             && let Some(waiting) = self.shared.waiting_for_stack.pop()
         {
