@@ -154,6 +154,55 @@ fn a_dump_shows_running_runnable_unstarted_and_each_gsched_wait() {
 }
 
 #[test]
+fn a_goroutine_that_never_switched_lists_itself_running() {
+    let rt = Runtime::builder().workers(1).build().unwrap();
+    let (me, state, text) = rt
+        .spawn(|| {
+            let me = gsched::current().unwrap().id();
+            let dump = gsched::dump();
+            (me, state_of(&dump, me), dump.to_string())
+        })
+        .join()
+        .unwrap();
+    assert_eq!(
+        state,
+        Some(GoroutineState::Running),
+        "goroutine {me}: {text}"
+    );
+}
+
+#[test]
+fn a_goroutine_that_only_yielded_is_listed_runnable() {
+    let rt = Runtime::builder().workers(1).build().unwrap();
+    let (id, state, text) = rt.block_on(|| {
+        let stop = Arc::new(AtomicBool::new(false));
+        let yielder = gsched::go({
+            let stop = stop.clone();
+            move || {
+                while !stop.load(Ordering::Acquire) {
+                    gsched::yield_now();
+                }
+            }
+        });
+        // On one worker, the yielder runs while this goroutine yields, and is queued behind
+        // it when it comes back.
+        for _ in 0..10 {
+            gsched::yield_now();
+        }
+        let dump = gsched::dump();
+        stop.store(true, Ordering::Release);
+        let id = yielder.id();
+        yielder.join().unwrap();
+        (id, state_of(&dump, id), dump.to_string())
+    });
+    assert_eq!(
+        state,
+        Some(GoroutineState::Runnable),
+        "goroutine {id}: {text}"
+    );
+}
+
+#[test]
 fn a_parked_goroutine_shows_how_long_it_has_waited() {
     let rt = Runtime::builder().workers(2).build().unwrap();
     let parked = rt.spawn(|| gsched::park_with_reason("long wait"));

@@ -158,6 +158,29 @@ fn a_leaked_goroutine_is_unwound_at_shutdown() {
 }
 
 #[test]
+fn a_goroutine_that_only_yields_is_unwound_at_shutdown() {
+    let dropped = Arc::new(AtomicBool::new(false));
+    let rt = Runtime::builder().workers(1).build().unwrap();
+    let guard = SetOnDrop(Arc::clone(&dropped));
+    let started = Arc::new(Barrier::new(2));
+    let started_in = Arc::clone(&started);
+    drop(rt.spawn(move || {
+        let _guard = guard;
+        started_in.wait();
+        loop {
+            gsched::yield_now();
+        }
+    }));
+    started.wait();
+    let report = rt.shutdown();
+    assert!(
+        dropped.load(Ordering::SeqCst),
+        "the yielding goroutine's destructors ran"
+    );
+    assert_eq!(report.leaked.len(), 1, "{:?}", report.leaked);
+}
+
+#[test]
 fn ten_thousand_sleepers_wake_together() {
     let rt = runtime(2);
     let elapsed = rt.block_on(|| {

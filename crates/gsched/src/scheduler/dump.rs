@@ -242,6 +242,15 @@ impl WorkerLocal {
                 entry
             })
             .collect();
+        // A pinned goroutine joins the map at its first switch out (see `keep_live`), so the
+        // one asking for the dump may not be in it yet.
+        if let Some(task) = self.current_task()
+            && !task.migratable
+            // SAFETY: the running goroutine runs on this thread.
+            && !unsafe { task.in_live_map() }
+        {
+            listed.push(info(task, Some(self.index), GoroutineState::Running, None));
+        }
         let me = &shared.workers[self.index];
         let next: Vec<TaskRef> = std::iter::from_fn(|| me.next.pop()).collect();
         let fresh: Vec<TaskRef> = std::iter::from_fn(|| me.fresh.pop()).collect();

@@ -132,6 +132,10 @@ pub(crate) struct Task<B: ?Sized = dyn Body> {
     pub(crate) stack_size: u32,
     pub(crate) state: TaskState,
     pub(crate) migratable: bool,
+    /// A pinned goroutine is in its worker's `live` map: from its first switch out on, so that
+    /// one that runs to its end without switching never touches the map. Read and written by
+    /// its runner only.
+    in_live_map: Cell<bool>,
     /// Shutdown has started unwinding it. Atomic because any worker may look at a migratable
     /// goroutine's flag while deciding whether to claim it.
     unwinding: AtomicBool,
@@ -169,10 +173,11 @@ impl TaskLink {
     }
 }
 
-// SAFETY: `coroutine`, `yielder` and `parked_on` are touched only by the thread
-// running the goroutine: the runner, which won `SCHEDULED -> RUNNING` (the read-modify-write
-// hands them over with acquire/release ordering), and the goroutine, which runs on the
-// runner's thread inside `resume`; or by shutdown after the goroutine's worker stopped.
+// SAFETY: `coroutine`, `yielder`, `parked_on`, `parked_since` and `in_live_map` are touched
+// only by the thread running the goroutine: the runner, which won `SCHEDULED -> RUNNING` (the
+// read-modify-write hands them over with acquire/release ordering), and the goroutine, which
+// runs on the runner's thread inside `resume`; or by shutdown after the goroutine's worker
+// stopped.
 // Everything else is atomic or immutable.
 unsafe impl<B: ?Sized + Sync> Sync for Task<B> {}
 // SAFETY: as above; the body is `Send`, and the coroutine moves only between the workers
@@ -206,6 +211,7 @@ impl<B: Body> Task<B> {
             yielder: Cell::new(std::ptr::null()),
             parked_on: Cell::new(""),
             parked_since: Cell::new(0),
+            in_live_map: Cell::new(false),
             unwinding: AtomicBool::new(false),
             body,
         }
@@ -295,6 +301,26 @@ impl<B: ?Sized> Task<B> {
     pub(crate) fn home(&self) -> Option<usize> {
         let home = self.home.load(Ordering::Relaxed);
         (home != NO_HOME).then_some(home as usize)
+    }
+
+    /// Whether the pinned goroutine is in its worker's `live` map.
+    ///
+    /// # Safety
+    ///
+    /// Called on the thread running the goroutine (the goroutine or its runner).
+    #[inline]
+    pub(crate) unsafe fn in_live_map(&self) -> bool {
+        self.in_live_map.get()
+    }
+
+    /// Records whether the pinned goroutine is in its worker's `live` map.
+    ///
+    /// # Safety
+    ///
+    /// As for [`Task::in_live_map`].
+    #[inline]
+    pub(crate) unsafe fn set_in_live_map(&self, in_map: bool) {
+        self.in_live_map.set(in_map);
     }
 
     /// Records the worker it runs on first.

@@ -287,10 +287,12 @@ impl WorkerLocal {
             // that waits): other goroutines run meanwhile, and read `thread::panicking()` as
             // true until it finishes (std counts panics per thread; see the crate docs).
             Some(Switch::Yield) => {
+                self.keep_live(&task);
                 let mark = self.shared.injector.mark();
                 self.yielded.borrow_mut().push_back((task, mark));
             }
             Some(Switch::Park) => {
+                self.keep_live(&task);
                 if !task.state.finish_park()
                     && let Some(previous) = self.runnext.replace(Some(task))
                 {
@@ -365,7 +367,8 @@ impl WorkerLocal {
         let task_ptr = task.as_ptr();
         let mut coroutine = Coroutine::with_stack(stack, move |yielder, ()| {
             // SAFETY: the goroutine runs only on the thread of its runner, once, and the task
-            // is kept alive by the `live` map for as long as the coroutine exists.
+            // is kept alive for as long as the coroutine exists: by the runner's reference
+            // while it runs, and by a `live` map from its first switch out (see `keep_live`).
             unsafe {
                 (*task_ptr).set_yielder(yielder);
                 (*task_ptr).body.run();
@@ -380,16 +383,32 @@ impl WorkerLocal {
         // dropper's state by itself.
         unsafe { coroutine.skip_fp_control() };
         task.set_home(self.index);
+        // Any worker may resume a migratable goroutine and look for it in the dump, so it is
+        // in the runtime's map for its whole run; a pinned one joins its worker's map when it
+        // first switches out (see `keep_live`).
         if task.migratable {
             self.shared
                 .migratable_live
                 .lock()
                 .unwrap_or_else(|poison| poison.into_inner())
                 .insert(task.id, task.clone());
-        } else {
-            self.live.borrow_mut().insert(task.id, task.clone());
         }
         Ok(coroutine)
+    }
+
+    /// Puts a pinned goroutine that switched out in this worker's `live` map, the first time it
+    /// does: from then on the map keeps its task alive for the wakers that hold no reference
+    /// (see `current_unparker_unchecked`), for shutdown, which unwinds every goroutine in it,
+    /// and for the dump. Called before the switch is published (`finish_park`), while `run`
+    /// still holds its reference.
+    fn keep_live(&self, task: &TaskRef) {
+        // SAFETY: this thread is the goroutine's runner, and the goroutine is switched out.
+        if task.migratable || unsafe { task.in_live_map() } {
+            return;
+        }
+        self.live.borrow_mut().insert(task.id, task.clone());
+        // SAFETY: as above.
+        unsafe { task.set_in_live_map(true) };
     }
 
     /// A goroutine that could not start: its joiner gets `reason`, nothing unwinds the worker.
@@ -408,7 +427,11 @@ impl WorkerLocal {
         if task.migratable {
             self.shared.forget_migratable(task);
         } else {
-            self.live.borrow_mut().remove(&task.id);
+            // SAFETY: this thread is the goroutine's runner (or shutdown's, after the
+            // goroutine's last switch), and the goroutine is switched out for good.
+            if unsafe { task.in_live_map() } {
+                self.live.borrow_mut().remove(&task.id);
+            }
             if self.shared.config.park_backtraces {
                 self.park_backtraces.borrow_mut().remove(&task.id);
             }
