@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use crate::scheduler::WorkerLocal;
 use crate::scheduler::task::{PARKED_WITHOUT_REASON, Switch, Task};
-use crate::scheduler::task_ref::TaskRef;
+use crate::scheduler::task_ref::{QueueRef, TaskRef};
 
 /// A handle that wakes one parked goroutine or thread.
 #[derive(Clone)]
@@ -56,8 +56,9 @@ impl Unparker {
 #[inline]
 fn unpark_goroutine(task: &Task) {
     if task.state.notify() {
-        // SAFETY: `task` is alive: referenced by the caller's handle, or kept by its runtime.
-        let queued = unsafe { TaskRef::clone_from_ptr(task) };
+        // SAFETY: the goroutine was parked, so it has started and not finished, and `notify`
+        // moved it into `QUEUED`: this is its one entry.
+        let queued = unsafe { QueueRef::woken(task) };
         task.runtime.schedule_woken(queued);
     }
 }

@@ -24,7 +24,7 @@ use super::monitor::bump;
 use super::shared::live;
 use super::state::{DONE, PARKED};
 use super::task::Task;
-use super::task_ref::TaskRef;
+use super::task_ref::QueueRef;
 use super::worker::WorkerLocal;
 use crate::diagnostics::{
     Dump, GoroutineInfo, GoroutineState, Metrics, WorkerMetrics, WorkerState,
@@ -252,9 +252,9 @@ impl WorkerLocal {
             listed.push(info(task, Some(self.index), GoroutineState::Running, None));
         }
         let me = &shared.workers[self.index];
-        let next: Vec<TaskRef> = std::iter::from_fn(|| me.next.pop()).collect();
-        let fresh: Vec<TaskRef> = std::iter::from_fn(|| me.fresh.pop()).collect();
-        let ready: Vec<TaskRef> = std::iter::from_fn(|| self.pop_inbox()).collect();
+        let next: Vec<QueueRef> = std::iter::from_fn(|| me.next.pop()).collect();
+        let fresh: Vec<QueueRef> = std::iter::from_fn(|| me.fresh.pop()).collect();
+        let ready: Vec<QueueRef> = std::iter::from_fn(|| self.pop_inbox()).collect();
         let unstarted = next.iter().chain(&fresh).chain(&ready);
         listed.extend(
             unstarted
@@ -415,8 +415,8 @@ impl RuntimeShared {
         if self.shutdown.load(Ordering::Acquire) {
             return;
         }
-        let injected: Vec<TaskRef> = std::iter::from_fn(|| self.injector.pop()).collect();
-        let waiting: Vec<TaskRef> = std::iter::from_fn(|| self.waiting_for_stack.pop()).collect();
+        let injected: Vec<QueueRef> = std::iter::from_fn(|| self.injector.pop()).collect();
+        let waiting: Vec<QueueRef> = std::iter::from_fn(|| self.waiting_for_stack.pop()).collect();
         let had_work = !injected.is_empty();
         let had_waiters = !waiting.is_empty();
         for task in injected {

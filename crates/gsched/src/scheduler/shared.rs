@@ -22,7 +22,7 @@ use super::injector::Injector;
 use super::monitor::{MonitorConfig, Watch, bump};
 use super::stacks::StackPolicy;
 use super::task::{DROPPED_AT_SHUTDOWN, Task};
-use super::task_ref::TaskRef;
+use super::task_ref::{QueueRef, TaskRef};
 use super::worker::{FRESH_CAPACITY, WorkerLocal};
 
 /// Where a new goroutine starts (see `Builder::same_worker` and `Builder::spread`).
@@ -127,9 +127,9 @@ pub(crate) type TaskMap = HashMap<u64, TaskRef, BuildHasherDefault<IdHasher>>;
 /// What every worker and every goroutine of one runtime share.
 pub(crate) struct RuntimeShared {
     pub(crate) workers: Box<[WorkerShared]>,
-    pub(crate) injector: Injector<TaskRef>,
+    pub(crate) injector: Injector<QueueRef>,
     /// Goroutines that could not get a stack, waiting for one to be returned.
-    pub(crate) waiting_for_stack: SegQueue<TaskRef>,
+    pub(crate) waiting_for_stack: SegQueue<QueueRef>,
     /// Workers spinning for work, written as they start and stop; on a line of its own, as
     /// are `idle`'s sleeper count and `shutdown`, which every scheduling round reads.
     pub(super) spinning: Padded<AtomicUsize>,
@@ -188,14 +188,14 @@ pub(crate) struct WorkerShared {
     /// The goroutine that the goroutine running here spawned last, or a migratable one it woke:
     /// it runs next, as the one in Go's `runnext`, and other workers may take it (see
     /// `WorkerLocal::may_steal_from`). One slot; the one it displaces moves to `fresh`.
-    pub(crate) next: ArrayQueue<TaskRef>,
+    pub(crate) next: ArrayQueue<QueueRef>,
     /// Goroutines that have not started, in order; other workers may steal them (see
     /// `WorkerLocal::may_steal_from`).
-    pub(crate) fresh: ArrayQueue<TaskRef>,
+    pub(crate) fresh: ArrayQueue<QueueRef>,
     /// Goroutines only this worker may run: its started goroutines woken from elsewhere, and
     /// new ones spawned with `Builder::same_worker`. Taken from by this worker alone
     /// (`WorkerLocal::pop_inbox`), or once it stopped by `finish_shutdown`.
-    pub(crate) ready: Inbox<TaskRef>,
+    pub(crate) ready: Inbox<QueueRef>,
     /// What the worker publishes for the monitor and for thieves (see `monitor.rs`).
     pub(crate) watch: Padded<Watch>,
     pub(super) thread: OnceLock<Thread>,
@@ -358,6 +358,7 @@ impl RuntimeShared {
 
     /// Queues a new goroutine where `placement` says (see `Placement`).
     pub(crate) fn spawn(&self, task: TaskRef, placement: Placement) {
+        let task = QueueRef::unstarted(task);
         live::add(1);
         let own_worker = WorkerLocal::with_current(|local| {
             std::ptr::eq(Arc::as_ptr(&local.shared), self).then_some(local.index)
@@ -403,7 +404,7 @@ impl RuntimeShared {
     }
 
     /// Onto worker `index`'s stealable queue, or the injector when that is full.
-    pub(super) fn push_fresh(&self, index: usize, task: TaskRef) {
+    pub(super) fn push_fresh(&self, index: usize, task: QueueRef) {
         if let Err(task) = self.workers[index].fresh.push(task) {
             self.injector.push(task);
         }
@@ -430,7 +431,7 @@ impl RuntimeShared {
     /// a goroutine of this runtime, as Go's `goready` does: in `runnext` when that is the woken
     /// one's own worker, and for a migratable one on any worker in `next`, from which idle
     /// workers may take it. Else its worker's inbox (a migratable one goes to a stealable queue).
-    pub(crate) fn schedule_woken(&self, task: TaskRef) {
+    pub(crate) fn schedule_woken(&self, task: QueueRef) {
         let home = task
             .home()
             .expect("only a goroutine that ran can be parked");

@@ -42,7 +42,7 @@ use std::time::Duration;
 
 use super::task::PARKED_WITHOUT_REASON;
 use super::task::Switch;
-use super::task_ref::TaskRef;
+use super::task_ref::{QueueRef, TaskRef};
 use super::{RuntimeShared, WorkerLocal, live};
 
 /// Turns a goroutine gets to finish unwinding when it keeps yielding instead.
@@ -143,7 +143,11 @@ impl WorkerLocal {
             if task.home().is_none() {
                 shared.discard_unstarted(&task);
             } else if task.state.try_start_run() {
-                self.drive(task, unwinding);
+                // The entry of a started goroutine holds no reference (see `QueueRef`): drive it
+                // through a counted one, and let go of the entry before it may finish.
+                let counted = task.counted();
+                drop(task);
+                self.drive(counted, unwinding);
             }
         }
         let mut claimed = Vec::new();
@@ -263,15 +267,25 @@ impl WorkerLocal {
                     .map(|(_, what)| what)
                     .unwrap_or_default();
                 shared.record_leak(&task, &what);
+                // SAFETY: the goroutine started and has just finished here; `task` keeps it
+                // alive until the end of this function.
+                unsafe { task.release_started() };
             }
             Some(Switch::Park) => {
                 if !task.state.finish_park() {
-                    shared.workers[self.index].ready.push(task);
+                    // SAFETY: the goroutine started and has not finished, and `finish_park`
+                    // moved it into `QUEUED`: this is its one entry.
+                    shared.workers[self.index]
+                        .ready
+                        .push(unsafe { QueueRef::requeue(task) });
                 }
             }
             Some(Switch::Yield) => {
                 task.state.finish_yield();
-                shared.workers[self.index].ready.push(task);
+                // SAFETY: as above, `finish_yield` moved it into `QUEUED`.
+                shared.workers[self.index]
+                    .ready
+                    .push(unsafe { QueueRef::requeue(task) });
             }
         }
     }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use super::monitor::{ThreadTimes, bump, thread_times};
 use super::steal::steal_half;
-use super::task_ref::TaskRef;
+use super::task_ref::QueueRef;
 use super::worker::WorkerLocal;
 
 /// Goroutines waiting on a worker that another worker takes at once; fewer wait out
@@ -25,7 +25,7 @@ const STEAL_GRACE: Duration = Duration::from_micros(20);
 impl WorkerLocal {
     /// Takes half of another worker's not-yet-started goroutines, or its `next` one, from a
     /// worker it may steal from.
-    pub(super) fn steal(&self) -> Option<TaskRef> {
+    pub(super) fn steal(&self) -> Option<QueueRef> {
         let shared = &*self.shared;
         let count = shared.workers.len();
         let start = self.tick.get() as usize % count;

@@ -323,7 +323,8 @@ impl<B: ?Sized> Task<B> {
         self.in_live_map.set(in_map);
     }
 
-    /// Records the worker it runs on first.
+    /// Records the worker it runs on first: from here on the goroutine has started, and the
+    /// reference its queue entry held is the goroutine's own (see `QueueRef`).
     pub(crate) fn set_home(&self, worker: usize) {
         let worker = u32::try_from(worker).expect("a runtime has fewer than 2^32 workers");
         self.home.store(worker, Ordering::Relaxed);

@@ -6,7 +6,7 @@ use std::collections::BinaryHeap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use super::task_ref::TaskRef;
+use super::task_ref::{QueueRef, TaskRef};
 
 use super::worker::WorkerLocal;
 
@@ -127,7 +127,10 @@ impl WorkerLocal {
             {
                 self.shared.pending_timers.fetch_sub(1, Ordering::SeqCst);
                 if timer.task.state.notify() {
-                    self.shared.schedule_woken(timer.task);
+                    // SAFETY: the goroutine was parked, so it started and has not finished, and
+                    // `notify` moved it into `QUEUED`: this is its one entry.
+                    self.shared
+                        .schedule_woken(unsafe { QueueRef::requeue(timer.task) });
                 }
             }
         }

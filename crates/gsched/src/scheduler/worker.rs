@@ -19,7 +19,7 @@ use super::stacks::{GoroutineStack, HousedCoroutine};
 use super::steal_policy::SeenBusy;
 use super::task::abort_with;
 use super::task::{Switch, Task};
-use super::task_ref::TaskRef;
+use super::task_ref::{QueueRef, TaskRef};
 use super::timers::Timer;
 use crate::slab::{Heap, InstalledHeap};
 
@@ -35,7 +35,7 @@ pub(crate) struct WorkerLocal {
     pub(crate) shared: Arc<RuntimeShared>,
     /// The goroutine woken by the one running now, to run next; private, since a goroutine
     /// that has run never moves (a new one spawned here waits in `WorkerShared::next`).
-    pub(crate) runnext: RefCell<Option<TaskRef>>,
+    pub(crate) runnext: RefCell<Option<QueueRef>>,
     pub(super) tick: Cell<u32>,
     pub(super) timers: RefCell<BinaryHeap<Reverse<Timer>>>,
     /// The heap size at which stale timers are next swept out (see `add_timer`).
@@ -46,7 +46,7 @@ pub(crate) struct WorkerLocal {
     /// Each with the injector's mark when it yielded: it runs again once the goroutines that
     /// waited there then had their turn, as Go puts a goroutine that yields on the global
     /// queue, behind them.
-    pub(crate) yielded: RefCell<VecDeque<(TaskRef, u64)>>,
+    pub(crate) yielded: RefCell<VecDeque<(QueueRef, u64)>>,
     /// The stack of the last goroutine that finished here, of the default size, for the next
     /// one that starts: no trip through the pool between a goroutine that ends and one that
     /// begins. Kept only while no goroutine waits for a stack, and given back (with a retry of
@@ -120,7 +120,7 @@ impl WorkerLocal {
 
     /// The next goroutine to run, whether it is already `RUNNING` (it yielded), and whether it
     /// inherits the current time slice (see `monitor.rs`).
-    fn pop_runnable(&self) -> Option<(TaskRef, bool, bool)> {
+    fn pop_runnable(&self) -> Option<(QueueRef, bool, bool)> {
         let shared = &*self.shared;
         let me = &shared.workers[self.index];
         let slice_expired = me.watch.slice_expired();
@@ -201,7 +201,7 @@ impl WorkerLocal {
     /// waited there when it yielded; until then, what waits in the injector: a goroutine that
     /// spawns in a loop yields at the end of each slice, and must not outrun the goroutines it
     /// queued there, or they pile up for as long as it spawns.
-    fn pop_yielded(&self) -> Option<(TaskRef, bool, bool)> {
+    fn pop_yielded(&self) -> Option<(QueueRef, bool, bool)> {
         let injector = &self.shared.injector;
         let mut yielded = self.yielded.borrow_mut();
         let &(_, mark) = yielded.front()?;
@@ -214,7 +214,7 @@ impl WorkerLocal {
     }
 
     /// From `runnext`, or the new goroutine in `next`.
-    fn pop_next(&self) -> Option<TaskRef> {
+    fn pop_next(&self) -> Option<QueueRef> {
         let me = &self.shared.workers[self.index];
         let woken = self.runnext.borrow_mut().take();
         // `is_empty` first: popping an empty ArrayQueue issues a SeqCst fence.
@@ -222,7 +222,7 @@ impl WorkerLocal {
     }
 
     /// From the injector, or another worker.
-    fn pop_shared(&self) -> Option<TaskRef> {
+    fn pop_shared(&self) -> Option<QueueRef> {
         let shared = &*self.shared;
         let me = &shared.workers[self.index];
         if !shared.injector.is_empty()
@@ -247,7 +247,7 @@ impl WorkerLocal {
     }
 
     /// Runs `task` until it switches out, and deals with why it did.
-    fn run(&self, task: TaskRef, running: bool) {
+    fn run(&self, task: QueueRef, running: bool) {
         if !running && !task.state.try_start_run() {
             return;
         }
@@ -299,7 +299,11 @@ impl WorkerLocal {
                     self.shared.workers[self.index].ready.push(previous);
                 }
             }
-            None => self.finish(&task),
+            None => {
+                self.finish(&task);
+                // SAFETY: the goroutine ran to its end here, and `task` is not touched again.
+                unsafe { task.release_finished() };
+            }
         }
     }
 
@@ -459,7 +463,7 @@ impl WorkerLocal {
 impl WorkerLocal {
     /// Takes the goroutine at the front of this worker's inbox.
     #[inline]
-    pub(super) fn pop_inbox(&self) -> Option<TaskRef> {
+    pub(super) fn pop_inbox(&self) -> Option<QueueRef> {
         // SAFETY: this is the worker's own thread, its inbox's one consumer while it runs.
         unsafe { self.shared.workers[self.index].ready.pop() }
     }
