@@ -46,7 +46,8 @@ impl Unparker {
         match &self.target {
             Target::Goroutine(task) => unpark_goroutine(task),
             // SAFETY: the goroutine has not finished (the contract of
-            // `current_unparker_unchecked`), and its runtime keeps its task alive until then.
+            // `current_unparker_unchecked`), and its own reference keeps its task alive until
+            // then (see `QueueRef`).
             Target::Uncounted(task) => unpark_goroutine(unsafe { task.0.as_ref() }),
             Target::Thread(thread) => thread.unpark(),
         }
@@ -209,7 +210,7 @@ pub(crate) fn park_with(deadline: Option<Instant>, reason: &'static str) {
         Some(None) => {}
         Some(Some(task)) => {
             // SAFETY: this is the goroutine itself, on its runner's thread, after it started;
-            // the worker's `live` map keeps its task alive while it is parked.
+            // its own reference keeps its task alive until it finished (see `QueueRef`).
             let task = unsafe { &*task };
             // SAFETY: as above.
             unsafe {

@@ -130,6 +130,10 @@ pub(crate) struct RuntimeShared {
     pub(crate) injector: Injector<QueueRef>,
     /// Goroutines that could not get a stack, waiting for one to be returned.
     pub(crate) waiting_for_stack: SegQueue<QueueRef>,
+    /// Tests widen the moment between a park's publication and the end of its worker's `run`,
+    /// where the worker still holds the goroutine's entry.
+    #[cfg(test)]
+    pub(crate) pause_after_park: AtomicBool,
     /// Workers spinning for work, written as they start and stop; on a line of its own, as
     /// are `idle`'s sleeper count and `shutdown`, which every scheduling round reads.
     pub(super) spinning: Padded<AtomicUsize>,
@@ -238,6 +242,8 @@ impl RuntimeShared {
             stacks,
             config,
             migratable_live: Mutex::new(HashMap::default()),
+            #[cfg(test)]
+            pause_after_park: AtomicBool::new(false),
             blocked_in_block_on: Mutex::new(Vec::new()),
             deadlocked: AtomicBool::new(false),
             started: Instant::now(),
@@ -358,7 +364,7 @@ impl RuntimeShared {
 
     /// Queues a new goroutine where `placement` says (see `Placement`).
     pub(crate) fn spawn(&self, task: TaskRef, placement: Placement) {
-        let task = QueueRef::unstarted(task);
+        let task = QueueRef::spawned(task);
         live::add(1);
         let own_worker = WorkerLocal::with_current(|local| {
             std::ptr::eq(Arc::as_ptr(&local.shared), self).then_some(local.index)
@@ -604,7 +610,13 @@ impl RuntimeShared {
             .collect::<Vec<_>>();
         drop(listing);
         for task in queues {
-            self.discard_unstarted(&task);
+            // A started goroutine's entry is that of one leaked by its worker, or below.
+            if task.home().is_none() {
+                self.discard_unstarted(&task);
+                // SAFETY: the goroutine never started, and it is discarded here, by the holder
+                // of its one entry.
+                unsafe { task.release() };
+            }
         }
         let stranded: Vec<TaskRef> = self
             .migratable_live

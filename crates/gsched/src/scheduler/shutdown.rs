@@ -142,12 +142,12 @@ impl WorkerLocal {
             progress = true;
             if task.home().is_none() {
                 shared.discard_unstarted(&task);
+                // SAFETY: the goroutine never started, and it is discarded here, by the holder
+                // of its one entry.
+                unsafe { task.release() };
             } else if task.state.try_start_run() {
-                // The entry of a started goroutine holds no reference (see `QueueRef`): drive it
-                // through a counted one, and let go of the entry before it may finish.
-                let counted = task.counted();
-                drop(task);
-                self.drive(counted, unwinding);
+                // An entry holds no reference (see `QueueRef`): drive it through a counted one.
+                self.drive(task.counted(), unwinding);
             }
         }
         let mut claimed = Vec::new();
@@ -269,7 +269,7 @@ impl WorkerLocal {
                 shared.record_leak(&task, &what);
                 // SAFETY: the goroutine started and has just finished here; `task` keeps it
                 // alive until the end of this function.
-                unsafe { task.release_started() };
+                unsafe { task.release_own() };
             }
             Some(Switch::Park) => {
                 if !task.state.finish_park() {

@@ -323,11 +323,16 @@ impl<B: ?Sized> Task<B> {
         self.in_live_map.set(in_map);
     }
 
-    /// Records the worker it runs on first: from here on the goroutine has started, and the
-    /// reference its queue entry held is the goroutine's own (see `QueueRef`).
+    /// Records the worker it runs on first.
     pub(crate) fn set_home(&self, worker: usize) {
         let worker = u32::try_from(worker).expect("a runtime has fewer than 2^32 workers");
         self.home.store(worker, Ordering::Relaxed);
+    }
+
+    /// Makes the task look unstarted, as a freed block taken by a new task would.
+    #[cfg(test)]
+    pub(crate) fn forget_home(&self) {
+        self.home.store(NO_HOME, Ordering::Relaxed);
     }
 
     /// Whether shutdown started unwinding the goroutine.

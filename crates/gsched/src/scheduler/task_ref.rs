@@ -90,20 +90,17 @@ impl<B: ?Sized> TaskRef<B> {
         }
     }
 
-    /// Gives up the reference a started goroutine holds to itself (see [`QueueRef`]), through
-    /// another reference that keeps the task alive.
+    /// Gives up the reference a goroutine holds to itself (see [`QueueRef`]), through another
+    /// reference that keeps the task alive.
     ///
     /// # Safety
     ///
-    /// The goroutine started, and its own reference has not been given up: this one is not
-    /// the last. Once only, by whoever finishes the goroutine or gives its entry back.
+    /// The goroutine ended in the caller's hands, and its own reference has not been given up:
+    /// this one is not the last. Once only.
     #[inline]
-    pub(crate) unsafe fn release_started(&self) {
+    pub(crate) unsafe fn release_own(&self) {
         let previous = self.refs.fetch_sub(1, Ordering::Release);
-        debug_assert!(
-            previous > 1,
-            "a started goroutine's own reference was the last"
-        );
+        debug_assert!(previous > 1, "a goroutine's own reference was the last");
     }
 
     #[inline]
@@ -149,6 +146,9 @@ impl<B: ?Sized> Drop for TaskRef<B> {
             return;
         }
         fence(Ordering::Acquire);
+        // Tests see a freed task as one that never started, as a block taken again would be.
+        #[cfg(test)]
+        self.forget_home();
         // SAFETY: this was the last reference; the task was written by `TaskRef::new` into a
         // block of exactly its layout, which `Layout::for_value` recovers through any view.
         unsafe {
@@ -162,52 +162,51 @@ impl<B: ?Sized> Drop for TaskRef<B> {
 /// A goroutine's place in the run queues, and its runner's handle while it runs it: the one
 /// entry a goroutine has while it is `QUEUED` (see `state.rs`).
 ///
-/// The entry of a goroutine that has not started holds a reference to its task. A started
-/// goroutine holds one reference to itself instead: the one its entry held when it started
-/// (passed on as its home is set, see `Task::set_home`), kept until its runner is done with it
-/// after it finished (`QueueRef::release_finished`, or `release_started` in shutdown), and for
-/// good when shutdown leaks it. The entries of a started goroutine hold none, so waking a parked
-/// goroutine and running it again touch no reference count. That is sound because such a
-/// goroutine has one entry at most, and finishes only in the hands of the runner that holds
-/// it, or of shutdown, which claims only goroutines without one and holds a counted reference
-/// while it finishes them.
+/// Entries hold no reference. A goroutine holds one reference to itself instead, from its spawn
+/// (the spawner's, passed on in [`QueueRef::spawned`]) until whoever ends it is done with it:
+/// its runner after it finished, or whoever drops it unstarted (a failed start, shutdown), with
+/// [`QueueRef::release`] or [`TaskRef::release_own`]; a goroutine that shutdown leaks keeps it
+/// for good. So queueing, waking and running a goroutine touch no reference count, and dropping
+/// an entry does nothing: it never reads the task, which, once a migratable goroutine is
+/// parked, another worker may wake, run to its end and free while the worker that parked it
+/// still holds its entry. That is sound because a goroutine has one entry at most, and ends
+/// only in the hands of the holder of that entry, or of shutdown, which claims only goroutines
+/// without one and holds a counted reference while it ends them.
 pub(crate) struct QueueRef(ManuallyDrop<TaskRef>);
 
 impl QueueRef {
-    /// The entry of a goroutine that has not started, holding `task`'s reference.
+    /// The first entry of a new goroutine: `task`'s reference becomes the goroutine's own.
     #[inline]
-    pub(crate) fn unstarted(task: TaskRef) -> Self {
+    pub(crate) fn spawned(task: TaskRef) -> Self {
         debug_assert!(task.home().is_none(), "a new goroutine has not started");
         QueueRef(ManuallyDrop::new(task))
     }
 
-    /// The entry of a started goroutine that the caller has just moved into `SCHEDULED` and
-    /// `QUEUED` (an `unpark` that found it parked).
+    /// The entry of a goroutine that the caller has just moved into `SCHEDULED` and `QUEUED`
+    /// (an `unpark` that found it parked).
     ///
     /// # Safety
     ///
-    /// The goroutine has started and not finished, and the caller's move gives it its one
-    /// entry, this one.
+    /// The goroutine has not ended (its own reference keeps `task` alive), and the caller's move
+    /// gives it its one entry, this one.
     #[inline]
     pub(crate) unsafe fn woken(task: &Task) -> Self {
-        debug_assert!(task.home().is_some(), "only a started goroutine is woken");
         QueueRef(ManuallyDrop::new(TaskRef {
             task: NonNull::from(task),
             marker: PhantomData,
         }))
     }
 
-    /// The entry of a started goroutine given back to the queues by a holder of a counted
-    /// reference (shutdown), which gives that reference up.
+    /// The entry of a goroutine given back to the queues by a holder of a counted reference
+    /// (shutdown, a timer), which gives that reference up.
     ///
     /// # Safety
     ///
-    /// As for [`QueueRef::woken`]: the goroutine started, has not finished, and the caller gives
-    /// it its one entry.
+    /// As for [`QueueRef::woken`].
     #[inline]
     pub(crate) unsafe fn requeue(task: TaskRef) -> Self {
         // SAFETY: the caller's contract is `woken`'s; dropping `task` below is not the last
-        // reference, since the goroutine's own keeps it (it started and has not finished).
+        // reference, since the goroutine's own keeps it (it has not ended).
         unsafe { Self::woken(&task) }
     }
 
@@ -217,18 +216,19 @@ impl QueueRef {
         TaskRef::clone(&self.0)
     }
 
-    /// Gives up the reference the goroutine held to itself, after it finished: the task is
-    /// freed here if nothing else refers to it.
+    /// Gives up the goroutine's own reference: the task is freed here if nothing else refers to
+    /// it.
     ///
     /// # Safety
     ///
-    /// The goroutine started and ran to its end (or failed to) in the hands of the caller, who
-    /// holds this entry and does not touch the task afterwards.
+    /// The goroutine ended in the hands of the caller, who holds this entry: it ran to its end,
+    /// or it never started and was discarded (its joiner told). The caller does not touch the
+    /// task afterwards, and nobody releases it again.
     #[inline]
-    pub(crate) unsafe fn release_finished(self) {
-        let mut entry = ManuallyDrop::new(self);
-        // SAFETY: `entry` is never used or dropped again; the reference it gives up is the
-        // goroutine's own (the caller's contract).
+    pub(crate) unsafe fn release(self) {
+        let mut entry = self;
+        // SAFETY: `entry` is never used again (a `QueueRef` has no drop of its own); the
+        // reference it gives up is the goroutine's own (the caller's contract).
         unsafe { ManuallyDrop::drop(&mut entry.0) };
     }
 }
@@ -242,38 +242,23 @@ impl Deref for QueueRef {
     }
 }
 
-impl Drop for QueueRef {
-    #[inline]
-    fn drop(&mut self) {
-        // A started goroutine's entry holds no reference (see the type's docs); its home was
-        // set before the goroutine could be queued again, by a move that this thread acquired.
-        if self.0.home().is_none() {
-            // SAFETY: the entry of a goroutine that has not started holds a reference, dropped
-            // once, here.
-            unsafe { ManuallyDrop::drop(&mut self.0) };
-        }
-    }
-}
-
 // SAFETY: the link is the first field of the `repr(C)` `TaskLink` that begins the `repr(C)`
-// task, so it is at the task's address; the entry keeps the task alive and in place until
-// `from_link` takes it back (the reference it holds, or the started goroutine's own), and
+// task, so it is at the task's address; the goroutine's own reference keeps the task alive and
+// in place while it is queued (it cannot end before its entry is taken back), and
 // `TaskLink::task` rebuilds the same `dyn Body` pointer.
 unsafe impl Linked for QueueRef {
     #[inline]
     fn into_link(self) -> NonNull<Link> {
         // A cast of the task pointer, not a reference to the field: the pointer keeps its
         // provenance over the whole task, which `from_link` rebuilds.
-        let link = self.0.task.cast::<Link>();
-        std::mem::forget(self);
-        link
+        self.0.task.cast::<Link>()
     }
 
     #[inline]
     unsafe fn from_link(link: NonNull<Link>) -> Self {
         QueueRef(ManuallyDrop::new(TaskRef {
-            // SAFETY: the link is that of a task kept alive by the entry `into_link` gave up
-            // (the caller's contract).
+            // SAFETY: the link is that of a queued task, kept alive by its own reference (the
+            // caller's contract).
             task: unsafe { TaskLink::task(link) },
             marker: PhantomData,
         }))
@@ -288,6 +273,25 @@ mod tests {
 
     use crate::{Builder, Runtime, Unparker, current_unparker};
 
+    /// A task released twice aborts the process (a debug assertion on a worker), so each test
+    /// runs in a child: true in the child, which goes on with the test; in the parent, runs the
+    /// child and checks that it passed.
+    fn is_child(test: &str) -> bool {
+        const CHILD: testkit::ChildTest = testkit::ChildTest::new("GSCHED_TASK_REF_CHILD");
+        let name = format!("scheduler::task_ref::tests::{test}");
+        if CHILD.is_child(&name) {
+            return true;
+        }
+        let output = CHILD.run(&name).output();
+        assert!(
+            output.status.success(),
+            "child: {}\nstderr: {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+        false
+    }
+
     /// Parks until `flag` is set, whatever wakes it spuriously.
     fn park_until(flag: &AtomicUsize, value: usize) {
         while flag.load(Ordering::Acquire) < value {
@@ -295,11 +299,71 @@ mod tests {
         }
     }
 
+    /// Migratable goroutines parked on one worker are woken, run to their end and freed on the
+    /// other while new goroutines take their blocks: the worker that parked one lets go of its
+    /// entry without reading the task (a read there once found a reused block, and released a
+    /// new goroutine's reference).
+    #[test]
+    fn migratable_goroutines_freed_elsewhere_are_freed_once() {
+        if !is_child("migratable_goroutines_freed_elsewhere_are_freed_once") {
+            return;
+        }
+        const GOROUTINES: usize = 200;
+        // SAFETY: the goroutines hold nothing bound to their thread.
+        let runtime = unsafe { Runtime::builder().workers(2).migratable_goroutines() }
+            .build()
+            .unwrap();
+        let weak = Arc::downgrade(&runtime.shared);
+        runtime
+            .shared
+            .pause_after_park
+            .store(true, Ordering::Relaxed);
+        runtime.block_on(|| {
+            type Parked = Vec<(Arc<AtomicUsize>, Unparker)>;
+            let parked: Arc<Mutex<Parked>> = Arc::default();
+            let finished = Arc::new(AtomicUsize::new(0));
+            let waker = Builder::new()
+                .spread()
+                .spawn({
+                    let (parked, finished) = (parked.clone(), finished.clone());
+                    move || {
+                        while finished.load(Ordering::Acquire) < GOROUTINES {
+                            for (flag, unparker) in std::mem::take(&mut *parked.lock().unwrap()) {
+                                flag.store(1, Ordering::Release);
+                                unparker.unpark();
+                            }
+                            crate::yield_now();
+                        }
+                    }
+                })
+                .unwrap();
+            for _ in 0..GOROUTINES {
+                let (parked, finished) = (parked.clone(), finished.clone());
+                drop(crate::go(move || {
+                    let flag = Arc::new(AtomicUsize::new(0));
+                    parked
+                        .lock()
+                        .unwrap()
+                        .push((flag.clone(), current_unparker()));
+                    park_until(&flag, 1);
+                    finished.fetch_add(1, Ordering::Release);
+                }));
+                drop(crate::go(|| ()));
+            }
+            waker.join().unwrap();
+        });
+        drop(runtime);
+        assert!(weak.upgrade().is_none(), "every task gave its runtime back");
+    }
+
     /// Every way a goroutine is queued again (woken by a goroutine of its worker, of another
     /// worker, by a plain thread, by its timer; yielding; migratable; unwound at shutdown) gives
     /// its task back in the end: the runtime, which every task keeps, is freed with the last.
     #[test]
     fn every_task_is_freed_however_it_was_queued() {
+        if !is_child("every_task_is_freed_however_it_was_queued") {
+            return;
+        }
         let runtime = Runtime::builder().workers(2).build().unwrap();
         let weak = Arc::downgrade(&runtime.shared);
         let outside: Arc<Mutex<Vec<Unparker>>> = Arc::default();
@@ -361,9 +425,51 @@ mod tests {
                 }
             }
         });
+        // Both workers busy until shutdown has begun, with goroutines queued behind them that
+        // shutdown drops unstarted.
+        let release = Arc::new(AtomicUsize::new(0));
+        let blocking = Arc::new(AtomicUsize::new(0));
+        let blockers: Vec<_> = (0..2)
+            .map(|_| {
+                let (release, blocking) = (Arc::clone(&release), Arc::clone(&blocking));
+                runtime.spawn(move || {
+                    blocking.fetch_add(1, Ordering::AcqRel);
+                    while release.load(Ordering::Acquire) == 0 {
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                })
+            })
+            .collect();
+        while blocking.load(Ordering::Acquire) < 2 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let unstarted: Vec<_> = (0..10).map(|_| runtime.spawn(|| ())).collect();
+        let releaser = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(200));
+            release.store(1, Ordering::Release);
+        });
         let report = runtime.shutdown();
-        assert_eq!(report.leaked.len(), 1, "{:?}", report.leaked);
+        releaser.join().unwrap();
+        let never_ran = report
+            .leaked
+            .iter()
+            .filter(|line| line.contains("never ran"))
+            .count();
+        assert!(never_ran > 0, "{:?}", report.leaked);
+        assert_eq!(report.leaked.len(), 1 + never_ran, "{:?}", report.leaked);
         assert!(forever.join().is_err(), "the parked goroutine was unwound");
+        blockers
+            .into_iter()
+            .for_each(|handle| handle.join().unwrap());
+        let refused = unstarted
+            .into_iter()
+            .map(|handle| handle.join())
+            .filter(Result::is_err)
+            .count();
+        assert_eq!(
+            refused, never_ran,
+            "each dropped goroutine's joiner is told"
+        );
         assert!(weak.upgrade().is_none(), "every task gave its runtime back");
     }
 }

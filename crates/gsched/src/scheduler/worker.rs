@@ -103,8 +103,9 @@ impl WorkerLocal {
     /// The goroutine running on this worker now.
     #[inline]
     pub(crate) fn current_task(&self) -> Option<&Task> {
-        // SAFETY: `current` points to a goroutine kept alive by the reference that `run` holds
-        // for as long as the pointer is set.
+        // SAFETY: `current` points to a goroutine that is running: it has started and not
+        // finished, so its own reference keeps it alive (see `QueueRef`) while the pointer is
+        // set.
         self.current.get().map(|task| unsafe { &*task })
     }
 
@@ -112,8 +113,8 @@ impl WorkerLocal {
     #[inline]
     pub(crate) fn current_ref(&self) -> Option<TaskRef> {
         self.current.get().map(|task| {
-            // SAFETY: `current` was set from `TaskRef::as_ptr` of a reference that `run` holds
-            // while the pointer is set.
+            // SAFETY: `current` was set from `TaskRef::as_ptr` of the running goroutine's entry,
+            // and the goroutine's own reference keeps it alive while the pointer is set.
             unsafe { TaskRef::clone_from_ptr(task) }
         })
     }
@@ -278,6 +279,8 @@ impl WorkerLocal {
                 }
                 Err(StartError::Failed(reason)) => {
                     self.fail_to_start(&task, reason);
+                    // SAFETY: the goroutine ended here, unstarted; `task` is not touched again.
+                    unsafe { task.release() };
                     return;
                 }
             }
@@ -293,16 +296,22 @@ impl WorkerLocal {
             }
             Some(Switch::Park) => {
                 self.keep_live(&task);
+                // Once parked, a migratable goroutine may be woken, run to its end and freed
+                // by another worker: `task` is not read again, and dropping it reads nothing.
                 if !task.state.finish_park()
                     && let Some(previous) = self.runnext.replace(Some(task))
                 {
                     self.shared.workers[self.index].ready.push(previous);
                 }
+                #[cfg(test)]
+                if self.shared.pause_after_park.load(Ordering::Relaxed) {
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                }
             }
             None => {
                 self.finish(&task);
                 // SAFETY: the goroutine ran to its end here, and `task` is not touched again.
-                unsafe { task.release_finished() };
+                unsafe { task.release() };
             }
         }
     }
@@ -371,8 +380,8 @@ impl WorkerLocal {
         let task_ptr = task.as_ptr();
         let mut coroutine = Coroutine::with_stack(stack, move |yielder, ()| {
             // SAFETY: the goroutine runs only on the thread of its runner, once, and the task
-            // is kept alive for as long as the coroutine exists: by the runner's reference
-            // while it runs, and by a `live` map from its first switch out (see `keep_live`).
+            // is kept alive for as long as the coroutine exists: by the goroutine's own
+            // reference, until its runner is done with it (see `QueueRef`).
             unsafe {
                 (*task_ptr).set_yielder(yielder);
                 (*task_ptr).body.run();
@@ -401,10 +410,8 @@ impl WorkerLocal {
     }
 
     /// Puts a pinned goroutine that switched out in this worker's `live` map, the first time it
-    /// does: from then on the map keeps its task alive for the wakers that hold no reference
-    /// (see `current_unparker_unchecked`), for shutdown, which unwinds every goroutine in it,
-    /// and for the dump. Called before the switch is published (`finish_park`), while `run`
-    /// still holds its reference.
+    /// does: shutdown unwinds or leaks every goroutine in it, and the dump lists them. Called
+    /// before the switch is published (`finish_park`), so a parked goroutine is always there.
     fn keep_live(&self, task: &TaskRef) {
         // SAFETY: this thread is the goroutine's runner, and the goroutine is switched out.
         if task.migratable || unsafe { task.in_live_map() } {
