@@ -44,23 +44,33 @@ impl Unparker {
     #[inline]
     pub fn unpark(&self) {
         match &self.target {
-            Target::Goroutine(task) => unpark_goroutine(task),
+            // SAFETY: the handle's reference keeps the task alive.
+            Target::Goroutine(task) => unsafe { unpark_goroutine(task.as_non_null()) },
             // SAFETY: the goroutine has not finished (the contract of
             // `current_unparker_unchecked`), and its own reference keeps its task alive until
             // then (see `QueueRef`).
-            Target::Uncounted(task) => unpark_goroutine(unsafe { task.0.as_ref() }),
+            Target::Uncounted(task) => unsafe { unpark_goroutine(task.0) },
             Target::Thread(thread) => thread.unpark(),
         }
     }
 }
 
+/// Wakes the goroutine at `task`, a pointer with the task's own provenance (from
+/// `TaskRef::as_non_null`), which the entry it may queue keeps, and frees the task through in
+/// the end.
+///
+/// # Safety
+///
+/// The task is alive for the whole call.
 #[inline]
-fn unpark_goroutine(task: &Task) {
-    if task.state.notify() {
-        // SAFETY: the goroutine was parked, so it has started and not finished, and `notify`
-        // moved it into `QUEUED`: this is its one entry.
+unsafe fn unpark_goroutine(task: NonNull<Task>) {
+    // SAFETY: alive, as the caller guarantees.
+    let goroutine = unsafe { task.as_ref() };
+    if goroutine.state.notify() {
+        // SAFETY: the goroutine was parked, so it has not ended, and `notify` moved it into
+        // `QUEUED`: this is its one entry.
         let queued = unsafe { QueueRef::woken(task) };
-        task.runtime.schedule_woken(queued);
+        goroutine.runtime.schedule_woken(queued);
     }
 }
 
@@ -117,8 +127,8 @@ pub fn current_unparker() -> Unparker {
 pub unsafe fn current_unparker_unchecked() -> Unparker {
     let target = WorkerLocal::with_current(|local| {
         local
-            .current_task()
-            .map(|task| Target::Uncounted(UncountedTask(NonNull::from(task))))
+            .current_ptr()
+            .map(|task| Target::Uncounted(UncountedTask(task)))
     })
     .flatten()
     .unwrap_or_else(|| Target::Thread(thread::current()));

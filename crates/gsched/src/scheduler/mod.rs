@@ -25,7 +25,7 @@
 //! | `timers` | each worker's timer heap; `timer_word` decides which of a timer and a wake-up retires a timed park |
 //! | `shutdown` | unwinding what is left, scope owners after their borrowers |
 //! | `stacks` | the stack policy and what happens when stacks run out |
-//! | `task`, `task_ref`, `state` | a goroutine's header, the counted reference to it (its memory comes from the worker's slab, see `crate::slab`), and its scheduling state machine |
+//! | `task`, `task_ref`, `state` | a goroutine's header, the counted reference to it (its memory comes from the worker's slab, see `crate::slab`) and its uncounted place in the run queues, and its scheduling state machine |
 //! | `injector`, `steal` | the global queue and stealing half of a worker's unstarted goroutines |
 //! | `inbox` | a worker's inbox: the started goroutines woken for it, pushed from any thread with one exchange |
 //! | `runtime_ref`, `holds` | a goroutine's counted hold on its runtime, taken and given back by workers in batches |

@@ -612,10 +612,13 @@ impl RuntimeShared {
         for task in queues {
             // A started goroutine's entry is that of one leaked by its worker, or below.
             if task.home().is_none() {
-                self.discard_unstarted(&task);
-                // SAFETY: the goroutine never started, and it is discarded here, by the holder
-                // of its one entry.
-                unsafe { task.release() };
+                let discarded = self.discard_unstarted(&task);
+                debug_assert!(discarded, "a goroutine without a home never started");
+                if discarded {
+                    // SAFETY: the goroutine never started, and it is discarded here, by the
+                    // holder of its one entry.
+                    unsafe { task.release() };
+                }
             }
         }
         let stranded: Vec<TaskRef> = self
@@ -638,14 +641,17 @@ impl RuntimeShared {
     }
 
     /// Drops a goroutine that never ran (its joiner learns why); a started one is left alone.
-    pub(crate) fn discard_unstarted(&self, task: &Task) {
+    /// True when it dropped one.
+    pub(crate) fn discard_unstarted(&self, task: &Task) -> bool {
         // SAFETY: the goroutine never ran (a started one has lost its function, and `discard`
         // then does nothing), and it was taken off its queue, so nobody runs it.
-        if unsafe { task.body.discard(Box::new(DROPPED_AT_SHUTDOWN)) } {
+        let discarded = unsafe { task.body.discard(Box::new(DROPPED_AT_SHUTDOWN)) };
+        if discarded {
             self.record_leak(task, "never ran");
             live::add(-1);
             self.discarded.fetch_add(1, Ordering::Relaxed);
         }
+        discarded
     }
 
     pub(crate) fn record_leak(&self, task: &Task, what: &str) {

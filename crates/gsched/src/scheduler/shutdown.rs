@@ -43,6 +43,7 @@ use std::time::Duration;
 use super::task::PARKED_WITHOUT_REASON;
 use super::task::Switch;
 use super::task_ref::{QueueRef, TaskRef};
+use super::worker::refused;
 use super::{RuntimeShared, WorkerLocal, live};
 
 /// Turns a goroutine gets to finish unwinding when it keeps yielding instead.
@@ -141,13 +142,18 @@ impl WorkerLocal {
         for task in queued {
             progress = true;
             if task.home().is_none() {
-                shared.discard_unstarted(&task);
-                // SAFETY: the goroutine never started, and it is discarded here, by the holder
-                // of its one entry.
-                unsafe { task.release() };
+                let discarded = shared.discard_unstarted(&task);
+                debug_assert!(discarded, "a goroutine without a home never started");
+                if discarded {
+                    // SAFETY: the goroutine never started, and it is discarded here, by the
+                    // holder of its one entry.
+                    unsafe { task.release() };
+                }
             } else if task.state.try_start_run() {
                 // An entry holds no reference (see `QueueRef`): drive it through a counted one.
                 self.drive(task.counted(), unwinding);
+            } else {
+                refused(&task);
             }
         }
         let mut claimed = Vec::new();

@@ -57,7 +57,8 @@ impl TaskState {
     }
 
     /// `SCHEDULED -> RUNNING`, by the popper of its queue entry; false for an entry that is
-    /// stale (none is, see the module docs; a refusal only drops the entry).
+    /// stale: none is (see the module docs), but the entry of a goroutine that shutdown leaked,
+    /// which is `DONE` and never freed.
     #[inline]
     pub(crate) fn try_start_run(&self) -> bool {
         self.state

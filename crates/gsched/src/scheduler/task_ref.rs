@@ -52,6 +52,13 @@ impl<B: ?Sized> TaskRef<B> {
         self.task.as_ptr()
     }
 
+    /// The task's address as a pointer that keeps the provenance of the whole block, for an
+    /// uncounted entry that may free the task through it in the end (see [`QueueRef`]).
+    #[inline]
+    pub(crate) fn as_non_null(&self) -> NonNull<Task<B>> {
+        self.task
+    }
+
     /// Another reference to the task at `task`.
     ///
     /// # Safety
@@ -189,10 +196,12 @@ impl QueueRef {
     ///
     /// The goroutine has not ended (its own reference keeps `task` alive), and the caller's move
     /// gives it its one entry, this one.
+    /// `task` keeps the provenance of the task's whole block (`TaskRef::as_non_null`), since
+    /// the entry may free the task through it in the end.
     #[inline]
-    pub(crate) unsafe fn woken(task: &Task) -> Self {
+    pub(crate) unsafe fn woken(task: NonNull<Task>) -> Self {
         QueueRef(ManuallyDrop::new(TaskRef {
-            task: NonNull::from(task),
+            task,
             marker: PhantomData,
         }))
     }
@@ -207,7 +216,7 @@ impl QueueRef {
     pub(crate) unsafe fn requeue(task: TaskRef) -> Self {
         // SAFETY: the caller's contract is `woken`'s; dropping `task` below is not the last
         // reference, since the goroutine's own keeps it (it has not ended).
-        unsafe { Self::woken(&task) }
+        unsafe { Self::woken(task.as_non_null()) }
     }
 
     /// A counted reference to the goroutine, for a holder that may outlive the entry.

@@ -4,6 +4,7 @@ use std::backtrace::Backtrace;
 use std::cell::{Cell, RefCell};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::ptr::NonNull;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::thread;
@@ -109,6 +110,15 @@ impl WorkerLocal {
         self.current.get().map(|task| unsafe { &*task })
     }
 
+    /// The running goroutine's task, as the pointer its entry holds (with the task's own
+    /// provenance, not that of a reference to it).
+    #[inline]
+    pub(crate) fn current_ptr(&self) -> Option<NonNull<Task>> {
+        self.current
+            .get()
+            .and_then(|task| NonNull::new(task.cast_mut()))
+    }
+
     /// A shared handle to the goroutine running on this worker now.
     #[inline]
     pub(crate) fn current_ref(&self) -> Option<TaskRef> {
@@ -147,14 +157,16 @@ impl WorkerLocal {
             // runs first but starts a slice of its own, and a new one waits in the queue: else
             // a pair handing the worker back and forth through `runnext` would keep it.
             let woken = self.runnext.borrow_mut().take();
-            if let Some(task) = woken
-                && task.state.try_start_run()
-            {
-                // Ahead of the goroutine that yielded last (the one that used the slice up),
-                // behind those that waited longer.
-                let mut yielded = self.yielded.borrow_mut();
-                let ahead_of_last = yielded.len().saturating_sub(1);
-                yielded.insert(ahead_of_last, (task, 0));
+            if let Some(task) = woken {
+                if task.state.try_start_run() {
+                    // Ahead of the goroutine that yielded last (the one that used the slice
+                    // up), behind those that waited longer.
+                    let mut yielded = self.yielded.borrow_mut();
+                    let ahead_of_last = yielded.len().saturating_sub(1);
+                    yielded.insert(ahead_of_last, (task, 0));
+                } else {
+                    refused(&task);
+                }
             }
             if !me.next.is_empty()
                 && let Some(task) = me.next.pop()
@@ -250,6 +262,7 @@ impl WorkerLocal {
     /// Runs `task` until it switches out, and deals with why it did.
     fn run(&self, task: QueueRef, running: bool) {
         if !running && !task.state.try_start_run() {
+            refused(&task);
             return;
         }
         if task.is_unwinding() {
@@ -278,9 +291,7 @@ impl WorkerLocal {
                     return;
                 }
                 Err(StartError::Failed(reason)) => {
-                    self.fail_to_start(&task, reason);
-                    // SAFETY: the goroutine ended here, unstarted; `task` is not touched again.
-                    unsafe { task.release() };
+                    self.fail_to_start(task, reason);
                     return;
                 }
             }
@@ -423,12 +434,18 @@ impl WorkerLocal {
     }
 
     /// A goroutine that could not start: its joiner gets `reason`, nothing unwinds the worker.
-    fn fail_to_start(&self, task: &TaskRef, reason: String) {
+    /// Its entry gives the goroutine's own reference up.
+    fn fail_to_start(&self, task: QueueRef, reason: String) {
         task.state.finish_done();
         // SAFETY: the goroutine never ran, and this thread holds it alone (`RUNNING`).
-        if unsafe { task.body.discard(Box::new(reason)) } {
+        let discarded = unsafe { task.body.discard(Box::new(reason)) };
+        debug_assert!(discarded, "a goroutine that failed to start never ran");
+        if discarded {
             live::add(-1);
             bump(&self.shared.workers[self.index].progress);
+            // SAFETY: the goroutine ended here, unstarted, in the hands of the holder of its
+            // one entry; `task` is not touched again.
+            unsafe { task.release() };
         }
     }
 
@@ -465,6 +482,17 @@ impl WorkerLocal {
             self.shared.workers[self.index].ready.push(waiting);
         }
     }
+}
+
+/// An entry whose goroutine `try_start_run` refused: only that of a goroutine that shutdown
+/// leaked, which keeps its task for good. Any other would be a second entry of one goroutine,
+/// and dropping it would lose nothing but a goroutine that nobody runs: say so in tests.
+pub(super) fn refused(task: &QueueRef) {
+    debug_assert!(
+        task.state.is_done(),
+        "a queue entry of goroutine {} was refused",
+        task.id
+    );
 }
 
 impl WorkerLocal {
