@@ -206,6 +206,20 @@ pub(crate) fn spin(round: u32) -> bool {
     true
 }
 
+/// One step of the spin of a plain thread about to park, waiting for a wake-up that may be a
+/// moment away (a goroutine answering): `false` once it should park. A futex sleep and wake cost
+/// the two sides microseconds that a short spin saves when the answer comes within it. A
+/// goroutine never spins here: parking lets its worker run the very goroutine it waits for.
+pub(crate) fn spin_before_thread_park(round: u32) -> bool {
+    #[cfg(goroutines_loom)]
+    {
+        let _ = round;
+        false
+    }
+    #[cfg(not(goroutines_loom))]
+    return (round > 0 || !gsched::in_goroutine()) && spin(round);
+}
+
 /// When a waiter started waiting, to tell when it starves.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct WaitStart(#[cfg(not(goroutines_loom))] Instant);

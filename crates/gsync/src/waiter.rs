@@ -65,14 +65,20 @@ impl Handshake {
     }
 
     /// Parks until woken and returns the outcome, or returns `None` once `deadline` has passed
-    /// with nobody waking the waiter.
+    /// with nobody waking the waiter. A plain thread spins a moment before it first parks (see
+    /// `shim::spin_before_thread_park`).
     fn park_until_woken(&self, deadline: Option<Instant>, reason: &'static str) -> Option<usize> {
+        let mut spin = 0;
         loop {
             if let Some(outcome) = self.woken() {
                 return Some(outcome);
             }
             if deadline.is_some_and(shim::expired) {
                 return None;
+            }
+            if shim::spin_before_thread_park(spin) {
+                spin += 1;
+                continue;
             }
             shim::park(deadline, reason);
         }

@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! experiment memory  --n N --policy guarded|dense|threads
-//! experiment switch  --n N --kind threads|ctxswitch|goroutines --workers W
+//! experiment switch  --n N --kind threads|ctxswitch|goroutines|thread-goroutine --workers W
 //! experiment locks   --n COUNT --kind mutex|rwmutex
 //! experiment uncontended --n OPS --kind gsync|parking_lot|std
 //! experiment spawn   --n N --kind goroutines|threads

@@ -100,6 +100,35 @@ pub(crate) fn run(options: &Options) -> Result<String, String> {
                 elapsed.as_nanos() as f64 / n as f64
             ))
         }
+        // A plain thread and a goroutine answering it over unbuffered channels: each round trip
+        // parks the thread once, so it shows what parking a thread costs beside a goroutine.
+        "thread-goroutine" => {
+            let rt = runtime(options.number("workers", 1)?)?;
+            let (ping, pings) = chan::<u64>(0);
+            let (pong, pongs) = chan::<u64>(0);
+            let answerer = rt.spawn(move || {
+                for value in pings {
+                    if pong.send(value + 1).is_err() {
+                        break;
+                    }
+                }
+            });
+            let start = Instant::now();
+            let mut value = 0;
+            for _ in 0..n {
+                ping.send(value).map_err(|_| "the goroutine stopped")?;
+                value = pongs.recv().map_err(|_| "the goroutine stopped")?;
+            }
+            let elapsed = start.elapsed();
+            drop(ping);
+            answerer
+                .join()
+                .map_err(|_| "the goroutine panicked".to_string())?;
+            Ok(format!(
+                "ns_per_op={:.2}",
+                elapsed.as_nanos() as f64 / n as f64
+            ))
+        }
         other => Err(format!("unknown kind {other:?}")),
     }
 }
