@@ -21,7 +21,7 @@ use super::inbox::Inbox;
 use super::injector::Injector;
 use super::monitor::{MonitorConfig, Watch, bump};
 use super::stacks::StackPolicy;
-use super::task::{DROPPED_AT_SHUTDOWN, Task};
+use super::task::Task;
 use super::task_ref::{QueueRef, TaskRef};
 use super::worker::{FRESH_CAPACITY, WorkerLocal};
 
@@ -573,101 +573,6 @@ impl RuntimeShared {
     /// Clears worker `index`'s `sleeping` flag.
     pub(crate) fn end_sleep(&self, index: usize) {
         self.idle.end(index);
-    }
-
-    pub(crate) fn begin_shutdown(&self) {
-        self.shutdown.store(true, Ordering::SeqCst);
-        if let Some(monitor) = self.monitor_thread.get() {
-            monitor.unpark();
-        }
-        self.blocking.close();
-        for index in 0..self.workers.len() {
-            self.end_sleep(index);
-            self.unpark_worker(index);
-        }
-    }
-
-    /// Shutdown step 4, after the workers stopped: drops every goroutine still queued, leaks
-    /// the migratable ones that could not be unwound, and returns the report.
-    pub(crate) fn finish_shutdown(&self) -> Vec<String> {
-        if let Some(installed) = self.driver.get() {
-            installed.driver.shutdown();
-        }
-        let listing = self.lock_shared_queues();
-        let queues = self
-            .workers
-            .iter()
-            .flat_map(|worker| {
-                std::iter::from_fn(|| worker.next.pop())
-                    .chain(std::iter::from_fn(|| worker.fresh.pop()))
-                    // SAFETY: every worker has stopped, and this thread joined them: it is the
-                    // inboxes' consumer now. A wake from an outside thread may still be
-                    // mid-push: `pop_settled` waits for it rather than leave its goroutine.
-                    .chain(std::iter::from_fn(|| unsafe { worker.ready.pop_settled() }))
-            })
-            .chain(std::iter::from_fn(|| self.injector.pop()))
-            .chain(std::iter::from_fn(|| self.waiting_for_stack.pop()))
-            .collect::<Vec<_>>();
-        drop(listing);
-        for task in queues {
-            // A started goroutine's entry is that of one leaked by its worker, or below.
-            if task.home().is_none() {
-                let discarded = self.discard_unstarted(&task);
-                debug_assert!(discarded, "a goroutine without a home never started");
-                if discarded {
-                    // SAFETY: the goroutine never started, and it is discarded here, by the
-                    // holder of its one entry.
-                    unsafe { task.release() };
-                }
-            }
-        }
-        let stranded: Vec<TaskRef> = self
-            .migratable_live
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner())
-            .drain()
-            .map(|(_, task)| task)
-            .collect();
-        for task in stranded {
-            // SAFETY: every worker has stopped: nobody runs the goroutine or ever will.
-            unsafe { crate::scheduler::shutdown::leak(&task, self) };
-        }
-        std::mem::take(
-            &mut *self
-                .leaked
-                .lock()
-                .unwrap_or_else(|poison| poison.into_inner()),
-        )
-    }
-
-    /// Drops a goroutine that never ran (its joiner learns why); a started one is left alone.
-    /// True when it dropped one.
-    pub(crate) fn discard_unstarted(&self, task: &Task) -> bool {
-        // SAFETY: the goroutine never ran (a started one has lost its function, and `discard`
-        // then does nothing), and it was taken off its queue, so nobody runs it.
-        let discarded = unsafe { task.body.discard(Box::new(DROPPED_AT_SHUTDOWN)) };
-        if discarded {
-            self.record_leak(task, "never ran");
-            live::add(-1);
-            self.discarded.fetch_add(1, Ordering::Relaxed);
-        }
-        discarded
-    }
-
-    pub(crate) fn record_leak(&self, task: &Task, what: &str) {
-        let name = task
-            .name
-            .as_deref()
-            .map(|name| format!(" \"{name}\""))
-            .unwrap_or_default();
-        let line = format!(
-            "goroutine {}{name} spawned at {}: {what}",
-            task.id, task.spawned_at
-        );
-        self.leaked
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner())
-            .push(line);
     }
 }
 

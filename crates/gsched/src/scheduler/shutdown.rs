@@ -40,8 +40,7 @@ use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use super::task::PARKED_WITHOUT_REASON;
-use super::task::Switch;
+use super::task::{DROPPED_AT_SHUTDOWN, PARKED_WITHOUT_REASON, Switch, Task};
 use super::task_ref::{QueueRef, TaskRef};
 use super::worker::refused;
 use super::{RuntimeShared, WorkerLocal, live};
@@ -142,13 +141,7 @@ impl WorkerLocal {
         for task in queued {
             progress = true;
             if task.home().is_none() {
-                let discarded = shared.discard_unstarted(&task);
-                debug_assert!(discarded, "a goroutine without a home never started");
-                if discarded {
-                    // SAFETY: the goroutine never started, and it is discarded here, by the
-                    // holder of its one entry.
-                    unsafe { task.release() };
-                }
+                shared.drop_unstarted(task);
             } else if task.state.try_start_run() {
                 // An entry holds no reference (see `QueueRef`): drive it through a counted one.
                 self.drive(task.counted(), unwinding);
@@ -281,17 +274,15 @@ impl WorkerLocal {
                 if !task.state.finish_park() {
                     // SAFETY: the goroutine started and has not finished, and `finish_park`
                     // moved it into `QUEUED`: this is its one entry.
-                    shared.workers[self.index]
-                        .ready
-                        .push(unsafe { QueueRef::requeue(task) });
+                    let entry = unsafe { QueueRef::requeue(task) };
+                    shared.workers[self.index].ready.push(entry);
                 }
             }
             Some(Switch::Yield) => {
                 task.state.finish_yield();
                 // SAFETY: as above, `finish_yield` moved it into `QUEUED`.
-                shared.workers[self.index]
-                    .ready
-                    .push(unsafe { QueueRef::requeue(task) });
+                let entry = unsafe { QueueRef::requeue(task) };
+                shared.workers[self.index].ready.push(entry);
             }
         }
     }
@@ -329,4 +320,103 @@ pub(crate) unsafe fn leak(task: &TaskRef, shared: &RuntimeShared) {
     task.body.abandon();
     shared.record_leak(task, &format!("{why}; its stack is leaked"));
     live::add(-1);
+}
+
+impl RuntimeShared {
+    /// Shutdown step 1: sets `shutdown`, wakes every worker and the monitor, and lets the
+    /// blocking pool's threads exit.
+    pub(crate) fn begin_shutdown(&self) {
+        self.shutdown.store(true, Ordering::SeqCst);
+        if let Some(monitor) = self.monitor_thread.get() {
+            monitor.unpark();
+        }
+        self.blocking.close();
+        for index in 0..self.workers.len() {
+            self.end_sleep(index);
+            self.unpark_worker(index);
+        }
+    }
+
+    /// Shutdown step 4, after the workers stopped: drops every goroutine still queued, leaks
+    /// the migratable ones that could not be unwound, and returns the report.
+    pub(crate) fn finish_shutdown(&self) -> Vec<String> {
+        if let Some(installed) = self.driver.get() {
+            installed.driver.shutdown();
+        }
+        let listing = self.lock_shared_queues();
+        let queues = self
+            .workers
+            .iter()
+            .flat_map(|worker| {
+                std::iter::from_fn(|| worker.next.pop())
+                    .chain(std::iter::from_fn(|| worker.fresh.pop()))
+                    // SAFETY: every worker has stopped, and this thread joined them: it is the
+                    // inboxes' consumer now. A wake from an outside thread may still be
+                    // mid-push: `pop_settled` waits for it rather than leave its goroutine.
+                    .chain(std::iter::from_fn(|| unsafe { worker.ready.pop_settled() }))
+            })
+            .chain(std::iter::from_fn(|| self.injector.pop()))
+            .chain(std::iter::from_fn(|| self.waiting_for_stack.pop()))
+            .collect::<Vec<_>>();
+        drop(listing);
+        for task in queues {
+            // A started goroutine's entry is that of one leaked by its worker, or below.
+            if task.home().is_none() {
+                self.drop_unstarted(task);
+            }
+        }
+        let stranded: Vec<TaskRef> = self
+            .migratable_live
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .drain()
+            .map(|(_, task)| task)
+            .collect();
+        for task in stranded {
+            // SAFETY: every worker has stopped: nobody runs the goroutine or ever will.
+            unsafe { leak(&task, self) };
+        }
+        std::mem::take(
+            &mut *self
+                .leaked
+                .lock()
+                .unwrap_or_else(|poison| poison.into_inner()),
+        )
+    }
+
+    /// Drops a goroutine that never started, taken off its queue (its joiner learns why), and
+    /// gives up its own reference (see `QueueRef`).
+    pub(crate) fn drop_unstarted(&self, task: QueueRef) {
+        debug_assert!(
+            task.home().is_none(),
+            "a goroutine without a home never started"
+        );
+        // SAFETY: the goroutine never ran, and it was taken off its queue, so nobody runs it.
+        let discarded = unsafe { task.body.discard(Box::new(DROPPED_AT_SHUTDOWN)) };
+        debug_assert!(discarded, "a goroutine without a home never ran");
+        if discarded {
+            self.record_leak(&task, "never ran");
+            live::add(-1);
+            self.discarded.fetch_add(1, Ordering::Relaxed);
+            // SAFETY: the goroutine ended here, unstarted, in the hands of the holder of its
+            // one entry; `task` is not touched again.
+            unsafe { task.release() };
+        }
+    }
+
+    pub(crate) fn record_leak(&self, task: &Task, what: &str) {
+        let name = task
+            .name
+            .as_deref()
+            .map(|name| format!(" \"{name}\""))
+            .unwrap_or_default();
+        let line = format!(
+            "goroutine {}{name} spawned at {}: {what}",
+            task.id, task.spawned_at
+        );
+        self.leaked
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .push(line);
+    }
 }
