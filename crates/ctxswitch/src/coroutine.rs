@@ -1,6 +1,6 @@
 //! The safe coroutine API over the raw switch.
 //!
-//! Longer than this crate's other files (about 620 lines, most of them docs and `SAFETY`
+//! Longer than this crate's other files (about 730 lines, most of them docs and `SAFETY`
 //! arguments): the states a coroutine moves through, resume, unwind and drop are one state
 //! machine whose invariants read best together.
 

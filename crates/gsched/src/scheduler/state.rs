@@ -30,8 +30,8 @@
 //! and schedules it. Every transition, including an `unpark` that finds the bit already set, is
 //! a read-modify-write of the one state word: they are totally ordered, and whoever consumes a
 //! notification acquires everything its notifier wrote before it. The loom models in
-//! `loom_models.rs` check this, including a ping-pong in which an early-return `unpark` (no
-//! write when the bit was already set) lost wake-ups.
+//! `loom_models/state.rs` check this, including a ping-pong in which an early-return `unpark`
+//! (no write when the bit was already set) lost wake-ups.
 
 use crate::shim::{AtomicU8, Ordering};
 
